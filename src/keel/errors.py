@@ -1,0 +1,112 @@
+"""Every error Keel raises, in one tree.
+
+    KeelError
+    ├── DefinitionError            a flow that cannot run as written
+    │   └── GraphError             .issues: every graph problem found, each with file:line
+    ├── ProjectError               keel.yaml problems, .issues like GraphError
+    ├── UsageError                 bad command-line input (parameter, pathspec, flag); exit 2
+    │   ├── ParameterError         a parameter value of the wrong type, or an unknown one
+    │   └── NotFoundError          an unknown flow, run, step or task
+    ├── ExecutionError             a run that started and did not succeed
+    │   ├── TaskFailed             a user step raised, crashed or timed out
+    │   └── RunInterrupted         Ctrl-C or SIGTERM
+    ├── StoreError                 the store could not keep or give back something
+    │   ├── ArtifactNotFound
+    │   ├── ArtifactCorrupted      bytes on disk do not match their content hash
+    │   └── MetadataError
+    └── ExecutorError              an executor could not start or follow a task
+
+Messages name the object and its place, say what was expected and what was found, and
+what to do next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class KeelError(Exception):
+    """Base of every error Keel raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found while checking a definition, with where it is."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class DefinitionError(KeelError):
+    """A flow that cannot run as written (bad decorator argument, bad parameter, ...)."""
+
+
+class _IssuesError(KeelError):
+    """An error that carries every problem found at once."""
+
+    title = "problems"
+
+    def __init__(self, issues: list[Issue], title: str | None = None):
+        self.issues = list(issues)
+        head = title or f"{len(self.issues)} {self.title}"
+        super().__init__(head + ":\n" + "\n".join(str(i) for i in self.issues))
+
+
+class GraphError(_IssuesError, DefinitionError):
+    """The flow's graph is invalid; ``.issues`` lists every problem, each with file:line."""
+
+    title = "problem(s) in the flow's graph"
+
+
+class ProjectError(_IssuesError):
+    """The project file is invalid; ``.issues`` lists every problem, each with file:line."""
+
+    title = "problem(s) in the project file"
+
+
+class UsageError(KeelError):
+    """Bad input on the command line. The CLI prints the message alone and exits 2."""
+
+
+class ParameterError(UsageError):
+    """A parameter value that cannot be parsed, or a parameter the flow does not have."""
+
+
+class NotFoundError(UsageError):
+    """An unknown flow, run, step or task."""
+
+
+class ExecutionError(KeelError):
+    """A run that started and did not succeed."""
+
+
+class TaskFailed(ExecutionError):
+    """A task of the run failed after its retries."""
+
+
+class RunInterrupted(ExecutionError):
+    """The run was stopped by Ctrl-C or SIGTERM."""
+
+
+class StoreError(KeelError):
+    """The store could not keep or give back something."""
+
+
+class ArtifactNotFound(StoreError):
+    """No artifact with that name or content key."""
+
+
+class ArtifactCorrupted(StoreError):
+    """An artifact's bytes no longer match the hash they were stored under."""
+
+
+class MetadataError(StoreError):
+    """The metadata database could not be read or written."""
+
+
+class ExecutorError(KeelError):
+    """An executor could not start or follow a task."""

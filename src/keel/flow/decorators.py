@@ -1,0 +1,151 @@
+"""``@step`` and the step decorators (``@resources``, ``@retry``, ``@catch``, ...).
+
+A decorator records a :class:`StepDecorator` on the function; nothing runs at decoration
+time except argument checks. Decorators may sit above or below ``@step``::
+
+    @resources(memory=4096, cpu=1)
+    @retry(times=2, minutes_between_retries=0)
+    @step
+    def train(self): ...
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, TypeVar
+
+from keel.errors import DefinitionError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DECORATORS_ATTR = "_keel_decorators"
+
+
+@dataclass
+class StepDecorator:
+    """A decorator's name and arguments, as attached to a step function."""
+
+    name: ClassVar[str] = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    file: str = ""
+    line: int = 0
+
+    def __getattr__(self, item: str) -> Any:
+        try:
+            return self.__dict__["attributes"][item]
+        except KeyError:
+            raise AttributeError(item) from None
+
+
+def step(func: F) -> F:
+    """Mark a method of a FlowSpec as a step. Steps are linked with ``self.next(...)``."""
+    func._keel_step = True  # type: ignore[attr-defined]
+    if not hasattr(func, _DECORATORS_ATTR):
+        setattr(func, _DECORATORS_ATTR, [])
+    return func
+
+
+def step_decorators(func: Callable[..., Any]) -> list[StepDecorator]:
+    """The decorators recorded on a step function, outermost first."""
+    return list(getattr(func, _DECORATORS_ATTR, []))
+
+
+def find_decorator(func: Callable[..., Any], name: str) -> StepDecorator | None:
+    for deco in step_decorators(func):
+        if deco.name == name:
+            return deco
+    return None
+
+
+def _where(func: Callable[..., Any]) -> tuple[str, int]:
+    try:
+        return inspect.getsourcefile(func) or "?", func.__code__.co_firstlineno
+    except (TypeError, AttributeError):
+        return "?", 0
+
+
+def _number(deco: str, key: str, value: Any, *, minimum: float = 0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise DefinitionError(
+                f"@{deco}({key}={value!r}): expected a number, found {type(value).__name__}"
+            ) from None
+    if value < minimum:
+        raise DefinitionError(f"@{deco}({key}={value!r}): must be at least {minimum}")
+    return value
+
+
+def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = ()) -> Callable[..., Any]:
+    cls = type(name.capitalize() + "Decorator", (StepDecorator,), {"name": name})
+
+    def decorator(*args: Any, **kwargs: Any) -> Any:
+        if args and callable(args[0]) and len(args) == 1 and not kwargs:
+            return decorator()(args[0])  # bare @retry
+        if args:
+            raise DefinitionError(f"@{name} takes keyword arguments only, e.g. @{name}({next(iter(defaults))}=...)")
+        unknown = sorted(set(kwargs) - set(defaults))
+        if unknown:
+            raise DefinitionError(
+                f"@{name} has no argument {unknown[0]!r}; its arguments are: {', '.join(defaults)}"
+            )
+        attrs = {**defaults, **kwargs}
+        for key in numeric:
+            if attrs[key] is not None:
+                attrs[key] = _number(name, key, attrs[key])
+
+        def attach(func: F) -> F:
+            file, line = _where(func)
+            decos = getattr(func, _DECORATORS_ATTR, None)
+            if decos is None:
+                decos = []
+                setattr(func, _DECORATORS_ATTR, decos)
+            if any(d.name == name for d in decos):
+                raise DefinitionError(f"{file}:{line}: @{name} is applied twice to step {func.__name__!r}")
+            decos.insert(0, cls(attributes=attrs, file=file, line=line))
+            return func
+
+        return attach
+
+    decorator.__name__ = name
+    decorator.__qualname__ = name
+    return functools.wraps(decorator)(decorator)
+
+
+resources = _make("resources", {"cpu": 1, "memory": 4096, "disk": 10240, "gpu": 0},
+                  ("cpu", "memory", "disk", "gpu"))
+resources.__doc__ = """Declare what a step needs: ``cpu`` cores, ``memory`` and ``disk`` in MB, ``gpu`` count.
+
+Locally this is a budget: tasks run side by side only while the machine's cores and
+memory allow, and a step that asks for more than the machine has is refused before the run.
+"""
+
+retry = _make("retry", {"times": 3, "minutes_between_retries": 2}, ("times", "minutes_between_retries"))
+retry.__doc__ = """Run a failed task again, up to ``times`` more attempts, waiting between them."""
+
+catch = _make("catch", {"var": None, "print_exception": True})
+catch.__doc__ = """Keep going when the step fails for good: the exception is stored in artifact ``var``."""
+
+timeout = _make("timeout", {"seconds": 0, "minutes": 0, "hours": 0}, ("seconds", "minutes", "hours"))
+timeout.__doc__ = """Fail an attempt that runs longer than seconds + minutes + hours (retries apply)."""
+
+environment = _make("environment", {"vars": {}})
+environment.__doc__ = """Set environment variables for the step's tasks: ``@environment(vars={"K": "v"})``."""
+
+ray = _make("ray", {"cpu": None, "memory": None, "gpu": None, "address": None}, ())
+ray.__doc__ = """Run this step's tasks on a Ray cluster, the rest of the flow staying local."""
+
+kubernetes = _make("kubernetes", {"cpu": 1, "memory": 4096, "disk": 10240, "gpu": 0, "image": None,
+                                  "namespace": "default", "service_account": None}, ())
+kubernetes.__doc__ = """Run this step's tasks as Kubernetes Jobs."""
+
+
+def timeout_seconds(deco: StepDecorator | None) -> float | None:
+    """The total of a @timeout decorator in seconds, or None when there is no limit."""
+    if deco is None:
+        return None
+    total = deco.seconds + 60 * deco.minutes + 3600 * deco.hours
+    return total or None
