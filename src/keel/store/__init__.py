@@ -1,0 +1,71 @@
+"""Where things are kept: artifacts (content-addressed), logs, and the metadata database.
+
+``Store.from_env()`` reads the settings when a run starts (never at import time):
+``KEEL_HOME`` (default ``./.keel``), ``KEEL_METADATA_URL`` (``sqlite:///path`` or
+``postgresql://...``) and ``KEEL_ARTIFACT_URL`` (a path or ``s3://bucket/prefix``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keel.store.artifacts import ArtifactStore
+    from keel.store.logs import LogStore
+    from keel.store.metadata import MetadataStore
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    home: Path
+    metadata_url: str
+    artifact_url: str
+
+    @classmethod
+    def from_env(cls) -> "StoreSettings":
+        home = Path(os.environ.get("KEEL_HOME") or ".keel").expanduser().absolute()
+        return cls(
+            home=home,
+            metadata_url=os.environ.get("KEEL_METADATA_URL") or f"sqlite:///{home / 'metadata.db'}",
+            artifact_url=os.environ.get("KEEL_ARTIFACT_URL") or str(home / "artifacts"),
+        )
+
+
+class Store:
+    """The three stores of one KEEL_HOME, opened on first use."""
+
+    def __init__(self, settings: StoreSettings):
+        self.settings = settings
+
+    @classmethod
+    def from_env(cls) -> "Store":
+        return cls(StoreSettings.from_env())
+
+    @cached_property
+    def metadata(self) -> "MetadataStore":
+        from keel.store.metadata import MetadataStore
+
+        return MetadataStore(self.settings.metadata_url)
+
+    @cached_property
+    def artifacts(self) -> "ArtifactStore":
+        from keel.store.artifacts import ArtifactStore
+
+        return ArtifactStore.from_url(self.settings.artifact_url)
+
+    @cached_property
+    def logs(self) -> "LogStore":
+        from keel.store.logs import LogStore
+
+        return LogStore(self.settings.home / "logs")
+
+    @property
+    def scratch(self) -> Path:
+        """A local folder for files that pass between the scheduler and its tasks."""
+        path = self.settings.home / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,470 @@
+"""Reading results back: ``Flow``, ``Run``, ``Step``, ``Task`` and their artifacts.
+
+    from keel import Flow, Run
+    run = Flow("BigSum").latest_run
+    run.data.total                       # artifacts of the end step
+    run["start"].task.data.m             # a step's only task
+    [t.data.s for t in run["part"]]      # every task of a step
+    run.metrics["loss"]                  # [(step, value, timestamp), ...]
+    Run("BigSum/3")
+
+Everything is read from the store under KEEL_HOME (or KEEL_METADATA_URL/KEEL_ARTIFACT_URL)
+at the moment it is asked for; artifacts are loaded only when touched.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from functools import cached_property
+from typing import Any, Iterator
+
+from keel.errors import NotFoundError, UsageError
+from keel.store import Store
+
+_store: Store | None = None
+_store_key: tuple[str | None, ...] | None = None
+
+
+def _default_store() -> Store:
+    """The store named by the environment now (re-opened if the environment changed)."""
+    import os
+
+    global _store, _store_key
+    key = (os.environ.get("KEEL_HOME"), os.environ.get("KEEL_METADATA_URL"), os.environ.get("KEEL_ARTIFACT_URL"),
+           os.getcwd())
+    if _store is None or key != _store_key:
+        _store, _store_key = Store.from_env(), key
+    return _store
+
+
+def _time(ts: float | None) -> _dt.datetime | None:
+    return _dt.datetime.fromtimestamp(ts) if ts is not None else None
+
+
+def parse_pathspec(pathspec: str, parts: int) -> list[str]:
+    """Split "Flow/run[/step[/task]]" into exactly ``parts`` pieces, with a clear error."""
+    pieces = [p for p in str(pathspec).strip("/").split("/")]
+    shapes = {2: "Flow/RUN (e.g. BigSum/3)", 3: "Flow/RUN/STEP (e.g. BigSum/3/start)",
+              4: "Flow/RUN/STEP/TASK (e.g. BigSum/3/part/7)"}
+    if len(pieces) != parts or not all(pieces):
+        raise UsageError(f"malformed pathspec {pathspec!r}: expected {shapes[parts]}")
+    if not pieces[1].isdigit():
+        raise UsageError(f"malformed pathspec {pathspec!r}: the run id {pieces[1]!r} must be an integer")
+    if parts == 4 and not pieces[3].isdigit():
+        raise UsageError(f"malformed pathspec {pathspec!r}: the task id {pieces[3]!r} must be an integer")
+    return pieces
+
+
+class DataArtifact:
+    """One artifact's metadata and, on demand, its value."""
+
+    def __init__(self, task: "Task", name: str, info: dict[str, Any]):
+        self._task, self.name, self._info = task, name, info
+
+    @property
+    def key(self) -> str:
+        return self._info["key"]
+
+    @property
+    def size(self) -> int:
+        return int(self._info["size"])
+
+    @property
+    def serializer(self) -> str:
+        return self._info["serializer"]
+
+    @property
+    def data(self) -> Any:
+        from keel.store.artifacts import ArtifactRef
+
+        ref = ArtifactRef(key=self.key, serializer=self.serializer, size=self.size)
+        return self._task._store.artifacts.get(ref, what=f"artifact {self.name!r} of {self._task.pathspec}")
+
+    def __repr__(self) -> str:
+        return f"DataArtifact({self._task.pathspec}:{self.name}, {self.size} bytes)"
+
+
+class TaskData:
+    """``task.data.x``: the value of artifact x, loaded when read and cached."""
+
+    def __init__(self, task: "Task"):
+        self._task = task
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._cache:
+            artifacts = self._task.artifacts
+            if name not in artifacts:
+                have = ", ".join(sorted(artifacts)) or "none"
+                raise AttributeError(f"{self._task.pathspec} has no artifact {name!r} (it has: {have})")
+            self._cache[name] = artifacts[name].data
+        return self._cache[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._task.artifacts
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._task.artifacts)
+
+    def __repr__(self) -> str:
+        return f"<data of {self._task.pathspec}: {', '.join(sorted(self._task.artifacts))}>"
+
+
+class Task:
+    """One task of a step (one element of a foreach, or the step's only task)."""
+
+    def __init__(self, pathspec: str | None = None, *, _record: Any = None, _store: Store | None = None):
+        self._store = _store or _default_store()
+        if _record is None:
+            flow, run_id, _step, task_id = parse_pathspec(pathspec or "", 4)
+            _record = self._store.metadata.get_task(flow, int(run_id), int(task_id))
+            if _record is None or _record.step != _step:
+                raise NotFoundError(f"no task {pathspec}; see the tasks with: keel show {flow}/{run_id}")
+        self._record = _record
+
+    @property
+    def id(self) -> int:
+        return self._record.task_id
+
+    @property
+    def step_name(self) -> str:
+        return self._record.step
+
+    @property
+    def pathspec(self) -> str:
+        r = self._record
+        return f"{r.flow}/{r.run_id}/{r.step}/{r.task_id}"
+
+    @property
+    def status(self) -> str:
+        return self._record.status
+
+    @property
+    def successful(self) -> bool:
+        return self._record.status in ("succeeded", "caught", "reused")
+
+    @property
+    def finished(self) -> bool:
+        return self._record.finished_at is not None
+
+    @property
+    def created_at(self) -> _dt.datetime | None:
+        return _time(self._record.created_at)
+
+    @property
+    def started_at(self) -> _dt.datetime | None:
+        return _time(self._record.started_at)
+
+    @property
+    def finished_at(self) -> _dt.datetime | None:
+        return _time(self._record.finished_at)
+
+    @property
+    def attempts(self) -> int:
+        return self._record.attempts
+
+    @property
+    def retry_count(self) -> int:
+        return max(0, self._record.attempts - 1)
+
+    @property
+    def node(self) -> str | None:
+        return self._record.node
+
+    @property
+    def index(self) -> int | None:
+        """The position of this task in its innermost foreach, or None."""
+        return self._record.foreach[-1][2] if self._record.foreach else None
+
+    @property
+    def origin(self) -> str | None:
+        """For a task reused by resume: the pathspec of the task it was reused from."""
+        r = self._record
+        if r.origin_run_id is None:
+            return None
+        return f"{r.flow}/{r.origin_run_id}/{r.step}/{r.origin_task_id}"
+
+    @cached_property
+    def artifacts(self) -> dict[str, DataArtifact]:
+        r = self._record
+        rows = self._store.metadata.task_artifacts(r.flow, r.run_id, r.task_id)
+        return {name: DataArtifact(self, name, info) for name, info in rows.items()}
+
+    @cached_property
+    def data(self) -> TaskData:
+        return TaskData(self)
+
+    def _log(self, stream: str) -> str:
+        r = self._record
+        return self._store.logs.read(r.flow, r.run_id, r.step, r.task_id, stream)
+
+    @property
+    def stdout(self) -> str:
+        return self._log("stdout")
+
+    @property
+    def stderr(self) -> str:
+        return self._log("stderr")
+
+    @property
+    def exception(self) -> dict[str, Any] | None:
+        """The last failed attempt's error (type, message, traceback), if any."""
+        r = self._record
+        failed = [a for a in self._store.metadata.list_attempts(r.flow, r.run_id, r.task_id) if a["error_type"]]
+        if not failed:
+            return None
+        a = failed[-1]
+        return {"type": a["error_type"], "message": a["error_message"], "traceback": a["traceback"]}
+
+    @property
+    def metrics(self) -> dict[str, list[tuple[Any, float, float]]]:
+        r = self._record
+        import sqlalchemy as sa
+
+        from keel.store.metadata import metrics as table
+
+        out: dict[str, list[tuple[Any, float, float]]] = {}
+        with self._store.metadata.engine.connect() as conn:
+            for row in conn.execute(sa.select(table.c.name, table.c.step, table.c.value, table.c.ts).where(
+                    table.c.flow == r.flow, table.c.run_id == r.run_id, table.c.task_id == r.task_id)
+                    .order_by(table.c.id)):
+                out.setdefault(row.name, []).append((row.step, row.value, row.ts))
+        return out
+
+    def __repr__(self) -> str:
+        return f"Task('{self.pathspec}')"
+
+
+class Step:
+    """A step of a run: iterate its tasks, or take ``.task`` when there is one."""
+
+    def __init__(self, pathspec: str | None = None, *, _run: "Run | None" = None, _name: str | None = None):
+        if _run is None:
+            flow, run_id, name = parse_pathspec(pathspec or "", 3)
+            _run, _name = Run(f"{flow}/{run_id}"), name
+        assert _name is not None
+        self._run, self.id = _run, _name
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self._run.pathspec}/{self.id}"
+
+    @cached_property
+    def _tasks(self) -> list[Task]:
+        store = self._run._store
+        records = store.metadata.list_tasks(self._run.flow_name, self._run.id, self.id)
+        return [Task(_record=r, _store=store) for r in records]
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __getitem__(self, task_id: int | str) -> Task:
+        for task in self._tasks:
+            if task.id == int(task_id):
+                return task
+        raise KeyError(f"step {self.pathspec} has no task {task_id}")
+
+    @property
+    def task(self) -> Task:
+        """The step's task; for a foreach step, the first. Raises if the step never ran."""
+        done = [t for t in self._tasks if t.successful] or self._tasks
+        if not done:
+            raise NotFoundError(f"step {self.pathspec} has no task (it did not run)")
+        return done[0]
+
+    @property
+    def tasks(self) -> list[Task]:
+        return list(self._tasks)
+
+    @property
+    def started_at(self) -> _dt.datetime | None:
+        times = [t._record.started_at for t in self._tasks if t._record.started_at]
+        return _time(min(times)) if times else None
+
+    @property
+    def finished_at(self) -> _dt.datetime | None:
+        times = [t._record.finished_at for t in self._tasks if t._record.finished_at]
+        return _time(max(times)) if times else None
+
+    def __repr__(self) -> str:
+        return f"Step('{self.pathspec}')"
+
+
+class Run:
+    """One run of a flow, by pathspec: ``Run("BigSum/3")``."""
+
+    def __init__(self, pathspec: str | None = None, *, _record: Any = None, _store: Store | None = None):
+        self._store = _store or _default_store()
+        if _record is None:
+            flow, run_id = parse_pathspec(pathspec or "", 2)
+            _record = self._store.metadata.get_run(flow, int(run_id))
+            if _record is None:
+                raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
+        self._record = _record
+
+    @property
+    def id(self) -> int:
+        return self._record.run_id
+
+    @property
+    def flow_name(self) -> str:
+        return self._record.flow
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self._record.flow}/{self._record.run_id}"
+
+    def _refresh(self) -> None:
+        record = self._store.metadata.get_run(self._record.flow, self._record.run_id)
+        if record is not None:
+            self._record = record
+            self.__dict__.pop("_steps", None)
+
+    @property
+    def status(self) -> str:
+        """running, succeeded, failed, interrupted, or crashed (no heartbeat from its scheduler)."""
+        self._refresh()
+        return self._record.effective_status
+
+    @property
+    def successful(self) -> bool:
+        return self.status == "succeeded"
+
+    @property
+    def finished(self) -> bool:
+        return self.status != "running"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._record.params)
+
+    @property
+    def tags(self) -> list[str]:
+        self._refresh()
+        return list(self._record.tags)
+
+    @property
+    def created_at(self) -> _dt.datetime:
+        return _time(self._record.created_at)  # type: ignore[return-value]
+
+    @property
+    def finished_at(self) -> _dt.datetime | None:
+        return _time(self._record.finished_at)
+
+    @property
+    def duration(self) -> float | None:
+        r = self._record
+        return (r.finished_at - r.created_at) if r.finished_at else None
+
+    @property
+    def code_hash(self) -> str | None:
+        return self._record.code_hash
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        return dict(self._record.environment)
+
+    @property
+    def origin_run_id(self) -> int | None:
+        return self._record.origin_run_id
+
+    @property
+    def error(self) -> str | None:
+        return self._record.error
+
+    @cached_property
+    def _steps(self) -> list[str]:
+        rows = self._store.metadata.list_steps(self._record.flow, self._record.run_id)
+        return [r["step"] for r in rows]
+
+    def steps(self) -> list[Step]:
+        return [Step(_run=self, _name=name) for name in self._steps]
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps())
+
+    def __getitem__(self, step: str) -> Step:
+        if step not in self._steps:
+            raise KeyError(f"run {self.pathspec} has no step {step!r}; its steps are: {', '.join(self._steps)}")
+        return Step(_run=self, _name=step)
+
+    def __contains__(self, step: str) -> bool:
+        return step in self._steps
+
+    @property
+    def end_task(self) -> Task | None:
+        if "end" not in self._steps:
+            return None
+        tasks = list(self["end"])
+        return tasks[0] if tasks else None
+
+    @property
+    def data(self) -> TaskData:
+        """The artifacts of the end step (the run must have reached it)."""
+        task = self.end_task
+        if task is None or not task.successful:
+            raise NotFoundError(f"run {self.pathspec} did not finish its end step ({self.status}); "
+                                f"read a step's artifacts with run['step'].task.data")
+        return task.data
+
+    @property
+    def metrics(self) -> dict[str, list[tuple[Any, float, float]]]:
+        """Every metric of the run: name -> [(step, value, timestamp), ...] in logging order."""
+        return self._store.metadata.run_metrics(self._record.flow, self._record.run_id)
+
+    def add_tag(self, *tags: str) -> None:
+        self._store.metadata.add_tags(self._record.flow, self._record.run_id, tags)
+
+    def remove_tag(self, *tags: str) -> None:
+        self._store.metadata.remove_tags(self._record.flow, self._record.run_id, tags)
+
+    def __repr__(self) -> str:
+        return f"Run('{self.pathspec}')"
+
+
+class Flow:
+    """All runs of one flow, by name: ``Flow("BigSum")``."""
+
+    def __init__(self, name: str, *, _store: Store | None = None):
+        if not name or "/" in name:
+            raise UsageError(f"malformed flow name {name!r}: give the flow's class name, e.g. Flow('BigSum')")
+        self.name = name
+        self._store = _store or _default_store()
+
+    @property
+    def pathspec(self) -> str:
+        return self.name
+
+    def runs(self, *tags: str) -> list[Run]:
+        """Runs newest first; with tags, only runs that have all of them."""
+        records = self._store.metadata.list_runs(self.name)
+        runs = [Run(_record=r, _store=self._store) for r in records]
+        if tags:
+            runs = [r for r in runs if set(tags) <= set(r._record.tags)]
+        return runs
+
+    def __iter__(self) -> Iterator[Run]:
+        return iter(self.runs())
+
+    def __getitem__(self, run_id: int | str) -> Run:
+        return Run(f"{self.name}/{run_id}", _store=self._store)
+
+    def _latest(self, status: str | None = None) -> Run | None:
+        run_id = self._store.metadata.latest_run_id(self.name, status)
+        return Run(f"{self.name}/{run_id}", _store=self._store) if run_id is not None else None
+
+    @property
+    def latest_run(self) -> Run | None:
+        return self._latest()
+
+    @property
+    def latest_successful_run(self) -> Run | None:
+        return self._latest("succeeded")
+
+    def __repr__(self) -> str:
+        return f"Flow('{self.name}')"

@@ -1,0 +1,45 @@
+"""The small interface between the scheduler and wherever tasks run.
+
+The scheduler submits ready tasks, waits for the first ones to finish, records them, and
+repeats. It never knows whether a task ran in a local process, on Ray or on Kubernetes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from keel.runtime.task import TaskSpec
+
+# (task spec, "stdout" | "stderr", bytes) — a chunk of a task's output as it is written.
+OutputSink = Callable[[TaskSpec, str, bytes], None]
+
+
+@dataclass
+class Outcome:
+    """How one attempt ended. ``result`` is the task's own report, or None if it died first."""
+
+    spec: TaskSpec
+    result: dict[str, Any] | None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None       # the executor's words when there is no result
+    node: str | None = None         # where it ran (hostname, Ray node id, pod)
+
+
+class Executor(Protocol):
+    """Runs tasks somewhere and reports how they ended."""
+
+    name: str
+
+    def submit(self, spec: TaskSpec) -> None:
+        """Start one attempt of a task."""
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        """Block up to ``timeout`` seconds; return the attempts that ended (maybe none)."""
+
+    def kill(self, spec: TaskSpec) -> None:
+        """Stop a running attempt now; its Outcome still comes back through wait()."""
+
+    def shutdown(self) -> None:
+        """Stop every running attempt and release resources; no process is left behind."""

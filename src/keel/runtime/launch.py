@@ -1,0 +1,232 @@
+"""Start a run: check the flow, open the store, record the run, drive the scheduler.
+
+This is what ``python flow.py run`` and ``keel run flow.py`` call. Settings (KEEL_HOME and
+the store URLs) are read here, when the run starts.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from keel.errors import DefinitionError
+from keel.flow.graph import FlowGraph
+from keel.runtime.scheduler import Events, Options, RunOutcome, Scheduler
+from keel.runtime.task import TaskSpec
+from keel.store import Store
+
+
+@dataclass
+class RunRequest:
+    """What to run and how."""
+
+    flow_cls: type
+    params: dict[str, Any]
+    flow_file: str
+    tags: list[str] = field(default_factory=list)
+    options: Options = field(default_factory=Options)
+    quiet: bool = False
+    kind: str = "flow"
+    origin_run_id: int | None = None
+    command: str = ""              # e.g. "python flow.py resume": the hint after a failure adds the id
+
+
+@dataclass
+class RunResult:
+    flow: str
+    run_id: int
+    status: str
+    outcome: RunOutcome
+    seconds: float
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow}/{self.run_id}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+
+def check_resources(graph: FlowGraph, budget: dict[str, float]) -> None:
+    """Refuse, before anything runs, a step that asks for more than this machine has."""
+    problems = []
+    for name in graph.sorted_nodes():
+        node = graph[name]
+        for deco in node.decorators:
+            if deco.name != "resources":
+                continue
+            if deco.cpu > budget["cpu"]:
+                problems.append(f"{deco.file or node.file}:{deco.line or node.lineno}: step {name!r} asks for "
+                                f"@resources(cpu={deco.cpu:g}) but this machine has {budget['cpu']:g} cores. "
+                                f"Lower it, or run the step on a cluster with --with ray")
+            if deco.memory > budget["memory"]:
+                problems.append(f"{deco.file or node.file}:{deco.line or node.lineno}: step {name!r} asks for "
+                                f"@resources(memory={deco.memory:g}) MB but this machine has "
+                                f"{budget['memory']:,.0f} MB. Lower it, or run the step on a cluster with --with ray")
+    if problems:
+        raise DefinitionError("\n".join(problems))
+
+
+def environment_info(flow_file: str) -> dict[str, Any]:
+    """Python, platform, installed packages and git state, kept with every run."""
+    from importlib import metadata
+
+    packages = {}
+    for dist in metadata.distributions():
+        name = dist.metadata.get("Name")
+        if name:
+            packages[name] = dist.version
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0], "implementation": platform.python_implementation(),
+        "platform": platform.platform(), "executable": sys.executable, "argv": sys.argv,
+        "cwd": os.getcwd(), "flow_file": os.path.abspath(flow_file),
+        "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower())),
+    }
+    info.update(_git_info(os.path.dirname(os.path.abspath(flow_file))))
+    return info
+
+
+def _git_info(folder: str) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
+                                timeout=5)
+        if commit.returncode != 0:
+            return {}
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=folder, capture_output=True, text=True,
+                               timeout=5)
+        return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
+class _RunIO(Events):
+    """Tees task output to the log store and the console; forwards scheduler events."""
+
+    def __init__(self, store: Store, console: Any, flow: str, run_id: int):
+        self.store, self.console, self.flow, self.run_id = store, console, flow, run_id
+        self.files: dict[tuple[int, str], Any] = {}
+        self.decoders: dict[tuple[int, str], Any] = {}
+
+    def output(self, spec: TaskSpec, stream: str, data: bytes) -> None:
+        key = (spec.task_id, stream)
+        fh = self.files.get(key)
+        if fh is None:
+            fh = self.files[key] = self.store.logs.open_for_append(self.flow, self.run_id, spec.step,
+                                                                  spec.task_id, stream)
+            self.decoders[key] = codecs.getincrementaldecoder("utf-8")("replace")
+        fh.write(data)
+        text = self.decoders[key].decode(data)
+        if text:
+            self.console.output(spec.pathspec, text, stderr=stream == "stderr")
+
+    def task_started(self, step: str, task_id: int, attempt: int) -> None:
+        self.console.task_started(step, task_id, attempt)
+
+    def task_finished(self, step: str, task_id: int, status: str) -> None:
+        for stream in ("stdout", "stderr"):
+            fh = self.files.pop((task_id, stream), None)
+            if fh is not None:
+                fh.close()
+            self.decoders.pop((task_id, stream), None)
+        self.console.flush_output(f"{self.flow}/{self.run_id}/{step}/{task_id}")
+        self.console.task_finished(step, task_id, status)
+
+    def tasks_created(self, step: str, n: int) -> None:
+        self.console.tasks_created(step, n)
+
+    def message(self, text: str) -> None:
+        self.console.message(text)
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+        self.files.clear()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = None,
+              store: Store | None = None, on_started: Callable[[int], None] | None = None) -> RunResult:
+    """Run a flow to the end and return how it went. Raises only for problems found up front."""
+    from keel.runtime.console import RunConsole
+    from keel.runtime.executors.local import LocalExecutor, machine_budget
+
+    graph = FlowGraph(req.flow_cls)
+    graph.check()
+    budget = machine_budget()
+    check_resources(graph, budget)
+    req.options.budget = budget
+    store = store or Store.from_env()
+    flow = graph.name
+    artifacts = store.artifacts
+    param_refs = {name: artifacts.put(value).to_dict() for name, value in req.params.items()}
+    code = Path(req.flow_file).read_bytes() if os.path.exists(req.flow_file) else b""
+    code_key = artifacts.put_bytes(code) if code else None
+    run_id = store.metadata.new_run(
+        flow, params=req.params, tags=req.tags, kind=req.kind, code_hash=code_key, code_key=code_key,
+        environment=environment_info(req.flow_file), origin_run_id=req.origin_run_id)
+    if on_started is not None:
+        on_started(run_id)
+    steps = graph.sorted_nodes()
+    store.metadata.register_steps(flow, run_id, steps)
+    console = RunConsole(flow, run_id, steps, quiet=req.quiet)
+    io = _RunIO(store, console, flow, run_id)
+    console.message(f"Run {flow}/{run_id} started (KEEL_HOME={store.settings.home})")
+    factory = executor_factory or (lambda: LocalExecutor(req.flow_cls, artifacts, io.output))
+    executor = factory()
+    scheduler = Scheduler(flow=flow, run_id=run_id, graph=graph, executor=executor, metadata=store.metadata,
+                          artifacts=artifacts, scratch=str(store.scratch), params=param_refs,
+                          options=req.options, events=io)
+    started = time.time()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        try:
+            outcome = scheduler.run()
+        except KeyboardInterrupt:
+            console.message(f"Run {flow}/{run_id} interrupted: stopping its tasks")
+            scheduler.interrupt()
+            outcome = RunOutcome(status="interrupted", message="interrupted by Ctrl-C or SIGTERM")
+        scheduler.finish()
+        error = None
+        if outcome.error:
+            error = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
+        store.metadata.set_run_status(flow, run_id, outcome.status, error=error or outcome.message)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        io.close()
+        console.close(outcome.status if "outcome" in locals() else "interrupted")
+    result = RunResult(flow=flow, run_id=run_id, status=outcome.status, outcome=outcome,
+                       seconds=time.time() - started)
+    _report(result, req, console)
+    return result
+
+
+def _report(result: RunResult, req: RunRequest, console: Any) -> None:
+    out = result.outcome
+    if result.ok:
+        console.message(f"Run {result.pathspec} succeeded in {result.seconds:.2f}s.")
+        return
+    resume = f"{req.command} {result.run_id}" if req.command else f"keel resume {result.pathspec}"
+    if out.status == "interrupted":
+        console.message(f"Run {result.pathspec} was interrupted. To finish it: {resume}")
+        return
+    error = out.error or {}
+    text = f"Run {result.pathspec} failed at step '{out.failed_step}' (task {out.failed_task})"
+    detail = f"{error.get('type')}: {error.get('message')}"
+    tb = (error.get("traceback") or "").rstrip()
+    sys.stderr.write(f"\n{text}: {detail}\n")
+    if tb:
+        sys.stderr.write(tb + "\n")
+    sys.stderr.write(f"Fix it, then: {resume}\n")
+    sys.stderr.flush()

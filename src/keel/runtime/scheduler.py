@@ -1,0 +1,446 @@
+"""The scheduler: one loop over ready tasks that does not know where tasks run.
+
+    create start -> while work remains: launch ready tasks within the budget,
+    wait for the executor to report ends, record them, create the tasks that follow.
+
+It is the only writer of the run's metadata. Joins are matched by the split that opened
+them: every task carries a stack of split frames (static branch or foreach), a join pops one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from keel.flow.decorators import find_decorator, timeout_seconds
+from keel.runtime.current import MetricSpool
+from keel.runtime.executors.base import Executor, Outcome
+from keel.runtime.task import CaughtException, FrameSpec, TaskSpec
+
+_HEARTBEAT_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class SplitFrame:
+    kind: str          # "static" | "foreach"
+    step: str
+    task_id: int
+    index: int
+    count: int
+
+
+@dataclass
+class Options:
+    max_workers: int = 16
+    max_num_splits: int = 100
+    budget: dict[str, float] = field(default_factory=lambda: {"cpu": os.cpu_count() or 1, "memory": 1 << 40})
+
+
+@dataclass
+class _StepPolicy:
+    """What a step's decorators ask of the scheduler, read once per run."""
+
+    retries: int = 0
+    retry_delay: float = 0.0
+    catch: bool = False
+    catch_var: str | None = None
+    timeout: float | None = None
+    cpu: float = 0.0
+    memory: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def step_policy(node: Any) -> _StepPolicy:
+    func_decos = {d.name: d for d in node.decorators}
+    policy = _StepPolicy()
+    if "retry" in func_decos:
+        policy.retries = int(func_decos["retry"].times)
+        policy.retry_delay = 60.0 * float(func_decos["retry"].minutes_between_retries)
+    if "catch" in func_decos:
+        policy.catch, policy.catch_var = True, func_decos["catch"].var
+    policy.timeout = timeout_seconds(func_decos.get("timeout"))
+    if "resources" in func_decos:
+        policy.cpu = float(func_decos["resources"].cpu)
+        policy.memory = float(func_decos["resources"].memory)
+    if "environment" in func_decos:
+        policy.env = {str(k): str(v) for k, v in (func_decos["environment"].vars or {}).items()}
+    return policy
+
+
+@dataclass
+class _Task:
+    task_id: int
+    step: str
+    parents: list[int]
+    inputs: list[dict[str, dict[str, Any]]]
+    input_steps: list[str]
+    frames: list[FrameSpec]
+    splits: list[SplitFrame]
+    attempt: int = 0
+    ready_at: float = 0.0
+    started_at: float | None = None
+    deadline: float | None = None
+    timed_out: bool = False
+    spec: TaskSpec | None = None
+
+
+@dataclass
+class RunOutcome:
+    status: str                       # "succeeded" | "failed" | "interrupted"
+    failed_step: str | None = None
+    failed_task: int | None = None
+    error: dict[str, str] | None = None
+    message: str | None = None
+
+
+class Events:
+    """What the scheduler tells the outside world (console, logs). All methods optional."""
+
+    def task_started(self, step: str, task_id: int, attempt: int) -> None: ...
+    def task_finished(self, step: str, task_id: int, status: str) -> None: ...
+    def tasks_created(self, step: str, n: int) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class Scheduler:
+    """Runs one run's tasks through an executor and records everything in the metadata store."""
+
+    def __init__(self, *, flow: str, run_id: int, graph: Any, executor: Executor, metadata: Any,
+                 artifacts: Any, scratch: str, params: dict[str, dict[str, Any]], options: Options,
+                 events: Events | None = None, task_extras: Callable[[str], dict[str, Any]] | None = None):
+        self.flow, self.run_id, self.graph = flow, run_id, graph
+        self.executor, self.metadata, self.artifacts = executor, metadata, artifacts
+        self.scratch = scratch
+        self.params = params
+        self.options = options
+        self.events = events or Events()
+        self.task_extras = task_extras or (lambda step: {})
+        self.policies = {name: step_policy(graph[name]) for name in graph.sorted_nodes()}
+        self._ids = itertools.count(1)
+        self.ready: deque[_Task] = deque()
+        self.delayed: list[_Task] = []
+        self.running: dict[tuple[int, int], _Task] = {}
+        self.joins: dict[tuple[str, int], dict[int, tuple[_Task, dict[str, Any]]]] = {}
+        self.used = {"cpu": 0.0, "memory": 0.0}
+        self.ops: list[tuple[str, Any]] = []
+        self.failure: RunOutcome | None = None
+        self.step_started: dict[str, float] = {}
+        self.step_finished: dict[str, float] = {}
+        self._last_beat = 0.0
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        self._create("start", parents=[], inputs=[self.params], input_steps=[], frames=[], splits=[])
+        try:
+            while self.ready or self.delayed or self.running:
+                now = time.time()
+                self._promote_delayed(now)
+                if self.failure is None:
+                    self._launch_ready(now)
+                if not self.running and self.failure is not None:
+                    break
+                for outcome in self.executor.wait(self._wait_time(now)):
+                    self._on_outcome(outcome)
+                self._check_timeouts()
+                self._heartbeat()
+                self._flush()
+        finally:
+            self._flush()
+        if self.failure is not None:
+            return self.failure
+        return RunOutcome(status="succeeded")
+
+    def interrupt(self) -> None:
+        """Stop everything now (Ctrl-C, SIGTERM): running attempts are recorded as interrupted."""
+        shutdown = getattr(self.executor, "shutdown")
+        outcomes = shutdown() or []
+        for outcome in outcomes:
+            task = self.running.pop((outcome.spec.task_id, outcome.spec.attempt), None)
+            if task is not None:
+                self._record_attempt(task, "interrupted", outcome, {"type": "Interrupted",
+                                     "message": "the run was interrupted", "traceback": ""})
+                self._record_task(task, "interrupted")
+        for task in list(self.running.values()):
+            self._record_task(task, "interrupted")
+        self.running.clear()
+        self._record_steps()
+        self._flush()
+
+    def _wait_time(self, now: float) -> float:
+        wake = now + 1.0
+        for task in self.running.values():
+            if task.deadline is not None:
+                wake = min(wake, task.deadline)
+        for task in self.delayed:
+            wake = min(wake, task.ready_at)
+        return max(0.0, wake - now)
+
+    def _promote_delayed(self, now: float) -> None:
+        if not self.delayed:
+            return
+        due = [t for t in self.delayed if t.ready_at <= now]
+        if due:
+            self.delayed = [t for t in self.delayed if t.ready_at > now]
+            self.ready.extendleft(reversed(due))
+
+    def _fits(self, policy: _StepPolicy) -> bool:
+        if not self.running:
+            return True  # a lone task always runs (requests above the machine are refused up front)
+        budget = self.options.budget
+        return (self.used["cpu"] + policy.cpu <= budget["cpu"] + 1e-9
+                and self.used["memory"] + policy.memory <= budget["memory"])
+
+    def _launch_ready(self, now: float) -> None:
+        blocked: set[str] = set()
+        checked = 0
+        while self.ready and len(self.running) < self.options.max_workers and checked < len(self.ready):
+            task = self.ready[0]
+            policy = self.policies[task.step]
+            if task.step in blocked or not self._fits(policy):
+                blocked.add(task.step)
+                self.ready.rotate(-1)
+                checked += 1
+                continue
+            self.ready.popleft()
+            checked = 0
+            self._launch(task, policy, now)
+
+    def _launch(self, task: _Task, policy: _StepPolicy, now: float) -> None:
+        node = self.graph[task.step]
+        spec = TaskSpec(
+            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id, attempt=task.attempt,
+            inputs=task.inputs, input_steps=task.input_steps, is_join=bool(node.is_join),
+            param_names=list(self.params), frames=task.frames, env=policy.env,
+            catch_var=policy.catch_var, catch_now=policy.catch and task.attempt >= policy.retries,
+            result_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.result"),
+            metrics_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.metrics"),
+            extras=self.task_extras(task.step),
+        )
+        task.spec = spec
+        task.started_at = now
+        task.timed_out = False
+        task.deadline = now + policy.timeout if policy.timeout else None
+        self.used["cpu"] += policy.cpu
+        self.used["memory"] += policy.memory
+        self.running[(task.task_id, task.attempt)] = task
+        self.step_started.setdefault(task.step, now)
+        self.ops.append(("task", self._task_row(task, "running")))
+        self.events.task_started(task.step, task.task_id, task.attempt)
+        self.executor.submit(spec)
+
+    def _check_timeouts(self) -> None:
+        now = time.time()
+        for task in self.running.values():
+            if task.deadline is not None and now >= task.deadline and not task.timed_out:
+                task.timed_out = True
+                assert task.spec is not None
+                self.executor.kill(task.spec)
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        if now - self._last_beat >= _HEARTBEAT_EVERY:
+            self._last_beat = now
+            self.ops.append(("heartbeat", (self.flow, self.run_id)))
+
+    def _flush(self) -> None:
+        if self.ops:
+            ops, self.ops = self.ops, []
+            self.metadata.write_batch(ops)
+
+    # -- one attempt ended -------------------------------------------------------------------
+    def _on_outcome(self, outcome: Outcome) -> None:
+        task = self.running.pop((outcome.spec.task_id, outcome.spec.attempt), None)
+        if task is None:
+            return
+        policy = self.policies[task.step]
+        self.used["cpu"] -= policy.cpu
+        self.used["memory"] -= policy.memory
+        self._ingest_metrics(task)
+        result = outcome.result
+        if result is not None and result.get("ok"):
+            problem = self._check_transition(task, result)
+            if problem is None:
+                self._succeeded(task, outcome, result)
+                return
+            result = {"ok": False, "error": {"type": "TransitionError", "message": problem, "traceback": ""}}
+        error = (result or {}).get("error") or self._death(task, outcome)
+        self._failed(task, outcome, error)
+
+    def _death(self, task: _Task, outcome: Outcome) -> dict[str, str]:
+        policy = self.policies[task.step]
+        if task.timed_out:
+            return {"type": "TimeoutError", "traceback": "",
+                    "message": f"step {task.step!r} ran longer than its @timeout of {policy.timeout:g} seconds"}
+        return {"type": "TaskCrashed", "message": outcome.reason or "the task ended without a result",
+                "traceback": ""}
+
+    def _check_transition(self, task: _Task, result: dict[str, Any]) -> str | None:
+        node = self.graph[task.step]
+        if result.get("caught"):
+            if node.kind == "foreach":
+                return (f"step {task.step!r} failed before it could fan out, so @catch cannot continue "
+                        f"past it; fix the step or remove @catch")
+            return None
+        went = result.get("transition") or []
+        if node.kind == "end":
+            return None
+        if not went:
+            return (f"step {task.step!r} finished without calling self.next(...); every step except "
+                    f"'end' must end with self.next")
+        if list(went) != list(node.out_funcs) or (result.get("foreach") or None) != (node.foreach_param or None):
+            return (f"step {task.step!r} called self.next({', '.join('self.' + w for w in went)}) but its "
+                    f"graph goes to {', '.join(node.out_funcs)}; a step must always take the same transition")
+        if node.kind == "foreach":
+            n = int(result.get("num_splits") or 0)
+            if n > self.options.max_num_splits:
+                return (f"step {task.step!r} fans out into {n} tasks, more than --max-num-splits "
+                        f"{self.options.max_num_splits}. Raise it with --max-num-splits {n}, or split less")
+            if n == 0:
+                return (f"step {task.step!r}: foreach over an empty list self.{node.foreach_param}; "
+                        f"a foreach needs at least one item")
+        return None
+
+    def _succeeded(self, task: _Task, outcome: Outcome, result: dict[str, Any]) -> None:
+        status = "caught" if result.get("caught") else "succeeded"
+        namespace: dict[str, dict[str, Any]] = result["artifacts"]
+        own = set(result.get("own") or ())
+        self._record_attempt(task, status, outcome, result.get("error"))
+        self._record_task(task, status, node=outcome.node)
+        self.ops.append(("artifacts", [
+            {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "name": name,
+             "key": ref["key"], "serializer": ref["serializer"], "size": ref["size"], "own": name in own}
+            for name, ref in namespace.items()]))
+        if result.get("tags"):
+            self.ops.append(("tags", (self.flow, self.run_id, result["tags"])))
+        self.events.task_finished(task.step, task.task_id, status)
+        self.step_finished[task.step] = time.time()
+        self._advance(task, result, namespace)
+
+    def _failed(self, task: _Task, outcome: Outcome, error: dict[str, str]) -> None:
+        policy = self.policies[task.step]
+        if task.attempt < policy.retries:
+            self._record_attempt(task, "failed", outcome, error)
+            self.events.task_finished(task.step, task.task_id, "retrying")
+            task.attempt += 1
+            task.ready_at = time.time() + policy.retry_delay
+            (self.delayed if policy.retry_delay else self.ready).append(task)
+            return
+        if policy.catch and outcome.result is None:
+            # The task died on its last attempt: carry on as @catch promises, with its inputs.
+            caught = CaughtException(error["type"], error["message"], error.get("traceback", ""))
+            namespace = dict(task.inputs[0]) if task.inputs and not self.graph[task.step].is_join else dict(self.params)
+            own = []
+            if policy.catch_var:
+                namespace[policy.catch_var] = self.artifacts.put(caught).to_dict()
+                own.append(policy.catch_var)
+            result = {"ok": True, "caught": True, "error": error, "artifacts": namespace, "own": own,
+                      "transition": [], "foreach": None}
+            if self._check_transition(task, result) is None:
+                self._succeeded(task, outcome, result)
+                return
+        self._record_attempt(task, "failed", outcome, error)
+        self._record_task(task, "failed", node=outcome.node)
+        self.events.task_finished(task.step, task.task_id, "failed")
+        if self.failure is None:
+            self.failure = RunOutcome(status="failed", failed_step=task.step, failed_task=task.task_id, error=error)
+
+    def _ingest_metrics(self, task: _Task) -> None:
+        assert task.spec is not None
+        path = task.spec.metrics_path
+        points = MetricSpool.read(path)
+        if points:
+            self.ops.append(("metrics", [
+                {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "name": name,
+                 "step": step, "value": value, "ts": ts} for name, step, value, ts in points]))
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    # -- what comes next ------------------------------------------------------------------------
+    def _advance(self, task: _Task, result: dict[str, Any], namespace: dict[str, dict[str, Any]]) -> None:
+        node = self.graph[task.step]
+        if node.kind == "end":
+            return
+        if node.kind == "foreach" and not result.get("caught"):
+            n = int(result["num_splits"])
+            var = node.foreach_param
+            target = node.out_funcs[0]
+            self.events.tasks_created(target, n)
+            for i in range(n):
+                frame = FrameSpec(step=task.step, var=var, index=i, num_splits=n, ref=result["foreach_ref"])
+                split = SplitFrame("foreach", task.step, task.task_id, i, n)
+                self._next(target, task, namespace, task.frames + [frame], task.splits + [split])
+        elif node.kind == "split":
+            count = len(node.out_funcs)
+            for i, target in enumerate(node.out_funcs):
+                split = SplitFrame("static", task.step, task.task_id, i, count)
+                self._next(target, task, namespace, task.frames, task.splits + [split])
+        else:
+            self._next(node.out_funcs[0], task, namespace, task.frames, task.splits)
+
+    def _next(self, target: str, parent: _Task, namespace: dict[str, Any], frames: list[FrameSpec],
+              splits: list[SplitFrame]) -> None:
+        if not self.graph[target].is_join:
+            self._create(target, parents=[parent.task_id], inputs=[namespace], input_steps=[parent.step],
+                         frames=frames, splits=splits)
+            return
+        top = splits[-1]
+        bucket = self.joins.setdefault((target, top.task_id), {})
+        bucket[top.index] = (parent, namespace)
+        if len(bucket) < top.count:
+            return
+        del self.joins[(target, top.task_id)]
+        arrived = [bucket[i] for i in range(top.count)]
+        self._create(target, parents=[t.task_id for t, _ in arrived], inputs=[ns for _, ns in arrived],
+                     input_steps=[t.step for t, _ in arrived],
+                     frames=frames[:-1] if top.kind == "foreach" else frames, splits=splits[:-1])
+
+    def _create(self, step: str, *, parents: list[int], inputs: list[dict[str, Any]], input_steps: list[str],
+                frames: list[FrameSpec], splits: list[SplitFrame]) -> _Task:
+        task = _Task(task_id=next(self._ids), step=step, parents=parents, inputs=inputs,
+                     input_steps=input_steps, frames=frames, splits=splits)
+        self.ready.append(task)
+        return task
+
+    # -- records ------------------------------------------------------------------------------------
+    def _task_row(self, task: _Task, status: str, node: str | None = None) -> dict[str, Any]:
+        import json
+
+        row = {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "step": task.step,
+               "status": status, "attempts": task.attempt + 1, "created_at": task.started_at or time.time(),
+               "started_at": task.started_at, "parents": json.dumps(task.parents),
+               "foreach": json.dumps([[f.step, f.var, f.index, f.num_splits] for f in task.frames])}
+        if status != "running":
+            row["finished_at"] = time.time()
+        if node is not None:
+            row["node"] = node
+        return row
+
+    def _record_task(self, task: _Task, status: str, node: str | None = None) -> None:
+        self.ops.append(("task", self._task_row(task, status, node)))
+
+    def _record_attempt(self, task: _Task, status: str, outcome: Outcome | None,
+                        error: dict[str, str] | None) -> None:
+        self.ops.append(("attempt", {
+            "flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "attempt": task.attempt,
+            "status": status, "started_at": task.started_at, "finished_at": time.time(),
+            "exit_code": outcome.exit_code if outcome else None,
+            "error_type": (error or {}).get("type"), "error_message": (error or {}).get("message"),
+            "traceback": (error or {}).get("traceback"), "node": outcome.node if outcome else None}))
+
+    def _record_steps(self) -> None:
+        for step in self.graph.sorted_nodes():
+            if step in self.step_started:
+                self.ops.append(("step", (self.flow, self.run_id, step, {
+                    "started_at": self.step_started[step], "finished_at": self.step_finished.get(step),
+                    "status": "done" if step in self.step_finished else "incomplete"})))
+
+    def finish(self) -> None:
+        self._record_steps()
+        self._flush()
+

@@ -1,0 +1,288 @@
+"""The body of one task: load inputs lazily, run the user's step, persist what it set.
+
+This runs in the task's own process (forked by the local executor, or on a Ray worker).
+It writes artifacts to the artifact store and describes the outcome in a small result
+dict; the scheduler alone writes metadata.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.errors import KeelError
+from keel.flow.spec import FlowSpec, ForeachFrame, Inputs
+from keel.runtime.current import current
+from keel.store.artifacts import ArtifactRef, ArtifactStore
+
+# Loaded artifacts smaller than this are stored again after the step, so that in-place
+# changes (self.items.append(x)) are kept; identical bytes dedupe to the same key.
+_RESAVE_LOADED_UNDER = 16 * 1024 * 1024
+_IMMUTABLE = (int, float, complex, str, bytes, bool, type(None), frozenset, range)
+
+
+@dataclass
+class FrameSpec:
+    """A foreach level as the scheduler knows it: the list's artifact ref and this split's index."""
+
+    step: str
+    var: str
+    index: int
+    num_splits: int
+    ref: dict[str, Any]
+
+
+@dataclass
+class TaskSpec:
+    """Everything a task needs to run, and nothing it would have to ask the scheduler for."""
+
+    flow: str
+    run_id: int
+    step: str
+    task_id: int
+    attempt: int
+    inputs: list[dict[str, dict[str, Any]]]   # parent namespaces: artifact name -> ref dict
+    input_steps: list[str]
+    is_join: bool
+    param_names: list[str]
+    frames: list[FrameSpec] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    catch_var: str | None = None
+    catch_now: bool = False                     # the last attempt of a @catch step
+    result_path: str = ""
+    metrics_path: str = ""
+    origin_run_id: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pathspec(self) -> str:
+        return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
+
+
+class CaughtException:
+    """What @catch stores in its artifact: the exception's type, message and traceback."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str):
+        self.type = type_name
+        self.message = message
+        self.traceback = traceback_text
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"CaughtException({self.type}: {self.message!r})"
+
+
+class TaskState:
+    """The artifacts one task sees: inherited refs loaded on first read, and what it sets."""
+
+    def __init__(self, store: ArtifactStore, refs: dict[str, ArtifactRef], pathspec: str,
+                 *, params: list[str], read_only: bool = False, join: bool = False):
+        self.store = store
+        self.refs = dict(refs)
+        self.pathspec = pathspec
+        self.params = set(params)
+        self.read_only = read_only
+        self.join = join
+        self.new: dict[str, Any] = {}
+        self.loaded: dict[str, Any] = {}
+
+    def get(self, name: str) -> Any:
+        if name in self.new:
+            return self.new[name]
+        if name in self.loaded:
+            return self.loaded[name]
+        ref = self.refs.get(name)
+        if ref is None:
+            raise AttributeError(self._missing(name))
+        value = self.store.get(ref, what=f"artifact {name!r} read by {self.pathspec}")
+        self.loaded[name] = value
+        return value
+
+    def _missing(self, name: str) -> str:
+        have = ", ".join(sorted(set(self.refs) | set(self.new))) or "none"
+        msg = f"{self.pathspec} has no artifact {name!r} (artifacts here: {have})"
+        if self.join:
+            msg += (". In a join, the branches' artifacts are reached through inputs "
+                    f"(inputs[0].{name}) or taken with self.merge_artifacts(inputs)")
+        return msg
+
+    def set(self, name: str, value: Any) -> None:
+        if self.read_only:
+            raise KeelError(f"the inputs of a join are read-only; set self.{name} on the join's own self")
+        self.new[name] = value
+        self.loaded.pop(name, None)
+
+    def names(self) -> list[str]:
+        return sorted(set(self.refs) | set(self.new))
+
+    def merge(self, inputs: list[FlowSpec], include: list[str] | None, exclude: list[str] | None) -> None:
+        states = [inp.__dict__["_keel_state"] for inp in inputs]
+        available: dict[str, list[ArtifactRef]] = {}
+        for state in states:
+            for name, ref in state.refs.items():
+                available.setdefault(name, []).append(ref)
+        if include is not None:
+            missing = [n for n in include if n not in available]
+            if missing:
+                raise KeelError(f"merge_artifacts(include=...) names {', '.join(map(repr, missing))}, "
+                                f"which no branch has")
+            names = list(include)
+        else:
+            names = [n for n in available if n not in self.params and n not in (exclude or ())]
+        conflicts = []
+        for name in names:
+            if name in self.new:
+                continue  # set in the join itself: the join's value wins
+            keys = {ref.key for ref in available[name]}
+            if len(keys) > 1:
+                conflicts.append(name)
+            else:
+                self.refs[name] = available[name][0]
+        if conflicts:
+            listed = ", ".join(repr(c) for c in conflicts)
+            raise KeelError(f"merge_artifacts: the branches have different values for {listed}. Set "
+                            f"them in the join step first, or pass exclude=[{listed}]")
+
+    def persist(self) -> tuple[dict[str, ArtifactRef], list[str]]:
+        """Store what the step set (and loaded values it may have changed); return every ref."""
+        own = []
+        for name, value in self.new.items():
+            self.refs[name] = self._put(name, value)
+            own.append(name)
+        for name, value in self.loaded.items():
+            ref = self.refs[name]
+            if isinstance(value, _IMMUTABLE) or ref.size > _RESAVE_LOADED_UNDER:
+                continue
+            again = self._put(name, value)
+            if again.key != ref.key:
+                self.refs[name] = again
+                own.append(name)
+        return self.refs, own
+
+    def _put(self, name: str, value: Any) -> ArtifactRef:
+        try:
+            return self.store.put(value)
+        except KeelError:
+            raise
+        except Exception as exc:
+            raise KeelError(f"cannot store artifact {name!r} ({type(value).__name__}) of {self.pathspec}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+
+
+def _refs(namespace: dict[str, dict[str, Any]]) -> dict[str, ArtifactRef]:
+    return {name: ArtifactRef.from_dict(d) for name, d in namespace.items()}
+
+
+def _frames(spec: TaskSpec, store: ArtifactStore) -> tuple[ForeachFrame, ...]:
+    out = []
+    for f in spec.frames:
+        ref = ArtifactRef.from_dict(f.ref)
+
+        def load(ref: ArtifactRef = ref, f: FrameSpec = f) -> Any:
+            return store.get(ref, what=f"foreach list {f.var!r} of step {f.step!r}")[f.index]
+
+        out.append(ForeachFrame(f.step, f.var, f.index, f.num_splits, load))
+    return tuple(out)
+
+
+def _flow_instance(flow_cls: type, state: TaskState, frames: tuple[ForeachFrame, ...], step: str) -> FlowSpec:
+    flow = flow_cls.__new__(flow_cls)
+    object.__setattr__(flow, "_keel_state", state)
+    object.__setattr__(flow, "_keel_frames", frames)
+    object.__setattr__(flow, "_keel_step", step)
+    object.__setattr__(flow, "_keel_transition", None)
+    return flow
+
+
+def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, Any]:
+    """Run one attempt of a task and return its result (never raises for user errors)."""
+    current._activate(flow_name=spec.flow, run_id=spec.run_id, step_name=spec.step, task_id=spec.task_id,
+                      retry_count=spec.attempt, metrics_path=spec.metrics_path,
+                      origin_run_id=spec.origin_run_id, **spec.extras)
+    result: dict[str, Any] = {"ok": False, "caught": False, "tags": []}
+    frames = _frames(spec, store)
+    if spec.is_join:
+        first = _refs(spec.inputs[0]) if spec.inputs else {}
+        base = {n: first[n] for n in spec.param_names if n in first}
+    else:
+        base = _refs(spec.inputs[0]) if spec.inputs else {}
+    state = TaskState(store, base, spec.pathspec, params=spec.param_names, join=spec.is_join)
+    flow = _flow_instance(flow_cls, state, frames, spec.step)
+    try:
+        os.environ.update(spec.env)
+        func = getattr(flow, spec.step)
+        if spec.is_join:
+            views = []
+            for ns, step_name in zip(spec.inputs, spec.input_steps):
+                view_state = TaskState(store, _refs(ns), f"input {step_name} of {spec.pathspec}",
+                                       params=spec.param_names, read_only=True)
+                views.append(_flow_instance(flow_cls, view_state, frames[:-1] if frames else (), step_name))
+            func(Inputs(views, spec.input_steps))
+        else:
+            func()
+        transition = flow.__dict__.get("_keel_transition")
+        refs, own = state.persist()
+        result.update(ok=True, artifacts={n: r.to_dict() for n, r in refs.items()}, own=own,
+                      transition=list(transition[0]) if transition else [],
+                      foreach=transition[1] if transition else None)
+        if transition and transition[1]:
+            result["num_splits"] = len(state.get(transition[1]))
+            result["foreach_ref"] = refs[transition[1]].to_dict()
+    except BaseException as exc:  # noqa: BLE001 - any failure of user code is the task's failure
+        tb = traceback.format_exc()
+        error = {"type": type(exc).__name__, "message": str(exc), "traceback": _user_traceback(tb)}
+        if spec.catch_now:
+            result.update(_caught(spec, state, store, error))
+        else:
+            result["error"] = error
+            sys.stderr.write(error["traceback"])
+    result["tags"] = current._finish()
+    return result
+
+
+def _caught(spec: TaskSpec, state: TaskState, store: ArtifactStore, error: dict[str, str]) -> dict[str, Any]:
+    """@catch on the last attempt: keep going with the inherited artifacts plus the exception."""
+    sys.stderr.write(f"@catch: step {spec.step!r} failed and the run goes on:\n{error['traceback']}")
+    refs = dict(state.refs)
+    own = []
+    if spec.catch_var:
+        caught = CaughtException(error["type"], error["message"], error["traceback"])
+        refs[spec.catch_var] = store.put(caught)
+        own.append(spec.catch_var)
+    return {"ok": True, "caught": True, "error": error, "own": own, "transition": [], "foreach": None,
+            "artifacts": {n: r.to_dict() for n, r in refs.items()}}
+
+
+def _user_traceback(text: str) -> str:
+    """The traceback without Keel's own frames above the user's step."""
+    marker = os.sep + os.path.join("keel", "runtime") + os.sep
+    out, skip = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("  File "):
+            skip = marker in line
+        elif not line.startswith("    "):
+            skip = False
+        if not skip:
+            out.append(line)
+    return "".join(out)
+
+
+def write_result(path: str, result: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def read_result(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+        return None
