@@ -37,6 +37,7 @@ RESERVED_NAMES: dict[str, str] = {
     "foreach_stack": "self.foreach_stack holds the foreach positions of a task",
     "merge_artifacts": "self.merge_artifacts copies the artifacts of a join's inputs",
     "name": "self.name is the flow's name",
+    "script_name": "self.script_name is the file the flow runs from",
 }
 
 
@@ -78,7 +79,8 @@ class FlowGraph:
         self.nodes: dict[str, Node] = {}
         self._issues: list[Issue] = []
         self._calls: dict[str, str] = {}  # step -> its self.next(...) call, as written
-        self._trees: dict[str, ast.Module | None] = {}
+        # file -> (function name, first line with decorators) -> its syntax tree
+        self._functions: dict[str, dict[tuple[str, int], ast.FunctionDef | ast.AsyncFunctionDef]] = {}
         self._guesses: dict[tuple[str, str], str] = {}  # (step, unknown target) -> likely step
         self._parse(flow_cls)
         for node in self.nodes.values():
@@ -259,24 +261,22 @@ class FlowGraph:
         """The syntax tree of ``func``, found in its whole file so that indentation never matters."""
         func = inspect.unwrap(func)
         try:
-            lines, start = inspect.findsource(func)
+            lines, _ = inspect.findsource(func)
         except (OSError, TypeError):
             return None
         key = func.__code__.co_filename
-        if key not in self._trees:
+        if key not in self._functions:
+            index: dict[tuple[str, int], ast.FunctionDef | ast.AsyncFunctionDef] = {}
             try:
-                self._trees[key] = ast.parse("".join(lines))
+                tree = ast.parse("".join(lines))
             except SyntaxError:
-                self._trees[key] = None
-        tree = self._trees[key]
-        if tree is None:
-            return None
-        first = func.__code__.co_firstlineno
-        for candidate in ast.walk(tree):
-            if isinstance(candidate, (ast.FunctionDef, ast.AsyncFunctionDef)) and candidate.name == func.__name__:
-                if min([candidate.lineno] + [d.lineno for d in candidate.decorator_list]) == first:
-                    return candidate
-        return None
+                tree = ast.Module(body=[], type_ignores=[])
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                    index[node.name, first] = node
+            self._functions[key] = index
+        return self._functions[key].get((func.__name__, func.__code__.co_firstlineno))
 
     def _check_reserved_assignments(self, node: Node, tree: ast.AST) -> None:
         for stmt in ast.walk(tree):

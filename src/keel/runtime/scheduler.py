@@ -34,9 +34,21 @@ class SplitFrame:
 
 
 @dataclass
+class ReusedTask:
+    """A task that finished in an earlier run and is taken as it is by resume."""
+
+    run_id: int
+    task_id: int
+    artifacts: dict[str, dict[str, Any]]
+    num_splits: int | None = None
+
+
+@dataclass
 class Options:
     max_workers: int = 16
     max_num_splits: int = 100
+    # resume: (step, foreach indices) -> the finished task of the origin run to reuse
+    reuse: dict[tuple[str, tuple[int, ...]], ReusedTask] = field(default_factory=dict)
     budget: dict[str, float] = field(default_factory=lambda: {"cpu": os.cpu_count() or 1, "memory": 1 << 40})
 
 
@@ -207,7 +219,38 @@ class Scheduler:
                 continue
             self.ready.popleft()
             checked = 0
-            self._launch(task, policy, now)
+            if not self._reuse(task, now):
+                self._launch(task, policy, now)
+
+    def _reuse(self, task: _Task, now: float) -> bool:
+        """Resume: take the origin run's finished task instead of running it again."""
+        if not self.options.reuse:
+            return False
+        origin = self.options.reuse.get((task.step, tuple(f.index for f in task.frames)))
+        if origin is None:
+            return False
+        node = self.graph[task.step]
+        result: dict[str, Any] = {"ok": True, "artifacts": origin.artifacts, "own": [],
+                                  "transition": list(node.out_funcs), "foreach": node.foreach_param}
+        if node.kind == "foreach":
+            ref = origin.artifacts.get(node.foreach_param)
+            if ref is None or origin.num_splits is None:
+                return False
+            result.update(num_splits=origin.num_splits, foreach_ref=ref)
+        task.started_at = now
+        self.step_started.setdefault(task.step, now)
+        row = self._task_row(task, "reused")
+        row.update(origin_run_id=origin.run_id, origin_task_id=origin.task_id, attempts=0)
+        self.ops.append(("task", row))
+        self.ops.append(("artifacts", [
+            {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "name": name,
+             "key": ref["key"], "serializer": ref["serializer"], "size": ref["size"], "own": False}
+            for name, ref in origin.artifacts.items()]))
+        self.events.task_started(task.step, task.task_id, 0)
+        self.events.task_finished(task.step, task.task_id, "succeeded")
+        self.step_finished[task.step] = time.time()
+        self._advance(task, result, origin.artifacts)
+        return True
 
     def _launch(self, task: _Task, policy: _StepPolicy, now: float) -> None:
         node = self.graph[task.step]

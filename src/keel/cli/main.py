@@ -1,0 +1,158 @@
+"""The ``keel`` command. Thin: it parses arguments and calls the packages that do the work.
+
+    keel run flow.py [--PARAM VALUE]...      keel runs [FLOW]
+    keel resume flow.py [RUN] [STEP]         keel show FLOW/RUN | flow.py
+    keel logs flow.py RUN/STEP[/TASK]        keel compare FLOW/RUN FLOW/RUN...
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+from keel.errors import KeelError, UsageError
+
+_PASS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": ["-h", "--help"]}
+
+
+def _guard(fn: Callable[[], int]) -> None:
+    """Run a command; a Keel error becomes a one-line message and exit 2 (usage) or 1."""
+    try:
+        code = fn()
+    except UsageError as exc:
+        click.echo(f"keel: {exc}", err=True)
+        sys.exit(2)
+    except KeelError as exc:
+        click.echo(f"keel: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code or 0)
+
+
+def _flow_command(command: str, flow_file: str, args: tuple[str, ...]) -> None:
+    from keel.cli.flow_cli import dispatch, load_flow_file
+
+    def go() -> int:
+        rest = list(args)
+        flow_name = None
+        if "--flow" in rest:
+            i = rest.index("--flow")
+            if i + 1 >= len(rest):
+                raise UsageError("--flow needs a flow class name")
+            flow_name = rest[i + 1]
+            del rest[i:i + 2]
+        flow_cls = load_flow_file(flow_file, flow_name)
+        return dispatch(flow_cls, flow_file, [command, *rest], prog=f"keel {command} {flow_file}")
+
+    _guard(go)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="keel")
+def cli() -> None:
+    """Keel: machine-learning pipelines, run locally or on a cluster, every run tracked."""
+
+
+@cli.command(context_settings=_PASS)
+@click.argument("flow_file", type=click.Path())
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(flow_file: str, args: tuple[str, ...]) -> None:
+    """Run a flow: keel run flow.py [--PARAM VALUE]... [--max-workers N] [--tag T]."""
+    _flow_command("run", flow_file, args)
+
+
+@cli.command(context_settings=_PASS)
+@click.argument("target")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def resume(target: str, args: tuple[str, ...]) -> None:
+    """Resume a run: keel resume flow.py [RUN] [STEP], or keel resume FLOW/RUN [STEP]."""
+    if target.endswith(".py") or os.path.isfile(target):
+        _flow_command("resume", target, args)
+        return
+
+    def find_file() -> int:
+        from keel.cli.reading import resolve_run
+
+        _, record = resolve_run(target)
+        flow_file = record.environment.get("flow_file")
+        if not flow_file or not os.path.isfile(flow_file):
+            raise UsageError(f"the flow file of {target} ({flow_file or 'unknown'}) is gone; "
+                             f"run: keel resume path/to/flow.py {record.run_id}")
+        _flow_command("resume", flow_file, (str(record.run_id), *args))
+        return 0
+
+    _guard(find_file)
+
+
+@cli.command(context_settings=_PASS)
+@click.argument("flow_file", type=click.Path())
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def check(flow_file: str, args: tuple[str, ...]) -> None:
+    """Check a flow's graph and report every problem."""
+    _flow_command("check", flow_file, args)
+
+
+@cli.command(context_settings=_PASS)
+@click.argument("target")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def logs(target: str, args: tuple[str, ...]) -> None:
+    """Print a task's output: keel logs flow.py RUN/STEP[/TASK] or keel logs FLOW/RUN/STEP[/TASK]."""
+    if target.endswith(".py") or os.path.isfile(target):
+        _flow_command("logs", target, args)
+        return
+    from keel.cli.reading import cmd_logs
+
+    flow = target.split("/", 1)[0]
+    _guard(lambda: cmd_logs(flow, [target, *args]))
+
+
+@cli.command()
+@click.argument("target")
+def show(target: str) -> None:
+    """Show a run (keel show FLOW/RUN) or a flow's graph (keel show flow.py)."""
+    if target.endswith(".py") or os.path.isfile(target):
+        _flow_command("show", target, ())
+        return
+    from keel.cli.reading import cmd_show_run
+
+    _guard(lambda: cmd_show_run(target))
+
+
+@cli.command()
+@click.argument("flow", required=False)
+@click.option("--limit", default=50, show_default=True, help="show at most this many runs")
+@click.option("--json", "as_json", is_flag=True, help="print JSON for tools")
+def runs(flow: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first (of one flow, or all)."""
+    from keel.cli.reading import cmd_runs
+
+    _guard(lambda: cmd_runs(flow, limit, as_json))
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON for tools")
+@click.option("--csv", "as_csv", is_flag=True, help="print CSV for tools")
+def compare(runs: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
+    """Compare runs side by side: parameters, last metric values, durations."""
+    from keel.cli.reading import cmd_compare
+
+    _guard(lambda: cmd_compare(list(runs), as_json, as_csv))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="keel", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""Commands that read the store: ``runs``, ``show FLOW/RUN``, ``compare``, ``logs``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from typing import Any
+
+from keel.errors import NotFoundError, UsageError
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _seconds(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return "-"
+    d = b - a
+    return f"{d * 1000:.0f}ms" if d < 1 else f"{d:.2f}s" if d < 60 else f"{d / 60:.1f}m"
+
+
+def size_text(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = json.dumps(value, default=repr) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def cmd_runs(flow: str | None, limit: int, as_json: bool) -> int:
+    from keel.store import Store
+
+    md = Store.from_env().metadata
+    records = md.list_runs(flow, limit=limit)
+    if flow is not None and not records and flow not in md.list_flows():
+        known = ", ".join(md.list_flows()) or "none yet"
+        raise NotFoundError(f"no runs of flow {flow!r}; flows with runs: {known}")
+    if as_json:
+        print(json.dumps([{"pathspec": r.pathspec, "status": r.effective_status, "created_at": r.created_at,
+                           "finished_at": r.finished_at, "params": r.params, "tags": r.tags} for r in records],
+                         indent=2, default=repr))
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for col in ("run", "status", "started", "duration", "params", "tags"):
+        table.add_column(col)
+    for r in records:
+        params = " ".join(f"{k}={_short(v, 20)}" for k, v in r.params.items())
+        table.add_row(r.pathspec, _status(r.effective_status), _when(r.created_at),
+                      _seconds(r.created_at, r.finished_at), params, ",".join(r.tags))
+    if not records:
+        print("No runs yet. Start one with: python flow.py run")
+        return 0
+    _console().print(table)
+    return 0
+
+
+def _status(status: str) -> str:
+    color = {"succeeded": "green", "failed": "red", "crashed": "red", "interrupted": "yellow",
+             "running": "cyan"}.get(status, "white")
+    return f"[{color}]{status}[/{color}]"
+
+
+def resolve_run(pathspec: str) -> Any:
+    from keel.client.core import parse_pathspec
+    from keel.store import Store
+
+    flow, run_id = parse_pathspec(pathspec, 2)
+    md = Store.from_env().metadata
+    record = md.get_run(flow, int(run_id))
+    if record is None:
+        raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
+    return md, record
+
+
+def cmd_show_run(pathspec: str) -> int:
+    from rich.table import Table
+
+    md, r = resolve_run(pathspec)
+    out = _console()
+    out.print(f"[bold]{r.pathspec}[/bold]  {_status(r.effective_status)}")
+    out.print(f"  started {_when(r.created_at)}, finished {_when(r.finished_at)}, "
+              f"took {_seconds(r.created_at, r.finished_at)}; by {r.user} on {r.hostname}")
+    if r.origin_run_id:
+        out.print(f"  resumed from {r.flow}/{r.origin_run_id}")
+    if r.error:
+        out.print(f"  [red]error:[/red] {r.error}")
+    if r.params:
+        out.print("  params: " + ", ".join(f"{k}={_short(v)}" for k, v in r.params.items()))
+    if r.tags:
+        out.print("  tags: " + ", ".join(r.tags))
+    env = r.environment
+    if env:
+        git = f", git {env['git_commit'][:10]}{' (dirty)' if env.get('git_dirty') else ''}" if env.get("git_commit") else ""
+        out.print(f"  python {env.get('python')}{git}, code {str(r.code_hash or '')[:12]}")
+    tasks = md.list_tasks(r.flow, r.run_id)
+    steps = table = Table(box=None, header_style="bold", title=None)
+    for col in ("step", "tasks", "status", "started", "took", "artifacts"):
+        table.add_column(col)
+    by_step: dict[str, list[Any]] = {}
+    for t in tasks:
+        by_step.setdefault(t.step, []).append(t)
+    for row in md.list_steps(r.flow, r.run_id):
+        ts = by_step.get(row["step"], [])
+        counts: dict[str, int] = {}
+        for t in ts:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "not run"
+        started = min((t.started_at for t in ts if t.started_at), default=None)
+        finished = max((t.finished_at for t in ts if t.finished_at), default=None)
+        arts = ""
+        if ts:
+            own = {n: a for n, a in md.task_artifacts(r.flow, r.run_id, ts[0].task_id).items() if a["own"]}
+            arts = ", ".join(f"{n} ({size_text(a['size'])})" for n, a in own.items())
+            if len(ts) > 1 and arts:
+                arts += " per task"
+        steps.add_row(row["step"], str(len(ts)), status, _when(started)[11:], _seconds(started, finished), arts)
+    out.print(table)
+    failed = [a for a in md.list_attempts(r.flow, r.run_id) if a["status"] == "failed"]
+    for a in failed[-3:]:
+        out.print(f"  [red]task {a['task_id']} attempt {a['attempt']}[/red]: {a['error_type']}: {a['error_message']}")
+    metrics = md.run_metrics(r.flow, r.run_id)
+    if metrics:
+        out.print("  metrics (last): " + ", ".join(f"{k}={v[-1][1]:g}" for k, v in metrics.items()))
+    return 0
+
+
+def cmd_compare(pathspecs: list[str], as_json: bool, as_csv: bool) -> int:
+    if len(pathspecs) < 2:
+        raise UsageError("compare needs at least two runs, e.g. keel compare BigSum/3 BigSum/4")
+    rows: list[dict[str, Any]] = []
+    for p in pathspecs:
+        md, r = resolve_run(p)
+        metrics = md.run_metrics(r.flow, r.run_id)
+        rows.append({"run": r.pathspec, "status": r.effective_status,
+                     "duration": (r.finished_at - r.created_at) if r.finished_at else None,
+                     **{f"params.{k}": v for k, v in r.params.items()},
+                     **{f"metrics.{k}": v[-1][1] for k, v in metrics.items()}})
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    if as_json:
+        print(json.dumps(rows, indent=2, default=repr))
+        return 0
+    if as_csv:
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return 0
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    table.add_column("")
+    for row in rows:
+        table.add_column(row["run"])
+    for col in columns[1:]:
+        values = [row.get(col) for row in rows]
+        differs = len({json.dumps(v, default=repr) for v in values}) > 1
+        shown = [_seconds(0, v) if col == "duration" and v is not None else _short(v, 30) if v is not None else "-"
+                 for v in values]
+        name = f"[yellow]{col} *[/yellow]" if differs else col
+        table.add_row(name, *shown)
+    _console().print(table)
+    print("(* differs between runs)")
+    return 0
+
+
+def cmd_logs(flow: str, args: list[str]) -> int:
+    """``logs RUN/STEP[/TASK] [--stderr] [--follow]`` for a flow already known by name."""
+    stream = "stdout"
+    follow = False
+    rest = []
+    for a in args:
+        if a == "--stderr":
+            stream = "stderr"
+        elif a in ("--follow", "-f"):
+            follow = True
+        elif a.startswith("-"):
+            raise UsageError(f"logs does not take {a}; options are --stderr and --follow")
+        else:
+            rest.append(a)
+    if len(rest) != 1:
+        raise UsageError("logs takes one RUN/STEP[/TASK], e.g. logs 3/start or logs 3/part/7")
+    target = rest[0]
+    parts = target.strip("/").split("/")
+    if parts and parts[0] == flow:
+        parts = parts[1:]
+    if len(parts) not in (2, 3) or not parts[0].isdigit() or (len(parts) == 3 and not parts[2].isdigit()):
+        raise UsageError(f"malformed log target {target!r}: expected RUN/STEP[/TASK], e.g. 3/start or 3/part/7")
+    return print_logs(flow, int(parts[0]), parts[1], int(parts[2]) if len(parts) == 3 else None, stream, follow)
+
+
+def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: str, follow: bool) -> int:
+    from keel.store import Store
+
+    store = Store.from_env()
+    md = store.metadata
+    if md.get_run(flow, run_id) is None:
+        raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
+    offsets: dict[int, int] = {}
+    while True:
+        tasks = [t for t in md.list_tasks(flow, run_id, step) if task_id is None or t.task_id == task_id]
+        if not tasks and not follow:
+            raise NotFoundError(f"run {flow}/{run_id} has no task" + (f" {task_id}" if task_id else "")
+                                + f" in step {step!r}")
+        for t in tasks:
+            path = store.logs.path(flow, run_id, step, t.task_id, stream)
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(offsets.get(t.task_id, 0))
+                    data = fh.read()
+            except FileNotFoundError:
+                data = b""
+            if data:
+                prefix = f"[{flow}/{run_id}/{step}/{t.task_id}] " if len(tasks) > 1 else ""
+                text = data.decode("utf-8", "replace")
+                if prefix:
+                    text = "".join(prefix + line for line in text.splitlines(keepends=True))
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                offsets[t.task_id] = offsets.get(t.task_id, 0) + len(data)
+        if not follow:
+            return 0
+        record = md.get_run(flow, run_id)
+        if record is not None and record.effective_status != "running":
+            if all(offsets.get(t.task_id, 0) >= _size(store, flow, run_id, step, t.task_id, stream) for t in tasks):
+                return 0
+        time.sleep(0.2)
+
+
+def _size(store: Any, flow: str, run_id: int, step: str, task_id: int, stream: str) -> int:
+    try:
+        return store.logs.path(flow, run_id, step, task_id, stream).stat().st_size
+    except FileNotFoundError:
+        return 0
