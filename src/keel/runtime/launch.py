@@ -108,6 +108,34 @@ def _git_info(folder: str) -> dict[str, Any]:
         return {}
 
 
+def prewarm_imports(flow_file: str) -> list[str]:
+    """Import, in the warm scheduler, the modules the flow file imports (also inside steps),
+    so that forked tasks find them loaded instead of each paying the import again."""
+    import ast
+    import importlib
+
+    try:
+        tree = ast.parse(Path(flow_file).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    loaded = []
+    for name in dict.fromkeys(names):
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception:  # noqa: BLE001 - a task will report its own import errors
+            continue
+    return loaded
+
+
 class _RunIO(Events):
     """Tees task output to the log store and the console; forwards scheduler events."""
 
@@ -183,6 +211,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     console = RunConsole(flow, run_id, steps, quiet=req.quiet)
     io = _RunIO(store, console, flow, run_id)
     console.message(f"Run {flow}/{run_id} started (KEEL_HOME={store.settings.home})")
+    prewarm_imports(req.flow_file)
     factory = executor_factory or (lambda: LocalExecutor(req.flow_cls, artifacts, io.output))
     executor = factory()
     scheduler = Scheduler(flow=flow, run_id=run_id, graph=graph, executor=executor, metadata=store.metadata,
