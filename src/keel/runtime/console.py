@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["RunConsole"]
 
 _REFRESH_INTERVAL = 0.1  # seconds between redraws of the live view
-_STATUSES = ("succeeded", "failed", "retrying", "caught")
+_STATUSES = ("succeeded", "failed", "retrying", "caught", "interrupted")
 
 _clock = time.monotonic  # replaced in tests
 _now = datetime.now  # replaced in tests
@@ -60,7 +60,7 @@ def _duration(seconds: float) -> str:
 
 class _StepState:
     __slots__ = (
-        "name", "total", "running", "done", "failed", "caught", "retries",
+        "name", "total", "running", "done", "failed", "caught", "retries", "interrupted",
         "first_start", "last_finish", "announced", "completed",
     )
 
@@ -72,6 +72,7 @@ class _StepState:
         self.failed = 0  # failed for good
         self.caught = 0
         self.retries = 0
+        self.interrupted = 0
         self.first_start: float | None = None
         self.last_finish: float | None = None
         self.announced = False
@@ -257,6 +258,8 @@ class RunConsole:
         if status == "retrying":
             state.retries += 1
             self._failure_line(f"[{pathspec}] failed{tries}; retrying")
+        elif status == "interrupted":
+            state.interrupted += 1
         elif status == "caught":
             state.done += 1
             state.caught += 1
@@ -272,6 +275,8 @@ class RunConsole:
             text += f" ({state.caught} caught)"
         if state.failed:
             text += f", {state.failed} failed"
+        if state.interrupted:
+            text += f", {state.interrupted} interrupted"
         return text
 
     @staticmethod
