@@ -373,10 +373,11 @@ def rows_for(case: str, res: dict[str, Any]) -> list[dict[str, str]]:
         mm = mf.get("task_ms", {}).get("median_ms") if ok_of(mf) else None
         row("median task time (part)", fmt_ms(km) if ok_of(k) and km is not None else
             cell(k, lambda _: "n/a"), fmt_ms(mm) if ok_of(mf) and mm is not None else
-            cell(mf, lambda _: "n/a"), "–", r_text(ratio(mm, km), "Metaflow/Keel"),
-            "Keel < 20 ms", verdict(km, lambda v: v < 20))
+            cell(mf, lambda _: "n/a"), "–", r_text(ratio(mm, km), "Metaflow/Keel"), "–", "–")
         per = lambda r: fmt_ms(r["wall_s"] * 1000.0 / 100)  # noqa: E731
-        row("wall ÷ 100 tasks", cell(k, per), cell(mf, per), "–", "–", "–", "–")
+        kp = kw * 1000.0 / 100 if kw is not None else None
+        row("overhead per task (wall ÷ 100)", cell(k, per), cell(mf, per), "–", "–",
+            "Keel < 20 ms", verdict(kp, lambda v: v < 20))
         row("peak memory (tree)", cell(k, mem), cell(mf, mem), "–", "–", "–", "–")
     elif case in ("numpy1g", "numpy1g_random"):
         bw = bl["wall_s"] if ok_of(bl) else None
@@ -437,8 +438,10 @@ Notes
 3. Median task time: median over the 100 `part` tasks of (finished - started) as recorded by
    each framework and read back with its client (Keel: Task.started_at/finished_at; Metaflow:
    Task.created_at/finished_at). "n/a" when the client does not expose them. With 16 workers
-   on few cores each task also waits for a core, so this reads higher than the CPU a task
-   costs; "wall ÷ 100 tasks" is the whole run's wall time spread over the 100 tasks.
+   on 2 cores each task also waits its turn for a core (16 runnable processes share 2), so
+   this is latency under 8x oversubscription, not overhead. "Overhead per task" is the whole
+   run's wall time (interpreter start, start/join/end steps included) spread over the 100
+   tasks: what each extra task costs, and the figure the < 20 ms target is checked on.
 4. import: median over N runs of the wall time of `python -c "import M"` minus the median of
    `python -c pass` on the same interpreter, after one warm-up run. `import keel` resolves
    its names lazily, so the second row also times what a flow file really imports.

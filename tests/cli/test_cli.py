@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import FLOWS, run_cli
+from keel_testing import FLOWS, run_cli
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from conftest import FLOWS, run_in_process, write_flow
+from keel_testing import FLOWS, run_in_process, write_flow
 from keel import Flow, Run, Step, Task
 from keel.errors import NotFoundError, UsageError
 

@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from conftest import run_cli, run_in_process, write_flow
+from keel_testing import run_cli, run_in_process, write_flow
 from keel import Flow
 
 DECO = '''

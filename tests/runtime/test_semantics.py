@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli, run_in_process, write_flow
+from keel_testing import run_cli, run_in_process, write_flow
 from keel import Flow
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import FLOWS, module_of, run_in_process
+from keel_testing import FLOWS, module_of, run_in_process
 from keel import Flow, Run
 
 SHAPES = ["linear", "branch", "nested_branch", "foreach", "nested_foreach", "foreach_in_branch",

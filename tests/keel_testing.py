@@ -1,0 +1,60 @@
+"""Helpers shared by the test modules (import them with `from keel_testing import ...`).
+
+They live here, not in conftest.py, because a sub-folder's own conftest.py would shadow a
+module named `conftest`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+FLOWS = Path(__file__).resolve().parent / "flows"
+PYTHON = sys.executable
+
+
+def load_flow(path: Path | str) -> type:
+    """Import a flow file as a module and return its flow class."""
+    from keel.cli.flow_cli import load_flow_file
+
+    return load_flow_file(str(path))
+
+
+def run_in_process(path: Path | str, params: dict[str, Any] | None = None, **options: Any) -> Any:
+    """Run a flow file through the real runtime from this process (tasks are forked)."""
+    from keel.flow.parameters import defaults_or_given
+    from keel.runtime.launch import RunRequest, start_run
+    from keel.runtime.scheduler import Options
+
+    flow_cls = load_flow(path)
+    req = RunRequest(flow_cls=flow_cls, params=defaults_or_given(flow_cls, params or {}), flow_file=str(path),
+                     options=Options(**options), quiet=True)
+    return start_run(req)
+
+
+def run_cli(*args: str, cwd: Path | str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `python -m keel.cli.main ARGS` (or `python FLOW.py ARGS` when args[0] ends in .py)."""
+    cmd = [PYTHON, *args] if args and str(args[0]).endswith(".py") else [PYTHON, "-m", "keel.cli.main", *args]
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def write_flow(folder: Path, name: str, source: str) -> Path:
+    """Write a flow file from a dedented source string and return its path."""
+    import textwrap
+
+    path = folder / f"{name}.py"
+    path.write_text(textwrap.dedent(source).lstrip())
+    return path
+
+
+def module_of(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"_expected_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
