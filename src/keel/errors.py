@@ -6,7 +6,8 @@
     ├── ProjectError               keel.yaml problems, .issues like GraphError
     ├── UsageError                 bad command-line input (parameter, pathspec, flag); exit 2
     │   ├── ParameterError         a parameter value of the wrong type, or an unknown one
-    │   └── NotFoundError          an unknown flow, run, step or task
+    │   ├── NotFoundError          an unknown flow, run, step or task
+    │   └── QueryError             a bad --where/--sort query; .column points at the mistake
     ├── ExecutionError             a run that started and did not succeed
     │   ├── TaskFailed             a user step raised, crashed or timed out
     │   └── RunInterrupted         Ctrl-C or SIGTERM
@@ -78,6 +79,18 @@ class ParameterError(UsageError):
 
 class NotFoundError(UsageError):
     """An unknown flow, run, step or task."""
+
+
+class QueryError(UsageError):
+    """A search query (``--where``, ``--sort``) that cannot be read; ``column`` is 1-based."""
+
+    def __init__(self, message: str, query: str = "", column: int = 0):
+        self.query, self.column = query, column
+        where = f" at column {column}" if column else ""
+        text = f"bad query{where}: {message}"
+        if query and column:
+            text += f"\n  {query}\n  {' ' * (column - 1)}^"
+        super().__init__(text)
 
 
 class ExecutionError(KeelError):

@@ -397,9 +397,13 @@ def test_from_url_path_and_file_url(tmp_path: Path) -> None:
         assert store.backend.root == tmp_path / "a"
 
 
-def test_from_url_s3_is_not_available_yet() -> None:
-    with pytest.raises(StoreError, match="^S3 artifact store is not available yet$"):
-        ArtifactStore.from_url("s3://bucket/prefix")
+def test_from_url_s3_gives_the_s3_backend() -> None:
+    # Opening the store makes no request; tests/store/test_s3.py runs it against a real server.
+    store = ArtifactStore.from_url("s3://bucket/some/prefix/")
+    assert type(store.backend).__name__ == "S3Backend"
+    assert (store.backend.bucket, store.backend.prefix) == ("bucket", "some/prefix")
+    with pytest.raises(StoreError, match="names no bucket"):
+        ArtifactStore.from_url("s3://")
 
 
 def test_from_url_unknown_scheme() -> None:

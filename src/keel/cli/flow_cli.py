@@ -18,7 +18,8 @@ USAGE = """Usage: python {file} COMMAND [OPTIONS]
 
 Commands:
   run [--PARAM VALUE]... [--max-workers 16] [--max-num-splits 100] [--tag T]... [--quiet]
-                       run the flow
+      [--with ray[:address=auto,cpu=4,memory=10000] | --with kubernetes[:image=...,cpu=2]]
+                       run the flow (--with: every step on Ray or Kubernetes)
   resume [RUN_ID] [STEP] [--origin-run-id ID]
                        a new run that reuses the tasks an earlier run finished
   show                 print the flow's graph
@@ -156,13 +157,16 @@ def cmd_run(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
     from keel.runtime.launch import RunRequest, start_run
     from keel.runtime.scheduler import Options
 
+    from keel.runtime.placement import parse_with
+
     opts, rest = split_run_args(args)
     for item in opts["with"]:
-        raise UsageError(f"--with {item}: this executor is not available yet; run without --with")
+        parse_with(item)  # a bad --with is a usage error, before anything runs
     params = parse_cli_parameters(flow_cls, rest)
     options = Options(max_workers=opts.get("max_workers", 16), max_num_splits=opts.get("max_num_splits", 100))
     req = RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=opts["tags"], options=options,
-                     quiet=opts["quiet"], command=f"{prog} resume" if prog.startswith("python") else "")
+                     quiet=opts["quiet"], command=f"{prog} resume" if prog.startswith("python") else "",
+                     executors=opts["with"])
     return finish(start_run(req, on_started=_run_id_writer(opts["run_id_file"])), prog)
 
 

@@ -76,6 +76,10 @@ def resume(target: str, args: tuple[str, ...]) -> None:
         from keel.cli.reading import resolve_run
 
         _, record = resolve_run(target)
+        if record.kind == "project":
+            raise UsageError(f"{target} is a project run, which is run again rather than resumed: "
+                             f"keel project run -f {record.environment.get('project_file', 'keel.yaml')} "
+                             f"[--job NAME --downstream]")
         flow_file = record.environment.get("flow_file")
         if not flow_file or not os.path.isfile(flow_file):
             raise UsageError(f"the flow file of {target} ({flow_file or 'unknown'}) is gone; "
@@ -124,8 +128,14 @@ def show(target: str) -> None:
 @click.argument("flow", required=False)
 @click.option("--limit", default=50, show_default=True, help="show at most this many runs")
 @click.option("--json", "as_json", is_flag=True, help="print JSON for tools")
-def runs(flow: str | None, limit: int, as_json: bool) -> None:
-    """List runs, newest first (of one flow, or all)."""
+@click.option("--where", default=None, help='filter, e.g. "params.alpha > 0.3 and metrics.acc >= 0.9"')
+@click.option("--sort", default=None, help="sort keys, e.g. -metrics.acc,created (- for descending)")
+def runs(flow: str | None, limit: int, as_json: bool, where: str | None, sort: str | None) -> None:
+    """List runs, newest first (of one flow, or all); search them with --where and --sort."""
+    if where is not None or sort is not None:
+        from keel.cli.tracking import cmd_search_runs
+
+        _guard(lambda: cmd_search_runs(flow, where, sort, limit, as_json))
     from keel.cli.reading import cmd_runs
 
     _guard(lambda: cmd_runs(flow, limit, as_json))
@@ -140,6 +150,17 @@ def compare(runs: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
     from keel.cli.reading import cmd_compare
 
     _guard(lambda: cmd_compare(list(runs), as_json, as_csv))
+
+
+# Projects (keel.yaml): keel project run|validate, keel scheduler, keel schedule list.
+from keel.cli.project import register as _register_project  # noqa: E402
+
+_register_project(cli)
+
+
+from keel.cli.tracking import register as _register_tracking  # noqa: E402 - tag, comment, sweep, ...
+
+_register_tracking(cli)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -104,14 +104,21 @@ def cmd_show_run(pathspec: str) -> int:
         out.print("  params: " + ", ".join(f"{k}={_short(v)}" for k, v in r.params.items()))
     if r.tags:
         out.print("  tags: " + ", ".join(r.tags))
+    for c in md.list_comments(r.flow, r.run_id):
+        out.print(f"  comment ({c['author']}, {_when(c['created_at'])}): {c['text']}")
     env = r.environment
     if env:
         git = f", git {env['git_commit'][:10]}{' (dirty)' if env.get('git_dirty') else ''}" if env.get("git_commit") else ""
-        out.print(f"  python {env.get('python')}{git}, code {str(r.code_hash or '')[:12]}")
+        snap = env.get("snapshot") or {}
+        kept = f" ({snap.get('files')} files kept)" if snap.get("files") else ""
+        out.print(f"  python {env.get('python')}{git}, code {str(r.code_hash or '')[:12]}{kept}")
     tasks = md.list_tasks(r.flow, r.run_id)
     steps = table = Table(box=None, header_style="bold", title=None)
-    for col in ("step", "tasks", "status", "started", "took", "artifacts"):
+    for col in ("step", "tasks", "status", "started", "took", "cpu", "peak mem", "artifacts"):
         table.add_column(col)
+    from keel.tracking.sysmetrics import task_resources
+
+    resources = task_resources(md, r.flow, r.run_id)  # sys.* metrics of each task
     by_step: dict[str, list[Any]] = {}
     for t in tasks:
         by_step.setdefault(t.step, []).append(t)
@@ -121,6 +128,9 @@ def cmd_show_run(pathspec: str) -> int:
         for t in ts:
             counts[t.status] = counts.get(t.status, 0) + 1
         status = ", ".join(f"{n} {s}" for s, n in counts.items()) or "not run"
+        origins = sorted({t.origin_run_id for t in ts if t.origin_run_id is not None})
+        if origins:  # resume took these tasks from an earlier run
+            status += " (from " + ", ".join(f"{r.flow}/{o}" for o in origins) + ")"
         started = min((t.started_at for t in ts if t.started_at), default=None)
         finished = max((t.finished_at for t in ts if t.finished_at), default=None)
         arts = ""
@@ -129,14 +139,21 @@ def cmd_show_run(pathspec: str) -> int:
             arts = ", ".join(f"{n} ({size_text(a['size'])})" for n, a in own.items())
             if len(ts) > 1 and arts:
                 arts += " per task"
-        steps.add_row(row["step"], str(len(ts)), status, _when(started)[11:], _seconds(started, finished), arts)
+        used = [resources[t.task_id] for t in ts if t.task_id in resources]
+        cpu = sum(u.get("cpu_time_s", 0.0) for u in used)
+        peak = max((u.get("peak_rss_mb", 0.0) for u in used), default=0.0)
+        steps.add_row(row["step"], str(len(ts)), status, _when(started)[11:], _seconds(started, finished),
+                      (f"{cpu * 1000:.0f}ms" if cpu < 1 else f"{cpu:.2f}s") if used else "-",
+                      f"{peak:.0f} MB" if used else "-", arts)
     out.print(table)
     failed = [a for a in md.list_attempts(r.flow, r.run_id) if a["status"] == "failed"]
     for a in failed[-3:]:
         out.print(f"  [red]task {a['task_id']} attempt {a['attempt']}[/red]: {a['error_type']}: {a['error_message']}")
     metrics = md.run_metrics(r.flow, r.run_id)
     if metrics:
-        out.print("  metrics (last): " + ", ".join(f"{k}={v[-1][1]:g}" for k, v in metrics.items()))
+        shown = {k: v for k, v in metrics.items() if not k.startswith("sys.")}  # system metrics: columns above
+        if shown:
+            out.print("  metrics (last): " + ", ".join(f"{k}={v[-1][1]:g}" for k, v in shown.items()))
     return 0
 
 
@@ -146,11 +163,18 @@ def cmd_compare(pathspecs: list[str], as_json: bool, as_csv: bool) -> int:
     rows: list[dict[str, Any]] = []
     for p in pathspecs:
         md, r = resolve_run(p)
-        metrics = md.run_metrics(r.flow, r.run_id)
+        from keel.tracking.search import run_last_values
+        from keel.tracking.sysmetrics import task_resources
+
+        metrics = run_last_values(md, r.flow, r.run_id)
+        used = task_resources(md, r.flow, r.run_id).values()
         rows.append({"run": r.pathspec, "status": r.effective_status,
                      "duration": (r.finished_at - r.created_at) if r.finished_at else None,
+                     "cpu_time_s": round(sum(u.get("cpu_time_s", 0.0) for u in used), 3) if used else None,
+                     "peak_rss_mb": round(max(u.get("peak_rss_mb", 0.0) for u in used), 1) if used else None,
+                     "tags": ",".join(r.tags),
                      **{f"params.{k}": v for k, v in r.params.items()},
-                     **{f"metrics.{k}": v[-1][1] for k, v in metrics.items()}})
+                     **{f"metrics.{k}": v for k, v in metrics.items() if not k.startswith("sys.")}})
     columns = list(dict.fromkeys(k for row in rows for k in row))
     if as_json:
         print(json.dumps(rows, indent=2, default=repr))

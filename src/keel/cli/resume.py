@@ -1,9 +1,12 @@
 """``resume [RUN_ID] [STEP]``: a new run that reuses what an earlier run finished.
 
-Every task that succeeded in the origin run in a step before STEP (default: the first step
-that failed; for a crashed or interrupted run, every finished task) is taken by reference:
-no artifact is copied or computed again. The new run uses the origin's parameters and the
-flow's current code, so a fix made after the failure takes effect.
+Metaflow's meaning: without STEP, every task that finished in the origin run (failed, crashed
+or interrupted) is taken as it is, and the run goes on from where it stopped (the first step
+that failed); with STEP, that step and every step after it (its descendants in the graph) run
+again and every other finished task is reused. Reuse is by reference: no artifact is copied
+or computed again. The new run uses the origin's parameters and the flow's current code, so
+a fix made after the failure takes effect. Tasks of a resumed run keep pointing at the run
+that really computed them, so resuming a resumed run works the same way.
 """
 
 from __future__ import annotations
@@ -43,18 +46,22 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
         import difflib
 
         hint = difflib.get_close_matches(step, order, n=1)
-        raise UsageError(f"{flow} has no step {step!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        raise UsageError(f"{flow} has no step {step!r}" + (f"; did you mean {hint[0]!r}?" if hint else ".")
                          + f" Steps are: {', '.join(order)}")
+    if origin.status == "running":
+        _settle_crashed(md, origin, tasks)
+    rerun: set[str] = set()
     if step is None:
-        failed = sorted({t.step for t in tasks if t.status == "failed"}, key=order.index)
+        failed = sorted({t.step for t in tasks if t.status == "failed" and t.step in graph}, key=order.index)
         step = failed[0] if failed else None
         if step is None and origin.status == "succeeded":
             raise UsageError(f"run {flow}/{origin_id} succeeded: nothing failed to resume from. "
                              f"Name a step to run again from it: resume {origin_id} STEP")
-    limit = order.index(step) if step is not None else len(order)
+    else:
+        rerun = downstream(graph, step)
     reuse: dict[tuple[str, tuple[int, ...]], ReusedTask] = {}
     for t in tasks:
-        if t.status not in _DONE or order.index(t.step) >= limit:
+        if t.status not in _DONE or t.step in rerun or t.step not in graph:
             continue
         arts = {n: {"key": a["key"], "serializer": a["serializer"], "size": a["size"]}
                 for n, a in md.task_artifacts(flow, origin_id, t.task_id).items()}
@@ -77,6 +84,44 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
                 params[p.attr] = store.artifacts.get(ArtifactRef(a["key"], a["serializer"], a["size"]),
                                                      what=f"parameter {p.name!r} of {flow}/{origin_id}")
     return {"origin_id": origin_id, "step": step, "reuse": reuse, "params": params}
+
+
+def downstream(graph: Any, step: str) -> set[str]:
+    """``step`` and every step reachable from it: what ``resume RUN STEP`` runs again."""
+    seen, todo = {step}, [step]
+    while todo:
+        for nxt in graph[todo.pop()].out_funcs:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _settle_crashed(md: Any, origin: Any, tasks: list[Any]) -> None:
+    """Record for good that a run whose scheduler died crashed, and so did its running tasks
+    (readers already show it; this keeps it once the evidence, the dead pid, is gone)."""
+    import json
+    import time
+
+    who = f"pid {origin.pid} on {origin.hostname}"
+    message = f"the process running it ({who}) stopped without finishing it"
+    ops: list[tuple[str, Any]] = []
+    now = time.time()
+    for t in tasks:
+        if t.status == "running":
+            ops.append(("task", {"flow": t.flow, "run_id": t.run_id, "task_id": t.task_id, "step": t.step,
+                                 "status": "crashed", "attempts": t.attempts, "created_at": t.created_at,
+                                 "started_at": t.started_at, "finished_at": now, "parents": json.dumps(t.parents),
+                                 "foreach": json.dumps(t.foreach), "origin_run_id": t.origin_run_id,
+                                 "origin_task_id": t.origin_task_id, "node": t.node}))
+            ops.append(("attempt", {"flow": t.flow, "run_id": t.run_id, "task_id": t.task_id,
+                                    "attempt": max(0, t.attempts - 1), "status": "crashed",
+                                    "started_at": t.started_at, "finished_at": now,
+                                    "error_type": "SchedulerCrashed",
+                                    "error_message": f"the run's scheduler ({who}) died while this task ran",
+                                    "exit_code": None, "traceback": "", "node": t.node}))
+    md.write_batch(ops)
+    md.set_run_status(origin.flow, origin.run_id, "crashed", error=f"SchedulerCrashed: {message}")
 
 
 def cmd_resume(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
@@ -120,5 +165,6 @@ def cmd_resume(flow_cls: type, flow_file: str, args: list[str], prog: str) -> in
           f"{len(plan['reuse'])} finished task(s) reused", flush=True)
     req = RunRequest(flow_cls=flow_cls, params=plan["params"], flow_file=flow_file, tags=opts["tags"],
                      options=options, quiet=opts["quiet"], origin_run_id=plan["origin_id"],
-                     command=f"{prog} resume" if prog.startswith("python") else "")
+                     command=f"{prog} resume" if prog.startswith("python") else "",
+                     executors=opts["with"])  # resume --with ray: the rest of the run on Ray
     return finish(start_run(req, store=store), prog)

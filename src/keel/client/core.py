@@ -179,6 +179,11 @@ class Task:
         return self._record.foreach[-1][2] if self._record.foreach else None
 
     @property
+    def reused(self) -> bool:
+        """True for a task that resume took from an earlier run instead of running it again."""
+        return self._record.origin_run_id is not None
+
+    @property
     def origin(self) -> str | None:
         """For a task reused by resume: the pathspec of the task it was reused from."""
         r = self._record
@@ -198,6 +203,8 @@ class Task:
 
     def _log(self, stream: str) -> str:
         r = self._record
+        if r.origin_run_id is not None and r.origin_task_id is not None:  # reused: the output is the origin's
+            return self._store.logs.read(r.flow, r.origin_run_id, r.step, r.origin_task_id, stream)
         return self._store.logs.read(r.flow, r.run_id, r.step, r.task_id, stream)
 
     @property
@@ -423,6 +430,17 @@ class Run:
     def remove_tag(self, *tags: str) -> None:
         self._store.metadata.remove_tags(self._record.flow, self._record.run_id, tags)
 
+    def comment(self, text: str, *, author: str | None = None) -> dict[str, Any]:
+        """Keep a comment on the run (author: KEEL_USER or the login name; time: now)."""
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError("a comment needs some text, e.g. run.comment('lr too high: diverged at step 300')")
+        return self._store.metadata.add_comment(self._record.flow, self._record.run_id, text, author=author)
+
+    @property
+    def comments(self) -> list[dict[str, Any]]:
+        """The run's comments, oldest first: [{"id", "author", "created_at", "text"}, ...]."""
+        return self._store.metadata.list_comments(self._record.flow, self._record.run_id)
+
     def __repr__(self) -> str:
         return f"Run('{self.pathspec}')"
 
@@ -440,13 +458,21 @@ class Flow:
     def pathspec(self) -> str:
         return self.name
 
-    def runs(self, *tags: str) -> list[Run]:
-        """Runs newest first; with tags, only runs that have all of them."""
-        records = self._store.metadata.list_runs(self.name)
-        runs = [Run(_record=r, _store=self._store) for r in records]
+    def runs(self, *tags: str, where: str | None = None, sort: str | None = None,
+             limit: int | None = None) -> list[Run]:
+        """Runs newest first; with tags, only runs that have all of them.
+
+        ``where`` and ``sort`` take the search language of ``keel runs --where/--sort``
+        (see ``keel.tracking.query``): ``Flow("Train").runs(where="params.alpha > 0.3 and
+        metrics.acc >= 0.9", sort="-metrics.acc", limit=20)``.
+        """
+        from keel.tracking.search import search_runs  # one query for the runs, bulk reads for the rest
+
         if tags:
-            runs = [r for r in runs if set(tags) <= set(r._record.tags)]
-        return runs
+            tag_query = " and ".join(f"{_json_str(t)} in tags" for t in tags)
+            where = f"({where}) and {tag_query}" if where else tag_query
+        records = search_runs(self._store.metadata, self.name, where=where, sort=sort, limit=limit)
+        return [Run(_record=r, _store=self._store) for r in records]
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.runs())
@@ -468,3 +494,9 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"Flow('{self.name}')"
+
+
+def _json_str(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)

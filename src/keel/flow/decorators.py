@@ -135,8 +135,13 @@ timeout.__doc__ = """Fail an attempt that runs longer than seconds + minutes + h
 environment = _make("environment", {"vars": {}})
 environment.__doc__ = """Set environment variables for the step's tasks: ``@environment(vars={"K": "v"})``."""
 
-ray = _make("ray", {"cpu": None, "memory": None, "gpu": None, "address": None}, ())
-ray.__doc__ = """Run this step's tasks on a Ray cluster, the rest of the flow staying local."""
+ray = _make("ray", {"cpu": None, "memory": None, "gpu": None, "address": None, "resources": None}, ())
+ray.__doc__ = """Run this step's tasks on a Ray cluster, the rest of the flow staying local.
+
+``cpu`` cores, ``memory`` MB and ``gpu`` count become Ray's ``num_cpus``, ``memory`` and
+``num_gpus`` (defaults: ``@resources``, then one core); ``resources={"name": amount}`` asks for
+custom Ray resources; ``address`` names the cluster (else ``--with ray:address=``,
+``KEEL_RAY_ADDRESS``, then a running local cluster)."""
 
 kubernetes = _make("kubernetes", {"cpu": 1, "memory": 4096, "disk": 10240, "gpu": 0, "image": None,
                                   "namespace": "default", "service_account": None}, ())

@@ -5,14 +5,16 @@
     current.log_metric("loss", 0.3, step=10)
     current.tag("baseline")
 
-Metrics are buffered in memory and written to a spool file that the scheduler ingests:
-a tight loop can log hundreds of thousands of points a second, and a timer flushes the
-buffer so points logged before a crash are kept.
+Metrics are written into a memory-mapped spool file that the scheduler ingests when the
+task ends: a tight loop can log hundreds of thousands of points a second, and every point
+logged is kept even when the task crashes, calls ``os._exit`` or is killed by SIGKILL.
+While the task runs, a sampler thread adds its CPU use and memory as ``sys.*`` metrics.
 """
 
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import struct
 import threading
@@ -20,70 +22,104 @@ import time
 from typing import Any
 
 from keel.errors import KeelError
+from keel.tracking import sysmetrics as _sysmetrics  # imported here so forked tasks find it warm
 
-_FLUSH_EVERY_POINTS = 100_000
-_FLUSH_EVERY_SECONDS = 1.0
-
-# One spool record: name id (H), has-step flag (B), step (q), value (d), timestamp (d).
-_RECORD = struct.Struct("<HBqdd")
+# One spool record: name id (H), step (q), value (d), timestamp (d), flags (B). The flags byte
+# comes last so that a record is complete once it is set: 1 = has a step, 2 = written.
+_RECORD = struct.Struct("<HqddB")
+_HAS_STEP, _WRITTEN = 1, 2
+_FIRST_CHUNK, _MAX_CHUNK = 64 << 10, 8 << 20  # the file grows by doubling, in zero bytes: a
+# small first size keeps a task that logs a few points cheap (faulting in a large sparse
+# mapping costs ~1 ms), doubling keeps remaps rare for a task that logs millions
 
 
 class MetricSpool:
-    """Append-only binary file of metric points, written by one task, read by the scheduler.
+    """Metric points of one task, written into a memory-mapped file that the scheduler reads.
+
+    Each point goes straight into the file's pages (an mmap shared with the kernel's page
+    cache), so every point logged is kept when the task ends by ``os._exit``, a signal or
+    SIGKILL, with no flush and no system call per point.
 
     Layout: records of ``_RECORD``; a record with name id 0xFFFF introduces a new name whose
-    UTF-8 bytes follow (length in the step field). Partial trailing records are ignored.
+    UTF-8 bytes follow (length in the step field; the bytes are written before the record).
+    The file grows in zero-filled chunks, so the first record whose flags byte is 0 ends it.
+    A process forked from the task (a ``parallel_map`` worker) writes its own file,
+    ``PATH.PID``; ``read_all`` reads the task's file and every ``PATH.*`` beside it.
     """
 
     NEW_NAME = 0xFFFF
 
     def __init__(self, path: str):
         self.path = path
+        self._base = path
         self._names: dict[str, int] = {}
-        self._buffer: list[tuple[str, int | None, float, float]] = []
         self._lock = threading.Lock()
-        self._last_flush = time.monotonic()
-        self._timer: threading.Thread | None = None
-        self._closed = False
+        self._mm: Any = None
+        self._fd = -1
+        self._pos = 0
+        self._cap = 0
+
+    def _grow(self, need: int) -> None:
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._pos = self._cap = _used_length(self._fd)
+        if self._mm is not None:
+            self._mm.close()
+        self._cap = self._cap + max(min(max(self._cap, _FIRST_CHUNK), _MAX_CHUNK), need)
+        os.ftruncate(self._fd, self._cap)
+        self._mm = mmap.mmap(self._fd, self._cap)
+
+    def _name_id(self, name: str) -> int:
+        nid = len(self._names)
+        if nid >= self.NEW_NAME:
+            raise KeelError(f"too many distinct metric names in one task (the limit is {self.NEW_NAME}); "
+                            f"put the varying part in the value or the step, not in the name")
+        raw = name.encode()
+        size = _RECORD.size
+        if self._pos + size + len(raw) > self._cap:
+            self._grow(size + len(raw))
+        self._mm[self._pos + size:self._pos + size + len(raw)] = raw
+        _RECORD.pack_into(self._mm, self._pos, self.NEW_NAME, len(raw), 0.0, 0.0, _WRITTEN)
+        self._pos += size + len(raw)
+        self._names[name] = nid
+        return nid
 
     def add(self, name: str, value: float, step: int | None) -> None:
-        self._buffer.append((name, step, value, time.time()))
-        if len(self._buffer) >= _FLUSH_EVERY_POINTS:
-            self.flush()
-        elif self._timer is None:
-            self._start_timer()
-
-    def _start_timer(self) -> None:
-        def tick() -> None:
-            while not self._closed:
-                time.sleep(_FLUSH_EVERY_SECONDS)
-                if self._buffer:
-                    self.flush()
-
-        self._timer = threading.Thread(target=tick, name="keel-metrics-flush", daemon=True)
-        self._timer.start()
+        with self._lock:
+            nid = self._names.get(name)
+            if nid is None:
+                nid = self._name_id(name)
+            pos = self._pos
+            if pos + _RECORD.size > self._cap:
+                self._grow(_RECORD.size)
+            if step is None:
+                _RECORD.pack_into(self._mm, pos, nid, 0, value, time.time(), _WRITTEN)
+            else:
+                _RECORD.pack_into(self._mm, pos, nid, step, value, time.time(), _WRITTEN | _HAS_STEP)
+            self._pos = pos + _RECORD.size
 
     def flush(self) -> None:
-        with self._lock:
-            points, self._buffer = self._buffer, []
-            if not points:
-                return
-            out = bytearray()
-            pack = _RECORD.pack
-            for name, step, value, ts in points:
-                nid = self._names.get(name)
-                if nid is None:
-                    nid = self._names[name] = len(self._names)
-                    raw = name.encode()
-                    out += pack(self.NEW_NAME, 0, len(raw), 0.0, 0.0) + raw
-                out += pack(nid, step is not None, step or 0, value, ts)
-            with open(self.path, "ab") as fh:
-                fh.write(out)
-            self._last_flush = time.monotonic()
+        """Nothing to do: points are in the file's pages as soon as they are logged."""
 
     def close(self) -> None:
-        self.flush()
-        self._closed = True
+        with self._lock:
+            if self._mm is not None:
+                self._mm.close()
+                self._mm = None
+            if self._fd >= 0:
+                os.ftruncate(self._fd, self._pos)
+                os.close(self._fd)
+                self._fd = -1
+            self._cap = 0
+
+    def _forked(self) -> None:
+        """In a process forked from the task: write a file of its own from now on."""
+        self._lock = threading.Lock()
+        self._mm = None  # the parent's mapping stays the parent's
+        self._fd = -1
+        self._pos = self._cap = 0
+        self._names = {}
+        self.path = f"{self._base}.{os.getpid()}"
 
     @classmethod
     def read(cls, path: str) -> list[tuple[str, int | None, float, float]]:
@@ -95,9 +131,12 @@ class MetricSpool:
         names: list[str] = []
         points = []
         size = _RECORD.size
+        unpack = _RECORD.unpack_from
         pos = 0
         while pos + size <= len(data):
-            nid, has_step, step, value, ts = _RECORD.unpack_from(data, pos)
+            nid, step, value, ts, flags = unpack(data, pos)
+            if not flags & _WRITTEN:
+                break
             pos += size
             if nid == cls.NEW_NAME:
                 if pos + step > len(data):
@@ -106,8 +145,34 @@ class MetricSpool:
                 pos += step
                 continue
             if nid < len(names):
-                points.append((names[nid], step if has_step else None, value, ts))
+                points.append((names[nid], step if flags & _HAS_STEP else None, value, ts))
         return points
+
+    @staticmethod
+    def files(path: str) -> list[str]:
+        """The task's spool and the ones beside it (forked workers, system metrics)."""
+        import glob
+
+        return [path] + sorted(glob.glob(glob.escape(path) + ".*"))
+
+    @classmethod
+    def read_all(cls, path: str) -> list[tuple[str, int | None, float, float]]:
+        return [point for f in cls.files(path) for point in cls.read(f)]
+
+
+def _used_length(fd: int) -> int:
+    """Where writing goes on in an existing spool: after its last written record."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return 0
+    data = os.pread(fd, size, 0)
+    pos, rec = 0, _RECORD.size
+    while pos + rec <= size:
+        nid, step, _v, _t, flags = _RECORD.unpack_from(data, pos)
+        if not flags & _WRITTEN:
+            break
+        pos += rec + (step if nid == MetricSpool.NEW_NAME else 0)
+    return pos
 
 
 class Current:
@@ -115,6 +180,34 @@ class Current:
 
     def __init__(self) -> None:
         self._reset()
+        self._activate_from_env()
+
+    def __reduce__(self) -> str:
+        # Pickled by reference: a flow class shipped by value (Ray, cloudpickle) must reach the
+        # worker's own ``current``, not a copy of the scheduler's.
+        return "current"
+
+    def _activate_from_env(self) -> None:
+        """A job of a project run (keel.yaml): the project runner names the job in the
+        environment, so a plain script gets the same ``current`` as a flow step."""
+        env = os.environ
+        if not (env.get("KEEL_RUN_ID") and env.get("KEEL_STEP_NAME") and env.get("KEEL_TASK_ID")):
+            return
+        try:
+            self._activate(flow_name=env.get("KEEL_FLOW_NAME", ""), run_id=int(env["KEEL_RUN_ID"]),
+                           step_name=env["KEEL_STEP_NAME"], task_id=int(env["KEEL_TASK_ID"]),
+                           retry_count=int(env.get("KEEL_RETRY_COUNT") or 0),
+                           metrics_path=env.get("KEEL_METRICS_PATH") or None,
+                           project_name=env.get("KEEL_FLOW_NAME", ""), job_name=env["KEEL_STEP_NAME"],
+                           instance=int(env.get("KEEL_INSTANCE") or 0),
+                           instances=int(env.get("KEEL_INSTANCES") or 1))
+        except ValueError:
+            self._reset()
+            return
+        self.__dict__["_tags_path"] = env.get("KEEL_TAGS_PATH") or None
+        import atexit
+
+        atexit.register(self._finish)
 
     def _reset(self) -> None:
         self.flow_name: str | None = None
@@ -125,8 +218,10 @@ class Current:
         self.origin_run_id: int | None = None
         self.is_running_flow = False
         self._spool: MetricSpool | None = None
+        self._sampler: Any = None
         self._tags: list[str] = []
         self._extras: dict[str, Any] = {}
+        self.__dict__.pop("_tags_path", None)  # set for project jobs by _activate_from_env
 
     def _activate(self, *, flow_name: str, run_id: int, step_name: str, task_id: int, retry_count: int,
                   metrics_path: str | None, **extras: Any) -> None:
@@ -136,6 +231,8 @@ class Current:
         self.is_running_flow = True
         self._spool = MetricSpool(metrics_path) if metrics_path else None
         self._extras = extras
+        if metrics_path and os.environ.get("KEEL_SYSTEM_METRICS", "1") != "0":
+            self._sampler = _sysmetrics.Sampler(self._spool).start()
 
     def __getattr__(self, name: str) -> Any:
         extras = self.__dict__.get("_extras", {})
@@ -179,8 +276,15 @@ class Current:
             if not isinstance(t, str) or not t:
                 raise KeelError(f"a tag must be a non-empty string, got {t!r}")
             self._tags.append(t)
+        tags_path = self.__dict__.get("_tags_path")
+        if tags_path:  # a project job: the runner reads this file when the job ends
+            with open(tags_path, "a", encoding="utf-8") as fh:
+                fh.write("".join(t.replace("\n", " ") + "\n" for t in tags))
 
     def _finish(self) -> list[str]:
+        if self._sampler is not None:
+            self._sampler.stop()
+            self._sampler = None
         if self._spool is not None:
             self._spool.close()
         return list(self._tags)
@@ -193,8 +297,8 @@ def _after_fork_in_child() -> None:
     # A forked process (e.g. a parallel_map worker) gets a fresh lock and its own timer.
     spool = current.__dict__.get("_spool")
     if spool is not None:
-        spool._lock = threading.Lock()
-        spool._timer = None
+        spool._forked()
+    current.__dict__["_sampler"] = None  # the sampler thread did not come along
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -37,6 +37,7 @@ class RunRequest:
     kind: str = "flow"
     origin_run_id: int | None = None
     command: str = ""              # e.g. "python flow.py resume": the hint after a failure adds the id
+    executors: list[str] = field(default_factory=list)  # --with NAME[:key=value,...] (ray, kubernetes)
 
 
 @dataclass
@@ -56,11 +57,14 @@ class RunResult:
         return self.status == "succeeded"
 
 
-def check_resources(graph: FlowGraph, budget: dict[str, float]) -> None:
-    """Refuse, before anything runs, a step that asks for more than this machine has."""
+def check_resources(graph: FlowGraph, budget: dict[str, float], skip: frozenset[str] = frozenset()) -> None:
+    """Refuse, before anything runs, a step that asks for more than this machine has.
+    ``skip``: steps that run elsewhere (Ray, Kubernetes)."""
     problems = []
     for name in graph.sorted_nodes():
         node = graph[name]
+        if name in skip:
+            continue
         for deco in node.decorators:
             if deco.name != "resources":
                 continue
@@ -78,13 +82,7 @@ def check_resources(graph: FlowGraph, budget: dict[str, float]) -> None:
 
 def environment_info(flow_file: str) -> dict[str, Any]:
     """Python, platform, installed packages and git state, kept with every run."""
-    from importlib import metadata
-
-    packages = {}
-    for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
-        if name:
-            packages[name] = dist.version
+    packages = installed_packages()
     info: dict[str, Any] = {
         "python": sys.version.split()[0], "implementation": platform.python_implementation(),
         "platform": platform.platform(), "executable": sys.executable, "argv": sys.argv,
@@ -93,6 +91,22 @@ def environment_info(flow_file: str) -> dict[str, Any]:
     }
     info.update(_git_info(os.path.dirname(os.path.abspath(flow_file))))
     return info
+
+
+def installed_packages() -> dict[str, str]:
+    """Name -> version of every installed distribution, read from the *.dist-info folder names
+    on sys.path (milliseconds, where parsing each package's metadata takes a quarter second)."""
+    packages: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info") and "-" in name:
+                dist, _, version = name[: -len(".dist-info")].rpartition("-")
+                packages.setdefault(dist.replace("_", "-"), version)
+    return packages
 
 
 def _git_info(folder: str) -> dict[str, Any]:
@@ -193,17 +207,33 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     graph = FlowGraph(req.flow_cls)
     graph.check()
     budget = machine_budget()
-    check_resources(graph, budget)
+    from keel.runtime.placement import plan_placement  # where each step runs (--with, @ray, @kubernetes)
+
+    placement = plan_placement(graph, req.executors)
+    check_resources(graph, budget, placement.remote_steps)
     req.options.budget = budget
+    req.options.remote_steps = placement.remote_steps
     store = store or Store.from_env()
     flow = graph.name
     artifacts = store.artifacts
+    remote: dict[str, Any] = {}
+    if executor_factory is None and placement.route:  # connect before the run exists: errors come first
+        remote = placement.connect(req.flow_cls, artifacts, lambda *chunk: io.output(*chunk), req.flow_file)
     param_refs = {name: artifacts.put(value).to_dict() for name, value in req.params.items()}
     code = Path(req.flow_file).read_bytes() if os.path.exists(req.flow_file) else b""
     code_key = artifacts.put_bytes(code) if code else None
+    environment = environment_info(req.flow_file)
+    snapshot_warning = None
+    if code:  # the flow file and the local modules it imports (keel.tracking.snapshot)
+        from keel.tracking.snapshot import take_snapshot
+
+        try:
+            environment["snapshot"], snapshot_warning = take_snapshot(req.flow_file, artifacts)
+        except (OSError, ValueError) as exc:
+            snapshot_warning = f"the code snapshot could not be taken ({exc}); the run keeps only the flow file"
     run_id = store.metadata.new_run(
         flow, params=req.params, tags=req.tags, kind=req.kind, code_hash=code_key, code_key=code_key,
-        environment=environment_info(req.flow_file), origin_run_id=req.origin_run_id)
+        environment=environment, origin_run_id=req.origin_run_id)
     if on_started is not None:
         on_started(run_id)
     steps = graph.sorted_nodes()
@@ -211,8 +241,11 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     console = RunConsole(flow, run_id, steps, quiet=req.quiet)
     io = _RunIO(store, console, flow, run_id)
     console.message(f"Run {flow}/{run_id} started (KEEL_HOME={store.settings.home})")
+    if snapshot_warning:
+        console.message(f"Warning: {snapshot_warning}")
     prewarm_imports(req.flow_file)
-    factory = executor_factory or (lambda: LocalExecutor(req.flow_cls, artifacts, io.output))
+    factory = executor_factory or (lambda: placement.build(
+        steps, lambda: LocalExecutor(req.flow_cls, artifacts, io.output), remote))
     executor = factory()
     scheduler = Scheduler(flow=flow, run_id=run_id, graph=graph, executor=executor, metadata=store.metadata,
                           artifacts=artifacts, scratch=str(store.scratch), params=param_refs,
@@ -233,6 +266,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
         store.metadata.set_run_status(flow, run_id, outcome.status, error=error or outcome.message)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        getattr(executor, "close", lambda: None)()  # e.g. the local executor's guard process
         io.close()
         console.close(outcome.status if "outcome" in locals() else "interrupted")
     result = RunResult(flow=flow, run_id=run_id, status=outcome.status, outcome=outcome,

@@ -21,7 +21,8 @@ from keel.runtime.current import MetricSpool
 from keel.runtime.executors.base import Executor, Outcome
 from keel.runtime.task import CaughtException, FrameSpec, TaskSpec
 
-_HEARTBEAT_EVERY = 5.0
+_HEARTBEAT_EVERY = 2.0  # default; KEEL_HEARTBEAT_SECONDS is read when a run starts
+_FLUSH_EVERY = 0.1  # seconds between metadata transactions while tasks run
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class Options:
     # resume: (step, foreach indices) -> the finished task of the origin run to reuse
     reuse: dict[tuple[str, tuple[int, ...]], ReusedTask] = field(default_factory=dict)
     budget: dict[str, float] = field(default_factory=lambda: {"cpu": os.cpu_count() or 1, "memory": 1 << 40})
+    # steps that run elsewhere (Ray, Kubernetes): this machine's cpu/memory budget does not apply
+    remote_steps: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -132,6 +135,8 @@ class Scheduler:
         self.events = events or Events()
         self.task_extras = task_extras or (lambda step: {})
         self.policies = {name: step_policy(graph[name]) for name in graph.sorted_nodes()}
+        for name in options.remote_steps & set(self.policies):
+            self.policies[name].cpu = self.policies[name].memory = 0.0
         self._ids = itertools.count(1)
         self.ready: deque[_Task] = deque()
         self.delayed: list[_Task] = []
@@ -143,6 +148,10 @@ class Scheduler:
         self.step_started: dict[str, float] = {}
         self.step_finished: dict[str, float] = {}
         self._last_beat = 0.0
+        self._last_flush = 0.0
+        from keel.store.liveness import heartbeat_seconds
+
+        self._beat_every = heartbeat_seconds()
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> RunOutcome:
@@ -153,13 +162,14 @@ class Scheduler:
                 self._promote_delayed(now)
                 if self.failure is None:
                     self._launch_ready(now)
+                    self._flush(force=False)  # running tasks are on record within _FLUSH_EVERY
                 if not self.running and self.failure is not None:
                     break
                 for outcome in self.executor.wait(self._wait_time(now)):
                     self._on_outcome(outcome)
                 self._check_timeouts()
                 self._heartbeat()
-                self._flush()
+                self._flush(force=False)
         finally:
             self._flush()
         if self.failure is not None:
@@ -176,14 +186,16 @@ class Scheduler:
                 self._record_attempt(task, "interrupted", outcome, {"type": "Interrupted",
                                      "message": "the run was interrupted", "traceback": ""})
                 self._record_task(task, "interrupted")
+                self.events.task_finished(task.step, task.task_id, "interrupted")
         for task in list(self.running.values()):
             self._record_task(task, "interrupted")
+            self.events.task_finished(task.step, task.task_id, "interrupted")
         self.running.clear()
         self._record_steps()
         self._flush()
 
     def _wait_time(self, now: float) -> float:
-        wake = now + 1.0
+        wake = min(now + 1.0, self._last_beat + self._beat_every)
         for task in self.running.values():
             if task.deadline is not None:
                 wake = min(wake, task.deadline)
@@ -285,14 +297,20 @@ class Scheduler:
 
     def _heartbeat(self) -> None:
         now = time.time()
-        if now - self._last_beat >= _HEARTBEAT_EVERY:
+        if now - self._last_beat >= self._beat_every:
             self._last_beat = now
             self.ops.append(("heartbeat", (self.flow, self.run_id)))
 
-    def _flush(self) -> None:
-        if self.ops:
-            ops, self.ops = self.ops, []
-            self.metadata.write_batch(ops)
+    def _flush(self, force: bool = True) -> None:
+        """Write the queued metadata in one transaction (at most every _FLUSH_EVERY s unless forced)."""
+        if not self.ops:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_flush < _FLUSH_EVERY:
+            return
+        self._last_flush = now
+        ops, self.ops = self.ops, []
+        self.metadata.write_batch(ops)
 
     # -- one attempt ended -------------------------------------------------------------------
     def _on_outcome(self, outcome: Outcome) -> None:
@@ -394,15 +412,17 @@ class Scheduler:
     def _ingest_metrics(self, task: _Task) -> None:
         assert task.spec is not None
         path = task.spec.metrics_path
-        points = MetricSpool.read(path)
+        files = MetricSpool.files(path)  # the task's, its forked workers', its system metrics'
+        points = [point for f in files for point in MetricSpool.read(f)]
         if points:
             self.ops.append(("metrics", [
                 {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "name": name,
                  "step": step, "value": value, "ts": ts} for name, step, value, ts in points]))
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        for f in files:
+            try:
+                os.unlink(f)
+            except FileNotFoundError:
+                pass
 
     # -- what comes next ------------------------------------------------------------------------
     def _advance(self, task: _Task, result: dict[str, Any], namespace: dict[str, dict[str, Any]]) -> None:

@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.errors import KeelError
+from keel.errors import KeelError, StoreError
 from keel.flow.spec import FlowSpec, ForeachFrame, Inputs
 from keel.runtime.current import current
 from keel.store.artifacts import ArtifactRef, ArtifactStore
@@ -168,6 +168,8 @@ class TaskState:
     def _put(self, name: str, value: Any) -> ArtifactRef:
         try:
             return self.store.put(value)
+        except StoreError as exc:  # disk full, permission denied...: say which artifact
+            raise StoreError(f"cannot store artifact {name!r} of {self.pathspec}: {exc}") from None
         except KeelError:
             raise
         except Exception as exc:

@@ -112,13 +112,14 @@ class ArtifactStore:
 
     @classmethod
     def from_url(cls, url: str | os.PathLike[str]) -> ArtifactStore:
-        """A store from ``KEEL_ARTIFACT_URL``: a folder path or ``file://`` URL.
-
-        ``s3://bucket/prefix`` is part of the contract but not built yet.
+        """A store from ``KEEL_ARTIFACT_URL``: a folder path, a ``file://`` URL, or
+        ``s3://bucket/prefix`` (:mod:`keel.store.s3`, endpoint and credentials from the AWS variables).
         """
         text = os.fspath(url)
         if text.startswith("s3://"):
-            raise StoreError("S3 artifact store is not available yet")
+            from keel.store.s3 import S3Backend
+
+            return cls(S3Backend.from_url(text))
         if text.startswith("file://"):
             parsed = urllib.parse.urlparse(text)
             if parsed.netloc not in ("", "localhost"):

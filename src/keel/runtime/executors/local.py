@@ -92,15 +92,26 @@ def _reseed() -> None:
             pass
 
 
-def describe_exit(status: int) -> tuple[int | None, int | None, str]:
-    """(exit code, signal, words) for a waitpid status."""
+def describe_exit(status: int, pid: int | None = None) -> tuple[int | None, int | None, str]:
+    """(exit code, signal, words) for a waitpid status. With ``pid``, a SIGKILL is checked
+    against the kernel log to tell the out-of-memory killer from a kill by another process."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         try:
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
-        hint = " (the out-of-memory killer sends this when memory runs out)" if sig == signal.SIGKILL else ""
+        hint = ""
+        if sig == signal.SIGKILL:
+            from keel.runtime.oom import killed_by_oom
+
+            oom = killed_by_oom(pid) if pid is not None else None
+            if oom:
+                return None, sig, ("the task process was killed by the out-of-memory killer (SIGKILL): it "
+                                   "needed more memory than the machine or its memory limit allows. Use less "
+                                   "memory in the step, or run it where there is more")
+            hint = (" (sent by another process, not by the out-of-memory killer)" if oom is False
+                    else " (the out-of-memory killer sends this when memory runs out)")
         return None, sig, f"the task process was killed by {name}{hint}"
     code = os.WEXITSTATUS(status)
     if code == _HARNESS_FAILURE:
@@ -122,6 +133,7 @@ class LocalExecutor:
         self.by_task: dict[tuple[int, int], _Child] = {}
         self.hostname = socket.gethostname()
         self._exited: list[_Child] = []
+        self._guard: Any = None  # kills what tasks started if this process dies (guard.py)
 
     def submit(self, spec: TaskSpec) -> None:
         out_r, out_w = os.pipe()
@@ -131,6 +143,10 @@ class LocalExecutor:
                 stream.flush()
             except (AttributeError, ValueError, OSError):
                 pass
+        if self._guard is None:
+            from keel.runtime.executors.guard import TaskGuard
+
+            self._guard = TaskGuard()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
@@ -151,6 +167,7 @@ class LocalExecutor:
         self.selector.register(child.pidfd, selectors.EVENT_READ, (child, None))
         self.children[pid] = child
         self.by_task[(spec.task_id, spec.attempt)] = child
+        self._guard.watch(pid)
 
     def running(self) -> int:
         return len(self.children)
@@ -190,7 +207,12 @@ class LocalExecutor:
         child.pipes.pop(fd, None)
 
     def _reap(self, child: _Child) -> None:
+        # What the task started and left running ends with it. Killed before the reap, while
+        # the exited task still holds its pid, so the group id cannot have been reused.
+        _killpg(child.pid, signal.SIGKILL)
         _, status = os.waitpid(child.pid, 0)
+        if self._guard is not None:
+            self._guard.forget(child.pid)
         child.status = status
         self.selector.unregister(child.pidfd)
         os.close(child.pidfd)
@@ -221,7 +243,7 @@ class LocalExecutor:
             os.unlink(child.spec.result_path)
         except FileNotFoundError:
             pass
-        code, sig, words = describe_exit(child.status)
+        code, sig, words = describe_exit(child.status, child.pid)
         return Outcome(spec=child.spec, result=result, exit_code=code, signal=sig,
                        reason=None if result is not None else words, node=self.hostname)
 
@@ -243,7 +265,14 @@ class LocalExecutor:
         while self.children:
             outcomes += self.wait(0.05)
         self.selector.close()
+        self.close()
         return outcomes
+
+    def close(self) -> None:
+        """The run is over: release the guard process."""
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
 
 
 def _killpg(pid: int, sig: int) -> None:

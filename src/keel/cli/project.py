@@ -1,0 +1,144 @@
+"""Project commands: ``keel project run|validate``, ``keel scheduler``, ``keel schedule list``.
+
+    keel project validate [-f keel.yaml]
+    keel project run [-f keel.yaml] [--job NAME]... [--with-deps | --downstream]
+    keel scheduler [-f keel.yaml]
+    keel schedule list [-f keel.yaml]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+_FILE = click.option("-f", "--file", "path", default="keel.yaml", show_default=True, metavar="PATH",
+                     help="the project file")
+
+
+def load(path: str, *, flows: bool = True) -> Any:
+    """The checked project at ``path``; a missing file is a usage error (exit 2)."""
+    from keel.errors import UsageError
+    from keel.flow.project import load_project
+
+    if not os.path.isfile(path):
+        raise UsageError(f"no project file {path} in {os.getcwd()}; create one (see `keel project --help`) "
+                         f"or give its path with -f PATH")
+    loader = None
+    if flows:
+        from keel.cli.flow_cli import load_flow_file
+
+        loader = load_flow_file
+    return load_project(path, flow_loader=loader)
+
+
+@click.group()
+def project() -> None:
+    """Projects (keel.yaml): jobs that are scripts or flows, chained, parallel, scheduled."""
+
+
+@project.command()
+@_FILE
+def validate(path: str) -> None:
+    """Check the project file and report every problem with its file and line."""
+    from keel.cli.main import _guard
+
+    def go() -> int:
+        proj = load(path)
+        click.echo(f"{path}: project {proj.name} is valid ({len(proj.jobs)} job(s): {', '.join(proj.order())}).")
+        return 0
+
+    _guard(go)
+
+
+@project.command("run")
+@_FILE
+@click.option("--job", "jobs", multiple=True, metavar="NAME", help="run only this job (repeatable)")
+@click.option("--with-deps", is_flag=True, help="with --job: run the jobs it needs first")
+@click.option("--downstream", is_flag=True, help="with --job: also run the jobs that need it")
+@click.option("--max-workers", default=16, show_default=True, type=click.IntRange(min=1),
+              help="job instances running at once, at most")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="tag the run (repeatable)")
+@click.option("--quiet", "-q", is_flag=True, help="print only the jobs' output and the result")
+@click.option("--run-id-file", hidden=True, default=None)
+def run_cmd(path: str, jobs: tuple[str, ...], with_deps: bool, downstream: bool, max_workers: int,
+            tags: tuple[str, ...], quiet: bool, run_id_file: str | None) -> None:
+    """Run the project's jobs in dependency order, independent jobs at the same time."""
+    from keel.cli.main import _guard
+    from keel.errors import UsageError
+
+    def go() -> int:
+        from keel.runtime.project import ProjectRunOptions, run_project
+
+        if (with_deps or downstream) and not jobs:
+            raise UsageError("--with-deps and --downstream go with --job NAME; without --job every job runs")
+        proj = load(path)
+        options = ProjectRunOptions(jobs=list(jobs) or None, with_deps=with_deps, downstream=downstream,
+                                    max_workers=max_workers, tags=list(tags), quiet=quiet)
+
+        def started(run_id: int) -> None:
+            if run_id_file:
+                with open(run_id_file, "w") as fh:
+                    fh.write(str(run_id))
+
+        result = run_project(proj, options, on_started=started)
+        return {"succeeded": 0, "interrupted": 130}.get(result.status, 1)
+
+    _guard(go)
+
+
+@click.command()
+@_FILE
+def scheduler(path: str) -> None:
+    """Run the project's schedules in the foreground until SIGTERM or Ctrl-C."""
+    from keel.cli.main import _guard
+
+    def go() -> int:
+        from keel.schedule.cron import CronScheduler
+
+        return CronScheduler(load(path)).run()
+
+    _guard(go)
+
+
+@click.group()
+def schedule() -> None:
+    """The project's schedules."""
+
+
+@schedule.command("list")
+@_FILE
+def list_cmd(path: str) -> None:
+    """Every scheduled job with its last and next fire time and its last run's status."""
+    from keel.cli.main import _guard
+
+    def go() -> int:
+        from rich.console import Console
+        from rich.table import Table
+
+        from keel.schedule.cron import schedule_rows, when
+        from keel.store import Store
+
+        proj = load(path, flows=False)
+        rows = schedule_rows(proj, Store.from_env())
+        if not rows:
+            click.echo(f"project {proj.name} has no scheduled jobs; give a job schedule: \"0 * * * *\"")
+            return 0
+        table = Table(box=None, header_style="bold")
+        for col in ("job", "schedule", "runs", "last fire", "last run", "status", "next fire"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r.job, r.schedule + (" (overlap)" if r.overlap else ""), ", ".join(r.jobs),
+                          when(r.last_fire), r.last_run or "-", r.last_status or "-", when(r.next_fire))
+        Console(highlight=False, soft_wrap=False, width=200).print(table)
+        return 0
+
+    _guard(go)
+
+
+def register(cli: click.Group) -> None:
+    """Add the project commands to the ``keel`` group."""
+    cli.add_command(project)
+    cli.add_command(scheduler)
+    cli.add_command(schedule)

@@ -1,0 +1,653 @@
+"""The project file (``keel.yaml``): its models, and the checks that run before anything does.
+
+    name: weather
+    addons:
+      spark: {master: "local[2]"}
+    jobs:
+      - name: ingest
+        entrypoint: python ingest.py          # a shell command run in the project folder...
+        schedule: "0 * * * *"
+      - name: train
+        flow: flows/train.py                  # ...or a flow, with parameters
+        params: {alpha: 0.5}
+        after: [ingest]
+        parallelism: 3
+        resources: {cpu: 2, memory: 2G}
+        retries: 2
+        timeout: 30m
+
+:func:`load_project` parses the file with ruamel.yaml (which keeps line numbers), checks it
+with the pydantic models below and the rules pydantic cannot express (unknown jobs in
+``after``, cycles, cron expressions, flow files), and raises :class:`~keel.errors.ProjectError`
+with **every** problem at once, each with its file and line::
+
+    keel.yaml:7: job 'train': unknown key 'afterr'. Did you mean 'after'?
+
+Loading flow files is I/O outside this package's pure core, so the caller passes a loader
+(``keel.cli.flow_cli.load_flow_file``) when flows are to be checked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+
+from keel.errors import Issue, KeelError, ProjectError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_PROJECT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$",
+                       re.IGNORECASE)
+_MB = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024, "": 1.0}
+
+#: Add-ons a project may declare and a job may use.
+KNOWN_ADDONS = ("queue", "spark")
+
+
+# -- values written as text -------------------------------------------------------------------
+
+def parse_size(value: Any) -> float:
+    """Megabytes from ``512M``, ``2G``, ``1.5GB`` or a plain number (already MB, like @resources)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a size such as 512M or 2G")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError("must be more than 0")
+        return float(value)
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError("must be a size such as 512M or 2G (K, M, G or T; a plain number is MB)")
+    mb = float(match.group(1)) * _MB[match.group(2).upper()]
+    if mb <= 0:
+        raise ValueError("must be more than 0")
+    return mb
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``90s``, ``30m``, ``2h``, ``1h30m`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 90s, 30m or 2h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match or not any(match.groups()):
+            raise ValueError("must be a duration such as 90s, 30m or 2h")
+        h, m, s = (float(g) if g else 0.0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _listify(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _mapping_or_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _env_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+Size = Annotated[float, BeforeValidator(parse_size)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
+
+
+# -- the models ------------------------------------------------------------------------------
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Model):
+    """What one instance of a job needs: cores and memory (MB; written ``512M`` or ``2G``)."""
+
+    cpu: float = Field(0.0, ge=0)
+    memory: Size = 0.0
+
+
+class SparkAddon(_Model):
+    """A Spark session for the jobs that ask for it (``current.spark``; a later issue)."""
+
+    master: str = "local[*]"
+    config: dict[str, EnvValue] = Field(default_factory=dict)
+
+
+class QueueAddon(_Model):
+    """A message queue shared by the project's jobs (a later issue); ``max_size`` 0 is unbounded."""
+
+    name: str | None = None
+    max_size: StrictInt = Field(0, ge=0)
+
+
+class Addons(_Model):
+    spark: Annotated[SparkAddon | None, BeforeValidator(_mapping_or_empty)] = None
+    queue: Annotated[QueueAddon | None, BeforeValidator(_mapping_or_empty)] = None
+
+
+class Job(_Model):
+    """One job: a shell ``entrypoint`` or a ``flow`` file, and how to run it."""
+
+    name: str
+    entrypoint: str | None = None
+    flow: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    after: Annotated[list[str], BeforeValidator(_listify)] = Field(default_factory=list)
+    schedule: str | None = None
+    overlap: StrictBool = False
+    parallelism: StrictInt = Field(1, ge=1)
+    resources: Resources = Field(default_factory=Resources)
+    retries: StrictInt = Field(0, ge=0)
+    timeout: Duration | None = None
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    addons: Annotated[list[str], BeforeValidator(_listify)] = Field(default_factory=list)
+
+
+class _Head(_Model):
+    name: str
+    addons: Annotated[Addons, BeforeValidator(_mapping_or_empty)] = Field(default_factory=Addons)
+    jobs: list[Any]
+
+
+_JOB_KEYS = list(Job.model_fields)
+_HEAD_KEYS = list(_Head.model_fields)
+
+
+@dataclass
+class Project:
+    """A checked project file. ``jobs`` keeps file order; ``root`` is the project folder."""
+
+    name: str
+    path: str                                   # as the user gave it, for messages
+    root: str                                   # absolute folder: jobs run here
+    jobs: dict[str, Job]
+    addons: Addons
+    lines: dict[str, int] = field(default_factory=dict)        # job -> line of its "- name:" item
+    flow_names: dict[str, str] = field(default_factory=dict)   # flow job -> its FlowSpec class name
+
+    def line(self, job: str, key: str | None = None) -> int:
+        return self.lines.get(f"{job}.{key}", self.lines.get(job, 1)) if key else self.lines.get(job, 1)
+
+    def order(self) -> list[str]:
+        """Every job in dependency order, ties in file order."""
+        done: list[str] = []
+        seen: set[str] = set()
+        pending = list(self.jobs)
+        while pending:
+            for name in pending:
+                if all(dep in seen for dep in self.jobs[name].after):
+                    done.append(name)
+                    seen.add(name)
+                    pending.remove(name)
+                    break
+            else:  # unreachable for a checked project (no cycles)
+                done.extend(pending)
+                break
+        return done
+
+    def upstream(self, name: str) -> list[str]:
+        """``name`` and every job it needs, transitively, in dependency order."""
+        need = {name}
+        stack = [name]
+        while stack:
+            for dep in self.jobs[stack.pop()].after:
+                if dep not in need:
+                    need.add(dep)
+                    stack.append(dep)
+        return [j for j in self.order() if j in need]
+
+    def downstream(self, name: str) -> list[str]:
+        """``name`` and every job that needs it, transitively, in dependency order."""
+        reach = {name}
+        for job in self.order():
+            if any(dep in reach for dep in self.jobs[job].after):
+                reach.add(job)
+        return [j for j in self.order() if j in reach]
+
+    def flow_path(self, job: str) -> str:
+        flow = self.jobs[job].flow
+        assert flow is not None
+        return os.path.join(self.root, flow)
+
+    @property
+    def scheduled(self) -> list[str]:
+        return [name for name, job in self.jobs.items() if job.schedule]
+
+
+# -- loading and checking ------------------------------------------------------------------------
+
+def load_project(path: str, *, flow_loader: Callable[[str], type] | None = None) -> Project:
+    """Read and check ``path``; raise ProjectError with every problem, or return the Project.
+
+    ``flow_loader(path) -> FlowSpec subclass`` turns on the checks of flow jobs (file exists,
+    graph valid, params known); without it flow files are not opened.
+    """
+    checker = _Checker(path)
+    project = checker.check(flow_loader)
+    if checker.issues:
+        raise ProjectError(sorted(checker.issues, key=lambda i: i.line))
+    assert project is not None
+    return project
+
+
+class _Checker:
+    def __init__(self, path: str):
+        self.path = path
+        self.issues: list[Issue] = []
+
+    def add(self, line: int, message: str) -> None:
+        self.issues.append(Issue(self.path, line, message))
+
+    # the file -------------------------------------------------------------------------------
+    def _read(self) -> Any:
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            raise ProjectError([Issue(self.path, 0, "the project file does not exist; create it, or pass "
+                                                  "its path with -f PATH")],
+                               title=f"no project file {self.path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeelError(f"cannot read the project file {self.path}: {exc}") from None
+        try:
+            return YAML(typ="rt").load(text)
+        except MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else 1
+            what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+            self.add(line, f"this is not valid YAML: {what}; check the indentation and the colons near this line")
+        except YAMLError as exc:
+            self.add(1, f"this is not valid YAML: {exc}")
+        return None
+
+    def check(self, flow_loader: Callable[[str], type] | None) -> Project | None:
+        tree = self._read()
+        if self.issues:
+            return None
+        if not isinstance(tree, dict):
+            self.add(1, "the project file must be a mapping with name: and jobs:, e.g.\n"
+                        "  name: weather\n  jobs:\n    - name: ingest\n      entrypoint: python ingest.py")
+            return None
+        head = self._head(tree)
+        jobs_tree = tree.get("jobs")
+        jobs: dict[str, Job] = {}
+        lines: dict[str, int] = {}
+        names: list[str] = []  # every job name, even of jobs with other mistakes
+        if isinstance(jobs_tree, list):
+            if not jobs_tree:
+                self.add(_key_line(tree, "jobs"), "jobs: is empty; list at least one job")
+            for i, item in enumerate(jobs_tree):
+                job, name = self._job(jobs_tree, i, item)
+                if name is None:
+                    continue
+                if name in names:
+                    self.add(_item_line(jobs_tree, i), f"job {name!r} is defined twice; job names must be unique")
+                    continue
+                names.append(name)
+                lines[name] = _item_line(jobs_tree, i)
+                if isinstance(item, dict):
+                    for key in item:
+                        lines[f"{name}.{key}"] = _key_line(item, key)
+                if job is not None:
+                    self._job_rules(item, job, f"job {name!r}")
+                    jobs[name] = job
+        addons = head.addons if head is not None else Addons()
+        self._rules(jobs, names, lines)
+        project_name = head.name if head is not None else "?"
+        project = Project(name=project_name, path=self.path, root=os.path.dirname(os.path.abspath(self.path)),
+                          jobs=jobs, addons=addons, lines=lines)
+        if flow_loader is not None:
+            self._flows(project, flow_loader)
+        return project
+
+    def _head(self, tree: dict[str, Any]) -> _Head | None:
+        head = {k: v for k, v in tree.items() if k != "jobs"}
+        head["jobs"] = tree["jobs"] if isinstance(tree.get("jobs"), list) else ([] if "jobs" not in tree else tree["jobs"])
+        result = None
+        try:
+            result = _Head.model_validate(_plain(head))
+        except ValidationError as exc:
+            self._pydantic(exc, tree, None, _HEAD_KEYS)
+        if "jobs" not in tree:
+            self.add(1, "the project has no jobs: key; add a list of jobs, e.g.\n"
+                        "  jobs:\n    - name: ingest\n      entrypoint: python ingest.py")
+        name = tree.get("name")
+        if isinstance(name, str) and not _PROJECT_NAME.match(name):
+            self.add(_key_line(tree, "name"), f"the project's name {name!r} may use only letters, digits, "
+                                              f"'_', '-' and '.' (it names the project's runs)")
+        return result
+
+    def _job(self, jobs_tree: list[Any], i: int, item: Any) -> tuple[Job | None, str | None]:
+        line = _item_line(jobs_tree, i)
+        if not isinstance(item, dict):
+            self.add(line, f"job #{i + 1} must be a mapping with name: and entrypoint: or flow:, "
+                           f"got {_show(_plain(item))}")
+            return None, None
+        name = item.get("name")
+        label = f"job {name!r}" if isinstance(name, str) else f"job #{i + 1}"
+        if isinstance(name, str) and not _NAME.match(name):
+            self.add(_key_line(item, "name"), f"{label}: a job's name may use only letters, digits, '_' and "
+                                              f"'-', and start with a letter or '_'")
+        plain = _plain(item)
+        try:
+            return Job.model_validate(plain), name
+        except ValidationError as exc:
+            self._pydantic(exc, item, label, _JOB_KEYS)
+            bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        # Check what is right in a job with mistakes too, so that every problem shows at once.
+        try:
+            partial = Job.model_validate({k: v for k, v in plain.items() if k not in bad})
+        except ValidationError:
+            return None, (name if isinstance(name, str) else None)
+        return partial, (name if isinstance(name, str) else None)
+
+    def _job_rules(self, item: dict[str, Any], job: Job, label: str) -> None:
+        line = _key_line(item, "name")
+        if job.entrypoint is None and job.flow is None:
+            self.add(line, f"{label} has neither entrypoint: (a shell command) nor flow: (a flow file); "
+                           f"give one of them")
+        if job.entrypoint is not None and job.flow is not None:
+            self.add(_key_line(item, "flow"), f"{label} has both entrypoint: and flow:; give only one of them")
+        if job.entrypoint is not None and not job.entrypoint.strip():
+            self.add(_key_line(item, "entrypoint"), f"{label}: entrypoint is empty; give a shell command, "
+                                                    f"e.g. python ingest.py")
+        if job.params and job.flow is None:
+            self.add(_key_line(item, "params"), f"{label}: params: work only with flow:; pass arguments of an "
+                                                f"entrypoint on its command line or with env:")
+        if job.schedule is not None:
+            problem = cron_problem(job.schedule)
+            if problem:
+                self.add(_key_line(item, "schedule"), f"{label}: {problem}")
+        for k, addon in enumerate(job.addons):
+            if addon not in KNOWN_ADDONS:
+                self.add(_seq_line(item, "addons", k), f"{label}: unknown add-on {addon!r}.{_hint(addon, KNOWN_ADDONS)}"
+                                                        f" Add-ons are: {', '.join(KNOWN_ADDONS)}")
+        if job.overlap and job.schedule is None:
+            self.add(_key_line(item, "overlap"), f"{label}: overlap: applies to scheduled jobs only; add a "
+                                                 f"schedule: or remove overlap:")
+
+    # rules between jobs -----------------------------------------------------------------------
+    def _rules(self, jobs: dict[str, Job], names: list[str], lines: dict[str, int]) -> None:
+        for name, job in jobs.items():
+            for dep in job.after:
+                if dep == name:
+                    self.add(lines.get(f"{name}.after", lines[name]),
+                             f"job {name!r} lists itself in after:; a job cannot wait for itself")
+                elif dep not in names:
+                    self.add(lines.get(f"{name}.after", lines[name]),
+                             f"job {name!r}: after: names {dep!r}, but there is no job {dep!r}."
+                             f"{_hint(dep, names)} Jobs are: {', '.join(names)}")
+        for cycle in _cycles({n: [d for d in j.after if d in jobs and d != n] for n, j in jobs.items()}):
+            first = cycle[0]
+            self.add(lines.get(f"{first}.after", lines[first]),
+                     f"the jobs form a dependency cycle: {' -> '.join(cycle + [first])}; "
+                     f"remove one of these after: entries")
+
+    # flow jobs ---------------------------------------------------------------------------------
+    def _flows(self, project: Project, loader: Callable[[str], type]) -> None:
+        from keel.flow.graph import FlowGraph
+        from keel.flow.parameters import flow_parameters, parse_cli_parameters
+
+        for name, job in project.jobs.items():
+            if job.flow is None:
+                continue
+            line = project.line(name, "flow")
+            path = project.flow_path(name)
+            if not os.path.isfile(path):
+                self.add(line, f"job {name!r}: flow file {job.flow!r} does not exist (looked for {path}); "
+                               f"give its path from the project folder")
+                continue
+            try:
+                flow_cls = loader(path)
+            except KeelError as exc:
+                self.add(line, f"job {name!r}: cannot load flow {job.flow}: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - the user's module failed to import
+                self.add(line, f"job {name!r}: cannot load flow {job.flow}: {type(exc).__name__}: {exc}")
+                continue
+            graph_issues = FlowGraph(flow_cls).issues()
+            for issue in graph_issues:
+                self.add(line, f"job {name!r}: flow {job.flow} is invalid: {issue}")
+            if graph_issues:
+                continue
+            project.flow_names[name] = flow_cls.__name__
+            known = flow_parameters(flow_cls)
+            for key, value in job.params.items():
+                if key not in known:
+                    self.add(project.line(name, "params"),
+                             f"job {name!r}: params: the flow {flow_cls.__name__} has no parameter {key!r}."
+                             f"{_hint(key, list(known))} Its parameters are: {', '.join(known) or 'none'}")
+                    continue
+                try:
+                    parse_cli_parameters(flow_cls, param_args({key: value}))
+                except KeelError as exc:
+                    self.add(project.line(name, "params"), f"job {name!r}: params: {key}: {exc}")
+
+    # pydantic's findings, in our words ----------------------------------------------------------------
+    def _pydantic(self, exc: ValidationError, tree: Any, label: str | None, keys: list[str]) -> None:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            kind = err["type"]
+            line = _loc_line(tree, loc)
+            where = _dotted(loc)
+            parent = _dotted(loc[:-1])
+            head = "".join(f"{p}: " for p in (label, parent) if p)
+            if kind == "extra_forbidden":
+                valid = _valid_keys(loc, keys)
+                key = str(loc[-1])
+                self.add(line, f"{head}unknown key {key!r}.{_hint(key, valid)} Valid keys are: {', '.join(valid)}")
+            elif kind == "missing":
+                self.add(_loc_line(tree, loc[:-1]), f"{head}missing key {str(loc[-1])!r}")
+            else:
+                self.add(line, f"{label + ': ' if label else ''}{where} {_describe(err)}, got {_show(err.get('input'))}")
+
+
+_MESSAGES = {
+    "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number", "float_type": "must be a number",
+    "float_parsing": "must be a number", "string_type": "must be a string", "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false", "dict_type": "must be a mapping (key: value)",
+    "list_type": "must be a list", "model_type": "must be a mapping (key: value)",
+    "model_attributes_type": "must be a mapping (key: value)",
+}
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in _MESSAGES:
+        return _MESSAGES[kind]
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"must be more than {ctx.get('gt')}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return err["msg"][:1].lower() + err["msg"][1:]
+
+
+def _valid_keys(loc: tuple[Any, ...], top: list[str]) -> list[str]:
+    inner = [p for p in loc[:-1] if isinstance(p, str)]
+    model: type[BaseModel] | None = _Head if top is _HEAD_KEYS else Job
+    for part in inner:
+        fld = model.model_fields.get(part) if model else None
+        model = None
+        if fld is not None:
+            for candidate in (Resources, Addons, SparkAddon, QueueAddon):
+                if candidate in _types(fld.annotation):
+                    model = candidate
+    return list(model.model_fields) if model else top
+
+
+def _types(annotation: Any) -> set[Any]:
+    from typing import get_args
+
+    out = {annotation}
+    for arg in get_args(annotation):
+        out |= _types(arg)
+    return out
+
+
+def cron_problem(expr: str) -> str | None:
+    """Why ``expr`` is not a usable five-field cron expression, or None."""
+    from croniter import croniter
+
+    text = expr.strip()
+    if not text.startswith("@") and len(text.split()) != 5:
+        return (f"schedule {expr!r} is not a cron expression: it needs five fields (minute hour day-of-month "
+                f"month day-of-week), e.g. '0 * * * *' for every hour; it has {len(text.split())}")
+    try:
+        croniter(text).get_next(float)
+    except Exception as exc:  # noqa: BLE001 - croniter's own errors, several classes
+        return f"schedule {expr!r} is not a valid cron expression: {exc}. Example: '*/15 * * * *' every 15 minutes"
+    return None
+
+
+def param_args(params: dict[str, Any]) -> list[str]:
+    """``--name value`` arguments for a flow run from a job's ``params:``."""
+    args: list[str] = []
+    for key, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (dict, list)):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        args += [f"--{key}", text]
+    return args
+
+
+# -- helpers over the ruamel tree ------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    """ruamel's round-trip types as plain Python values."""
+    if isinstance(value, dict):
+        return {str(k) if not isinstance(k, (int, float, bool)) else k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _key_line(tree: Any, key: Any) -> int:
+    try:
+        return int(tree.lc.key(key)[0]) + 1
+    except (AttributeError, KeyError, TypeError):
+        return _node_line(tree)
+
+
+def _item_line(seq: Any, index: int) -> int:
+    try:
+        return int(seq.lc.item(index)[0]) + 1
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return _node_line(seq)
+
+
+def _seq_line(tree: Any, key: str, index: int) -> int:
+    seq = tree.get(key) if isinstance(tree, dict) else None
+    return _item_line(seq, index) if isinstance(seq, list) else _key_line(tree, key)
+
+
+def _node_line(node: Any) -> int:
+    try:
+        return int(node.lc.line) + 1
+    except (AttributeError, TypeError):
+        return 1
+
+
+def _loc_line(tree: Any, loc: tuple[Any, ...]) -> int:
+    """The line of the value that pydantic's ``loc`` points at (or of its closest parent)."""
+    line = _node_line(tree)
+    node = tree
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            line = _key_line(node, part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            line = _item_line(node, part)
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "nullable")):  # pydantic's names for validator wrappers
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _hint(word: str, choices: Any) -> str:
+    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {match[0]!r}?" if match else ""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
+    """Each elementary cycle once (found by depth-first search), in dependency order, canonical start."""
+    found: dict[tuple[str, ...], list[str]] = {}
+    order = list(edges)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for dep in edges.get(node, []):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep):]
+                cycle = list(reversed(cycle))  # dependency order: dep runs before its dependant
+                start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+                cycle = cycle[start:] + cycle[:start]
+                found.setdefault(tuple(sorted(cycle)), cycle)
+            elif state.get(dep) is None:
+                visit(dep)
+        stack.pop()
+        state[node] = 2
+
+    for node in order:
+        if node not in state:
+            visit(node)
+    return list(found.values())

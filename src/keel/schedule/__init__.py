@@ -1,0 +1,1 @@
+"""Schedules: ``keel scheduler`` fires a project's jobs at their cron times (see ``cron``)."""

@@ -1,0 +1,100 @@
+"""Is the process that runs a run still alive? Heartbeats and process identity.
+
+A run's scheduler writes a heartbeat every ``heartbeat_seconds()`` (``KEEL_HEARTBEAT_SECONDS``,
+default 2). A reader shows a *running* run as *crashed*:
+
+- at once, when the reader is on the same machine (same host name, same pid namespace and
+  boot) and the scheduler's process is gone, or its pid now belongs to another process;
+- otherwise when the heartbeat is older than ``crash_after_seconds()`` (three missed beats;
+  ``KEEL_CRASH_AFTER_SECONDS`` overrides it).
+
+Settings are read when asked for, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+DEFAULT_HEARTBEAT_SECONDS = 2.0
+MISSED_BEATS = 3
+
+
+def _env_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def heartbeat_seconds() -> float:
+    """How often a scheduler writes its heartbeat (``KEEL_HEARTBEAT_SECONDS``, default 2)."""
+    return _env_seconds("KEEL_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS)
+
+
+def crash_after_seconds() -> float:
+    """How old a heartbeat may be before a running run is shown as crashed."""
+    return _env_seconds("KEEL_CRASH_AFTER_SECONDS", MISSED_BEATS * heartbeat_seconds())
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def process_identity() -> dict[str, Any]:
+    """What tells this process apart from any other, kept with the run it starts."""
+    identity: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname(), "pid_ns": _namespace(),
+                                "boot_id": _read("/proc/sys/kernel/random/boot_id")}
+    try:
+        import psutil
+
+        identity["started"] = psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - without it the heartbeat alone decides
+        pass
+    return identity
+
+
+def process_alive(identity: dict[str, Any] | None) -> bool | None:
+    """True or False when this machine can tell whether that process still runs; None when it
+    cannot (another machine or container, or no identity recorded)."""
+    if not identity or not identity.get("pid"):
+        return None
+    if (identity.get("host") != socket.gethostname() or not identity.get("pid_ns")
+            or identity.get("pid_ns") != _namespace()
+            or identity.get("boot_id") != _read("/proc/sys/kernel/random/boot_id")):
+        return None
+    pid = int(identity["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, owned by someone else
+    started = identity.get("started")
+    if started is None:
+        return True
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return abs(proc.create_time() - float(started)) < 1.0  # else the pid was reused
+    except Exception:  # noqa: BLE001 - it ended while we looked
+        return False

@@ -1,0 +1,120 @@
+"""kill -9 of the process running a run: readers see it crashed within a bounded time, none
+of its task processes (nor what they started) outlive it, and resume finishes it without
+redoing a finished task."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+from reliability_kit import (PYTHON, alive, check_store, copy_flow, counts, env_for, marks, run, start,
+                             store_of, wait_for)
+
+from keel.client.core import Run
+
+BEAT = 0.5  # KEEL_HEARTBEAT_SECONDS for these tests: crashed after 3 missed beats = 1.5 s
+
+
+def _status_elsewhere(env, tmp_path) -> str:
+    """`keel runs --json` as a reader on another machine: another host name (a new UTS
+    namespace), so only the heartbeat can tell."""
+    proc = subprocess.run(["unshare", "--uts", "sh", "-c", f"hostname elsewhere && {PYTHON} -m keel.cli.main "
+                           "runs Counted --json"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)[0]["status"]
+
+
+def test_kill_9_of_the_scheduler(tmp_path):
+    home = tmp_path / ".keel"
+    env = env_for(home, KEEL_HEARTBEAT_SECONDS=str(BEAT))
+    flow = copy_flow(tmp_path)
+    proc = start([str(flow), "run", "--n", "6", "--pause", "60", "--spawn", "true", "--max-workers", "3",
+                  "--quiet"], env, tmp_path)
+    try:
+        # three work tasks are running, each with a `sleep` child of its own
+        wait_for(lambda: sum(1 for m in marks(home) if m[0] == "work") == 3, 30, "three running work tasks")
+        tasks = [m for m in marks(home) if m[0] == "work"]
+        pids = [m[2] for m in tasks] + [int(m[3]) for m in tasks]
+        assert all(alive(p) for p in pids)
+        store = store_of(home)
+        assert Run("Counted/1", _store=store).status == "running"
+        can_unshare = shutil.which("unshare") is not None
+        if can_unshare:
+            assert _status_elsewhere(env, tmp_path) == "running"     # its heartbeat is fresh
+        proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # the same machine sees it at once: the scheduler's process is gone
+    wait_for(lambda: Run("Counted/1", _store=store).status == "crashed", 2, "crashed, seen on this machine")
+    # nothing it started is left: tasks die with it, what they started dies with them
+    wait_for(lambda: not any(alive(p) for p in pids), 5, "every task process and its children to end")
+    if can_unshare:  # another machine sees it once three heartbeats are missed
+        wait_for(lambda: _status_elsewhere(env, tmp_path) == "crashed", 3 * BEAT + 5, "crashed, seen elsewhere")
+        # not before the beats were missed (the last one came at most one beat before the kill)
+        assert time.monotonic() - killed >= 2 * BEAT - 0.2
+    keel_runs = run(["runs", "Counted", "--json"], env, tmp_path)
+    assert json.loads(keel_runs.stdout)[0]["status"] == "crashed"
+
+
+
+@pytest.fixture
+def crashed_run(tmp_path):
+    """A run killed with -9 after some work tasks finished and while others ran."""
+    home = tmp_path / ".keel"
+    env = env_for(home, KEEL_HEARTBEAT_SECONDS=str(BEAT))
+    flow = copy_flow(tmp_path)
+    proc = start([str(flow), "run", "--n", "6", "--pause", "0.4", "--max-workers", "2", "--quiet"], env, tmp_path)
+    store = store_of(home)
+
+    def finished_work() -> int:
+        try:
+            return sum(1 for t in store.metadata.list_tasks("Counted", 1, "work") if t.status == "succeeded")
+        except Exception:  # noqa: BLE001 - the database may not exist yet
+            return 0
+
+    try:
+        wait_for(lambda: finished_work() >= 2, 30, "two finished work tasks")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return home, env, flow, store
+
+
+def test_resume_finishes_a_crashed_run_without_redoing_finished_tasks(crashed_run, tmp_path):
+    home, env, flow, store = crashed_run
+    finished = {(t.step, str(t.foreach[-1][2]) if t.foreach else "-")
+                for t in store.metadata.list_tasks("Counted", 1) if t.status == "succeeded"}
+    running = {t.task_id for t in store.metadata.list_tasks("Counted", 1) if t.status == "running"}
+    assert ("start", "-") in finished and len(finished) >= 3
+    before = counts(home)
+
+    out = run([str(flow), "resume", "--quiet"], env, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Resuming Counted/1 where it stopped" in out.stdout
+
+    after = counts(home)
+    for key in finished:  # no finished task was redone
+        assert after[key] == before[key] == 1, key
+    assert all(after[("work", str(i))] >= 1 for i in range(6))
+    run2 = Run("Counted/2", _store=store)
+    assert run2.successful and run2.data.result == 2 * 499500.0 * 15 + 499500.0 * 15 + 1
+    # the crash is now on record for good, with what happened to the tasks that were running
+    run1 = Run("Counted/1", _store=store)
+    assert run1.status == "crashed"
+    assert run1.error.startswith("SchedulerCrashed: the process running it (pid ")
+    for task_id in running:
+        task = store.metadata.get_task("Counted", 1, task_id)
+        assert task.status == "crashed"
+        attempts = store.metadata.list_attempts("Counted", 1, task_id)
+        assert attempts[-1]["error_type"] == "SchedulerCrashed"
+    check_store(home)
