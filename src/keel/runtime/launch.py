@@ -218,6 +218,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     artifacts = store.artifacts
     remote: dict[str, Any] = {}
     if executor_factory is None and placement.route:  # connect before the run exists: errors come first
+        # `io` is made once the run exists; the lambda looks it up only when output arrives.
         remote = placement.connect(req.flow_cls, artifacts, lambda *chunk: io.output(*chunk), req.flow_file)
     param_refs = {name: artifacts.put(value).to_dict() for name, value in req.params.items()}
     code = Path(req.flow_file).read_bytes() if os.path.exists(req.flow_file) else b""
@@ -252,6 +253,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
                           options=req.options, events=io)
     started = time.time()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    outcome = RunOutcome(status="failed", message="the scheduler stopped unexpectedly")
     try:
         try:
             outcome = scheduler.run()
@@ -259,6 +261,11 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
             console.message(f"Run {flow}/{run_id} interrupted: stopping its tasks")
             scheduler.interrupt()
             outcome = RunOutcome(status="interrupted", message="interrupted by Ctrl-C or SIGTERM")
+        except BaseException as exc:  # a bug of ours: stop the tasks, record it, and say so
+            scheduler.interrupt()
+            outcome.message = f"internal error in the scheduler: {type(exc).__name__}: {exc}"
+            store.metadata.set_run_status(flow, run_id, "failed", error=outcome.message)
+            raise
         scheduler.finish()
         error = None
         if outcome.error:
@@ -268,7 +275,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
         signal.signal(signal.SIGTERM, previous)
         getattr(executor, "close", lambda: None)()  # e.g. the local executor's guard process
         io.close()
-        console.close(outcome.status if "outcome" in locals() else "interrupted")
+        console.close(outcome.status)
     result = RunResult(flow=flow, run_id=run_id, status=outcome.status, outcome=outcome,
                        seconds=time.time() - started)
     _report(result, req, console)
