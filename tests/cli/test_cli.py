@@ -98,3 +98,29 @@ def test_logs_of_a_foreach_step_prefix_each_task(ran):
     assert proc.returncode == 0, proc.stderr
     flow_file = str(FLOWS / "foreach.py")
     assert run_cli("logs", flow_file, "1/start", cwd=ran).stdout == proc.stdout
+
+
+def test_logs_follow_streams_while_the_run_goes_and_stops_when_it_ends(keel_home, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    flow = tmp_path / "talk.py"
+    flow.write_text("import time\nfrom keel import FlowSpec, step\n\n"
+                    "class Talk(FlowSpec):\n"
+                    "    @step\n    def start(self):\n"
+                    "        for i in range(5):\n            print('line', i, flush=True)\n"
+                    "            time.sleep(0.3)\n"
+                    "        self.next(self.end)\n\n"
+                    "    @step\n    def end(self):\n        pass\n\n"
+                    "if __name__ == '__main__':\n    Talk()\n")
+    run = subprocess.Popen([sys.executable, str(flow), "run"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not (keel_home / "logs" / "Talk" / "1" / "start" / "1.stdout").exists():
+        assert time.monotonic() < deadline, "the task's log never appeared"
+        time.sleep(0.05)
+    follow = run_cli("logs", "Talk/1/start/1", "--follow", cwd=tmp_path, timeout=60)
+    assert run.wait(timeout=30) == 0
+    assert follow.returncode == 0, follow.stderr
+    assert follow.stdout == "".join(f"line {i}\n" for i in range(5))
