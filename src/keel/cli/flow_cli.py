@@ -155,9 +155,8 @@ def split_run_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
 def cmd_run(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
     from keel.flow.parameters import parse_cli_parameters
     from keel.runtime.launch import RunRequest, start_run
-    from keel.runtime.scheduler import Options
-
     from keel.runtime.placement import parse_with
+    from keel.runtime.scheduler import Options
 
     opts, rest = split_run_args(args)
     for item in opts["with"]:
@@ -167,7 +166,7 @@ def cmd_run(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
     req = RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=opts["tags"], options=options,
                      quiet=opts["quiet"], command=f"{prog} resume" if prog.startswith("python") else "",
                      executors=opts["with"])
-    return finish(start_run(req, on_started=_run_id_writer(opts["run_id_file"])), prog)
+    return exit_status(start_run(req, on_started=_run_id_writer(opts["run_id_file"])))
 
 
 def _run_id_writer(path: str | None) -> Any:
@@ -181,7 +180,8 @@ def _run_id_writer(path: str | None) -> Any:
     return write
 
 
-def finish(result: Any, prog: str) -> int:
+def exit_status(result: Any) -> int:
+    """0 for a run that succeeded, 130 for an interrupted one, 1 otherwise."""
     if result.status == "succeeded":
         return 0
     if result.status == "interrupted":
