@@ -260,3 +260,69 @@ def test_a_dead_node_fails_the_attempt_and_retry_runs_it_again(ray_cluster: RayC
     assert first["error_message"].startswith("the Ray node running the task died")
     assert first["node"] == victim
     assert second["status"] == "succeeded" and second["node"] == ray_cluster.node_label("head")
+
+
+STREAM_FLOW = '''import os, sys, time
+from keel import FlowSpec, Parameter, step
+
+class StreamFlow(FlowSpec):
+    folder = Parameter('folder', default='')
+
+    @step
+    def start(self):
+        self.next(self.talk)
+
+    @step
+    def talk(self):
+        print('first line')
+        print('first warning', file=sys.stderr)
+        deadline = time.time() + 120
+        while not os.path.exists(os.path.join(self.folder, 'release')) and time.time() < deadline:
+            time.sleep(0.05)
+        print('second line')
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == '__main__':
+    StreamFlow()
+'''
+
+
+def test_a_running_ray_tasks_output_reaches_the_log_store_while_it_runs(ray_cluster: RayCluster,
+                                                                        home: Path) -> None:
+    from keel import Run
+
+    flow = home / "stream.py"
+    flow.write_text(STREAM_FLOW)
+    proc = subprocess.Popen([sys.executable, str(flow), "run", "--quiet", "--with", "ray", "--folder", str(home)],
+                            cwd=home, env=cluster_env(ray_cluster, home), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    logs = home / ".keel" / "logs" / "StreamFlow" / "1" / "talk"
+    try:
+        deadline = time.monotonic() + 60
+        while True:   # the task waits for 'release', which is not there yet: it is still running
+            out = "".join(p.read_text() for p in logs.glob("*.stdout")) if logs.exists() else ""
+            err = "".join(p.read_text() for p in logs.glob("*.stderr")) if logs.exists() else ""
+            if "first line\n" in out and "first warning\n" in err:
+                break
+            if proc.poll() is not None:
+                raise AssertionError(f"the run ended early: {proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the running task's output did not reach {logs} in 60s: {out!r} {err!r}")
+            time.sleep(0.05)
+        assert proc.poll() is None and "second line" not in out
+        (home / "release").write_text("go")
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    task = Run("StreamFlow/1")["talk"].task
+    assert task.stdout == "first line\nsecond line\n"
+    assert task.stderr == "first warning\n"
+    (path,) = logs.glob("*.stdout")
+    assert path.read_text() == "first line\nsecond line\n"
