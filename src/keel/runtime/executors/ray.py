@@ -9,14 +9,6 @@ the file-descriptor level, so C extensions and subprocesses are caught too); it 
 artifacts straight to the artifact store and returns its result dict, its output and its
 metric points, which this executor hands to the scheduler exactly as the local one does.
 
-Output also reaches the log store while the task runs (``keel logs ... --follow``): once a
-task has run for ``_FORWARD_AFTER`` seconds, a thread on the worker sends what the captured
-files gained every ``_FORWARD_EVERY`` seconds to a small per-run actor (:class:`OutputRelay`),
-which this executor drains without blocking. Every chunk carries its byte offset, so what the
-result brings back at the end is only the rest, and nothing is written twice. Short tasks
-never touch the relay (it is created only once a task has run that long), so they cost what
-they did before.
-
 The flow class travels by value (cloudpickle), so the cluster needs Keel and the flow's
 libraries installed but not the flow file. Artifacts must be reachable from every node: a
 local store path works when every node is on this machine (or shares the folder);
@@ -36,9 +28,7 @@ import re
 import socket
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from typing import Any
 
 from keel.errors import ExecutorError
@@ -49,10 +39,6 @@ from keel.runtime.task import TaskSpec
 
 _MAX_OUTPUT = 64 << 20   # bytes of stdout/stderr a task sends back per stream
 _MB = 1024 * 1024
-_FORWARD_AFTER = 0.5     # seconds a task runs before its output is forwarded while it runs
-_FORWARD_EVERY = 0.2     # seconds between two forwarded chunks of one task
-_FORWARD_CHUNK = 4 << 20  # bytes per stream in one forwarded chunk (the rest goes next time)
-_SETTLE_SECONDS = 10.0   # how long a finished task's forwarded chunks may take to be drained
 
 NO_CLUSTER = (
     "--with ray: no Ray cluster at {address} ({why}). Start one with `ray start --head` on this "
@@ -157,109 +143,12 @@ def _flow_class(digest: str, blob: bytes) -> type:
     return cls
 
 
-def _read_capped(path: str, offset: int = 0) -> bytes:
-    """The file from ``offset`` on, up to the 64 MiB cap of the whole stream."""
+def _read_capped(path: str) -> bytes:
     with open(path, "rb") as fh:
-        fh.seek(offset)
-        data = fh.read(max(_MAX_OUTPUT - offset, 0) + 1)
-    if offset + len(data) > _MAX_OUTPUT:
-        data = data[:_MAX_OUTPUT - offset] + b"\n[keel: output cut at 64 MiB on the Ray worker]\n"
+        data = fh.read(_MAX_OUTPUT + 1)
+    if len(data) > _MAX_OUTPUT:
+        data = data[:_MAX_OUTPUT] + b"\n[keel: output cut at 64 MiB on the Ray worker]\n"
     return data
-
-
-class OutputRelay:
-    """The per-run actor between running tasks and the executor: chunks in, drained in order."""
-
-    def __init__(self) -> None:
-        self.chunks: list[tuple[tuple[int, int], str, int, bytes]] = []
-
-    def push(self, chunks: list[tuple[tuple[int, int], str, int, bytes]]) -> None:
-        self.chunks.extend(chunks)
-
-    def drain(self) -> list[tuple[tuple[int, int], str, int, bytes]]:
-        out, self.chunks = self.chunks, []
-        return out
-
-
-_RELAYS: dict[str, Any] = {}   # relay actor handles this worker already looked up, by name
-
-
-class _Forwarder:
-    """On the worker: sends what a running task writes to its capture files on to the relay.
-
-    Idle for ``_FORWARD_AFTER`` seconds (short tasks never forward anything), then every
-    ``_FORWARD_EVERY`` seconds. :meth:`finish` returns, per stream, the offset from which the
-    task's result must carry the output: everything before it is surely held by the relay.
-    """
-
-    def __init__(self, relay: str | None, key: tuple[int, int], paths: dict[str, str]):
-        self.relay_name, self.key, self.paths = relay, key, paths
-        self.sent = {stream: 0 for stream in paths}
-        self.last: Any = None      # the latest push, waited for at the end (the relay then holds it all)
-        self.broken = False
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="keel-ray-output", daemon=True)
-        if relay:
-            self.thread.start()
-
-    def _loop(self) -> None:
-        if self.stop.wait(_FORWARD_AFTER):
-            return
-        while not self.broken:
-            try:
-                self._send()
-            except Exception:  # noqa: BLE001 - the relay is gone: the result carries everything
-                self.broken = True
-            if self.stop.wait(_FORWARD_EVERY):
-                return
-
-    def _handle(self) -> Any:
-        import ray
-
-        handle = _RELAYS.get(self.relay_name)
-        if handle is None:
-            try:
-                handle = ray.get_actor(self.relay_name, namespace="keel")
-            except ValueError:
-                return None   # the executor creates it once a task has run that long: next time
-            _RELAYS[self.relay_name] = handle
-        return handle
-
-    def _send(self) -> None:
-        chunks = []
-        for stream, path in self.paths.items():
-            start = self.sent[stream]
-            try:
-                size = min(os.path.getsize(path), _MAX_OUTPUT)
-            except OSError:
-                continue
-            if size > start:
-                with open(path, "rb") as fh:
-                    fh.seek(start)
-                    data = fh.read(min(size - start, _FORWARD_CHUNK))
-                if data:
-                    chunks.append((self.key, stream, start, data))
-        if not chunks:
-            return
-        handle = self._handle()
-        if handle is None:
-            return
-        self.last = handle.push.remote(chunks)
-        for _, stream, start, data in chunks:
-            self.sent[stream] = start + len(data)
-
-    def finish(self) -> dict[str, int]:
-        if self.thread.is_alive():
-            self.stop.set()
-            self.thread.join()
-        if self.last is not None:
-            import ray
-
-            try:
-                ray.get(self.last, timeout=30)
-            except Exception:  # noqa: BLE001 - not surely delivered: send it all again (the executor skips repeats)
-                return {stream: 0 for stream in self.paths}
-        return dict(self.sent)
 
 
 _SCRATCH = "keel-ray-task-"
@@ -306,8 +195,6 @@ def run_on_worker(spec: TaskSpec, digest: str, blob: bytes, store: Any, context:
             os.close(target)
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
-        forwarder = _Forwarder(context.get("relay"), (spec.task_id, spec.attempt),
-                               {"stdout": out_path, "stderr": err_path})
         try:
             if context.get("cwd") and os.path.isdir(context["cwd"]):
                 os.chdir(context["cwd"])   # same machine (or shared folder): relative paths work
@@ -322,7 +209,6 @@ def run_on_worker(spec: TaskSpec, digest: str, blob: bytes, store: Any, context:
                     stream.close()
                 except Exception:  # noqa: BLE001
                     pass
-            offsets = forwarder.finish()
             sys.stdout, sys.stderr = saved_streams
             os.dup2(saved_fds[0], 1)
             os.dup2(saved_fds[1], 2)
@@ -344,8 +230,7 @@ def run_on_worker(spec: TaskSpec, digest: str, blob: bytes, store: Any, context:
                 continue
             if data:
                 metrics[path[len(local.metrics_path):]] = data
-        return {"result": result, "stdout": _read_capped(out_path, offsets["stdout"]),
-                "stderr": _read_capped(err_path, offsets["stderr"]), "offsets": offsets,
+        return {"result": result, "stdout": _read_capped(out_path), "stderr": _read_capped(err_path),
                 "metrics": metrics, "node": node}
 
 
@@ -412,20 +297,12 @@ class RayExecutor:
             sys.stderr.write(f"keel: warning: {warning}\n")
         self.store_ref = self.ray.put(artifacts)
         folder = os.path.dirname(os.path.abspath(flow_file)) if flow_file else None
-        self.relay_name = f"keel-output-{uuid.uuid4().hex[:16]}"
-        self.context = {"cwd": os.getcwd(), "sys_path": [folder] if folder else [], "relay": self.relay_name}
+        self.context = {"cwd": os.getcwd(), "sys_path": [folder] if folder else []}
         self._remote = self.ray.remote(run_on_worker)
         self._options: dict[str, Any] = {}
         self.pending: dict[Any, TaskSpec] = {}        # ObjectRef -> spec
         self.by_task: dict[tuple[int, int], Any] = {}
         self.cancelled: set[tuple[int, int]] = set()
-        self.specs: dict[tuple[int, int], TaskSpec] = {}      # running attempts, for their forwarded output
-        self.started: dict[tuple[int, int], float] = {}
-        self.delivered: dict[tuple[tuple[int, int], str], int] = {}   # bytes handed to on_output so far
-        self.relay: Any = None          # the OutputRelay actor, once a task has run _FORWARD_AFTER seconds
-        self._relay_failed = False
-        self._drain_ref: Any = None
-        self._last_drain = 0.0
 
     def _remote_for(self, step: str) -> Any:
         remote = self._options.get(step)
@@ -436,11 +313,8 @@ class RayExecutor:
 
     def submit(self, spec: TaskSpec) -> None:
         ref = self._remote_for(spec.step).remote(spec, self.digest, self.flow_ref, self.store_ref, self.context)
-        key = (spec.task_id, spec.attempt)
         self.pending[ref] = spec
-        self.by_task[key] = ref
-        self.specs[key] = spec
-        self.started[key] = time.monotonic()
+        self.by_task[(spec.task_id, spec.attempt)] = ref
 
     def running(self) -> int:
         return len(self.pending)
@@ -451,81 +325,11 @@ class RayExecutor:
                 time.sleep(timeout)
             return []
         refs = list(self.pending)
-        deadline = time.monotonic() + max(timeout, 0)
-        while True:   # in slices, so that output of running tasks is drained while they run
-            self._pump()
-            left = deadline - time.monotonic()
-            ready, _ = self.ray.wait(refs, num_returns=1, timeout=max(min(left, _FORWARD_EVERY), 0))
-            if ready:
-                break
-            if left <= _FORWARD_EVERY:
-                return []
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=max(timeout, 0))
+        if not ready:
+            return []
         ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
         return [self._outcome(ref) for ref in ready]
-
-    # -- output forwarded while tasks run -------------------------------------------------------
-    def _pump(self) -> None:
-        """Create the relay once a task has run long enough; take what it holds, never blocking."""
-        if self._relay_failed:
-            return
-        now = time.monotonic()
-        if self.relay is None:
-            if not any(now - t >= _FORWARD_AFTER for t in self.started.values()):
-                return
-            try:
-                actor = self.ray.remote(OutputRelay).options(name=self.relay_name, namespace="keel", num_cpus=0,
-                                                             max_restarts=0)
-                self.relay = actor.remote()
-            except Exception:  # noqa: BLE001 - no relay: output arrives with the results, as before
-                self._relay_failed = True
-                return
-        if self._drain_ref is not None:
-            done, _ = self.ray.wait([self._drain_ref], num_returns=1, timeout=0)
-            if done:
-                self._take_drain()
-        if self._drain_ref is None and now - self._last_drain >= _FORWARD_EVERY:
-            self._drain_ref = self.relay.drain.remote()
-            self._last_drain = now
-
-    def _take_drain(self, timeout: float | None = None) -> None:
-        ref, self._drain_ref = self._drain_ref, None
-        try:
-            chunks = self.ray.get(ref, timeout=timeout)
-        except Exception:  # noqa: BLE001 - the relay died: output arrives with the results
-            self._relay_failed = True
-            return
-        for key, stream, offset, data in chunks:
-            self._deliver(key, stream, offset, data)
-
-    def _deliver(self, key: tuple[int, int], stream: str, offset: int, data: bytes) -> None:
-        """Hand bytes [offset, offset+len) of a stream to on_output, skipping what was handed already."""
-        spec = self.specs.get(key)
-        if spec is None:
-            return   # the attempt is over (cancelled): its output was settled then
-        done = self.delivered.get((key, stream), 0)
-        if offset < done:
-            data = data[done - offset:]
-            offset = done
-        if data:
-            self.on_output(spec, stream, data)
-            self.delivered[(key, stream)] = offset + len(data)
-
-    def _settle(self, key: tuple[int, int], offsets: dict[str, int]) -> None:
-        """Before a finished task's tail: every chunk the relay holds for it is delivered."""
-        deadline = time.monotonic() + _SETTLE_SECONDS
-        while (self.relay is not None and not self._relay_failed
-               and any(self.delivered.get((key, s), 0) < offsets.get(s, 0) for s in ("stdout", "stderr"))
-               and time.monotonic() < deadline):
-            if self._drain_ref is None:
-                self._drain_ref = self.relay.drain.remote()
-                self._last_drain = time.monotonic()
-            self._take_drain(timeout=max(deadline - time.monotonic(), 0.1))
-
-    def _forget(self, key: tuple[int, int]) -> None:
-        self.specs.pop(key, None)
-        self.started.pop(key, None)
-        for stream in ("stdout", "stderr"):
-            self.delivered.pop((key, stream), None)
 
     def _outcome(self, ref: Any) -> Outcome:
         spec = self.pending.pop(ref)
@@ -538,18 +342,15 @@ class RayExecutor:
             if key in self.cancelled:
                 words = "the Ray task was cancelled"
             self.cancelled.discard(key)
-            self._forget(key)
             return Outcome(spec=spec, result=None, reason=words, node=node)
         self.cancelled.discard(key)
         if spec.metrics_path:
             for suffix, data in payload["metrics"].items():
                 with open(spec.metrics_path + suffix, "ab") as fh:
                     fh.write(data)
-        offsets = payload.get("offsets") or {}
-        self._settle(key, offsets)
         for stream in ("stdout", "stderr"):
-            self._deliver(key, stream, offsets.get(stream, 0), payload[stream])
-        self._forget(key)
+            if payload[stream]:
+                self.on_output(spec, stream, payload[stream])
         result = payload["result"]
         return Outcome(spec=spec, result=result, exit_code=0 if result.get("ok") else 1, node=payload["node"])
 
@@ -582,13 +383,7 @@ class RayExecutor:
         return outcomes
 
     def close(self) -> None:
-        """The run is over: stop the output relay, disconnect from the cluster (if this executor connected)."""
-        relay, self.relay = getattr(self, "relay", None), None
-        if relay is not None:
-            try:
-                self.ray.kill(relay)
-            except Exception:  # noqa: BLE001 - already gone
-                pass
+        """The run is over: disconnect from the cluster (if this executor connected)."""
         if self._owns_connection:
             try:
                 self.ray.shutdown()
