@@ -228,17 +228,7 @@ class Task:
     @property
     def metrics(self) -> dict[str, list[tuple[Any, float, float]]]:
         r = self._record
-        import sqlalchemy as sa
-
-        from keel.store.metadata import metrics as table
-
-        out: dict[str, list[tuple[Any, float, float]]] = {}
-        with self._store.metadata.engine.connect() as conn:
-            for row in conn.execute(sa.select(table.c.name, table.c.step, table.c.value, table.c.ts).where(
-                    table.c.flow == r.flow, table.c.run_id == r.run_id, table.c.task_id == r.task_id)
-                    .order_by(table.c.id)):
-                out.setdefault(row.name, []).append((row.step, row.value, row.ts))
-        return out
+        return self._store.metadata.run_metrics(r.flow, r.run_id, task_id=r.task_id)
 
     def __repr__(self) -> str:
         return f"Task('{self.pathspec}')"

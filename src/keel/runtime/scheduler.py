@@ -10,6 +10,7 @@ them: every task carries a stack of split frames (static branch or foreach), a j
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
 from collections import deque
@@ -472,8 +473,6 @@ class Scheduler:
 
     # -- records ------------------------------------------------------------------------------------
     def _task_row(self, task: _Task, status: str, node: str | None = None) -> dict[str, Any]:
-        import json
-
         row = {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "step": task.step,
                "status": status, "attempts": task.attempt + 1, "created_at": task.started_at or time.time(),
                "started_at": task.started_at, "parents": json.dumps(task.parents),

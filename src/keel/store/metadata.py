@@ -371,12 +371,7 @@ class MetadataStore:
 
     def add_tags(self, flow: str, run_id: int, new_tags: Iterable[str], *, system: bool = False) -> None:
         with self._write() as conn:
-            have = {r.tag for r in conn.execute(
-                sa.select(tags.c.tag).where(tags.c.flow == flow, tags.c.run_id == run_id))}
-            rows = [{"flow": flow, "run_id": run_id, "tag": t, "system": system}
-                    for t in dict.fromkeys(new_tags) if t not in have]
-            if rows:
-                conn.execute(tags.insert(), rows)
+            _insert_new_tags(conn, flow, run_id, new_tags, system)
 
     def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
         with self._write() as conn:
@@ -430,12 +425,7 @@ class MetadataStore:
                         _insert_metrics(conn, payload)
                 elif kind == "tags":
                     flow, run_id, new = payload
-                    have = {r.tag for r in conn.execute(
-                        sa.select(tags.c.tag).where(tags.c.flow == flow, tags.c.run_id == run_id))}
-                    rows = [{"flow": flow, "run_id": run_id, "tag": t, "system": False}
-                            for t in dict.fromkeys(new) if t not in have]
-                    if rows:
-                        conn.execute(tags.insert(), rows)
+                    _insert_new_tags(conn, flow, run_id, new, False)
                 elif kind == "step":
                     flow, run_id, step, values = payload
                     conn.execute(steps.update().where(steps.c.flow == flow, steps.c.run_id == run_id,
@@ -531,9 +521,13 @@ class MetadataStore:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def run_metrics(self, flow: str, run_id: int, name: str | None = None) -> dict[str, list[tuple[Any, float, float]]]:
+    def run_metrics(self, flow: str, run_id: int, name: str | None = None,
+                    task_id: int | None = None) -> dict[str, list[tuple[Any, float, float]]]:
+        """name -> [(step, value, timestamp), ...] in logging order, for a run or one of its tasks."""
         query = (sa.select(metrics.c.name, metrics.c.step, metrics.c.value, metrics.c.ts)
                  .where(metrics.c.flow == flow, metrics.c.run_id == run_id).order_by(metrics.c.id))
+        if task_id is not None:
+            query = query.where(metrics.c.task_id == task_id)
         if name is not None:
             query = query.where(metrics.c.name == name)
         out: dict[str, list[tuple[Any, float, float]]] = {}
@@ -553,6 +547,15 @@ def _insert_metrics(conn: Any, rows: list[dict[str, Any]]) -> None:
     conn.exec_driver_sql(
         f"INSERT INTO metrics (flow, run_id, task_id, name, step, value, ts) VALUES ({', '.join([mark] * 7)})",
         [(r["flow"], r["run_id"], r["task_id"], r["name"], r["step"], r["value"], r["ts"]) for r in rows])
+
+
+def _insert_new_tags(conn: Any, flow: str, run_id: int, new_tags: Iterable[str], system: bool) -> None:
+    """Add the tags the run does not have yet (each once)."""
+    have = {r.tag for r in conn.execute(sa.select(tags.c.tag).where(tags.c.flow == flow, tags.c.run_id == run_id))}
+    rows = [{"flow": flow, "run_id": run_id, "tag": t, "system": system}
+            for t in dict.fromkeys(new_tags) if t not in have]
+    if rows:
+        conn.execute(tags.insert(), rows)
 
 
 def _task_record(r: Any) -> TaskRecord:
