@@ -19,7 +19,7 @@ from keel.runtime.scheduler import Options, Scheduler
 from keel.runtime.task import TaskSpec, run_task
 from keel.store.artifacts import ArtifactRef, ArtifactStore
 from keel.store.backend import MemoryBackend
-from keel.store.metadata import MetadataStore
+from keel.store.memory import MemoryMetadata
 
 
 class InlineExecutor:
@@ -61,18 +61,18 @@ def schedule(tmp_path, source: str, *, crash: dict[str, int] | None = None, **op
     graph = FlowGraph(flow_cls)
     graph.check()
     artifacts = ArtifactStore(MemoryBackend())
-    metadata = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    metadata = MemoryMetadata()
     run_id = metadata.new_run(graph.name, params={})
     metadata.register_steps(graph.name, run_id, graph.sorted_nodes())
     executor = InlineExecutor(flow_cls, artifacts, crash)
-    scheduler = Scheduler(flow=graph.name, run_id=run_id, graph=graph, executor=executor, metadata=metadata,
+    scheduler = Scheduler(flow=graph.name, run_id=run_id, graph=graph, executor=executor, metadata=metadata.runs,
                           artifacts=artifacts, scratch=str(tmp_path), params={}, options=Options(**options))
     outcome = scheduler.run()
     scheduler.finish()
     return outcome, metadata, artifacts, executor, graph.name
 
 
-def end_value(metadata: MetadataStore, artifacts: ArtifactStore, flow: str, name: str) -> Any:
+def end_value(metadata: MemoryMetadata, artifacts: ArtifactStore, flow: str, name: str) -> Any:
     end = metadata.list_tasks(flow, 1, "end")[0]
     ref = metadata.task_artifacts(flow, 1, end.task_id)[name]
     return artifacts.get(ArtifactRef(ref["key"], ref["serializer"], ref["size"]))

@@ -231,12 +231,17 @@ def cmd_logs(flow: str, args: list[str]) -> int:
 
 def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: str, follow: bool) -> int:
     from keel.store import Store
+    from keel.store.records import TASK_END_EVENTS
 
     store = Store.from_env()
     md = store.metadata
-    if md.get_run(flow, run_id) is None:
+    record = md.get_run(flow, run_id)
+    if record is None:
         raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
     offsets: dict[int, int] = {}
+    # --follow stops when the event log says the run (or the one task followed) ended; a run
+    # whose scheduler died writes no event, so its liveness is checked now and then too.
+    ended, cursor, checked = record.effective_status != "running", 0, time.monotonic()
     while True:
         tasks = [t for t in md.list_tasks(flow, run_id, step) if task_id is None or t.task_id == task_id]
         if not tasks and not follow:
@@ -260,10 +265,17 @@ def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: s
                 offsets[t.task_id] = offsets.get(t.task_id, 0) + len(data)
         if not follow:
             return 0
-        record = md.get_run(flow, run_id)
-        if record is not None and record.effective_status != "running":
-            if all(offsets.get(t.task_id, 0) >= _size(store, flow, run_id, step, t.task_id, stream) for t in tasks):
-                return 0
+        for event in md.events.read(cursor, flow=flow, run_id=run_id):
+            cursor = event.id
+            ended = ended or event.ends_run or (task_id is not None and event.task_id == task_id
+                                                and event.kind in TASK_END_EVENTS)
+        if not ended and time.monotonic() - checked > 2.0:
+            checked = time.monotonic()
+            record = md.get_run(flow, run_id)
+            ended = record is None or record.effective_status != "running"
+        if ended and all(offsets.get(t.task_id, 0) >= _size(store, flow, run_id, step, t.task_id, stream)
+                         for t in tasks):
+            return 0
         time.sleep(0.2)
 
 

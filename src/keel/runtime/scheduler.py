@@ -21,6 +21,7 @@ from keel.flow.decorators import find_decorator, timeout_seconds
 from keel.runtime.current import MetricSpool
 from keel.runtime.executors.base import Executor, Outcome
 from keel.runtime.task import CaughtException, FrameSpec, TaskSpec
+from keel.store.records import event_row
 
 _HEARTBEAT_EVERY = 2.0  # default; KEEL_HEARTBEAT_SECONDS is read when a run starts
 _FLUSH_EVERY = 0.1  # seconds between metadata transactions while tasks run
@@ -386,6 +387,9 @@ class Scheduler:
         policy = self.policies[task.step]
         if task.attempt < policy.retries:
             self._record_attempt(task, "failed", outcome, error)
+            self.ops.append(("event", event_row(self.flow, self.run_id, "task.retried", step=task.step,
+                                                task_id=task.task_id, attempt=task.attempt,
+                                                detail={"error": error.get("type")})))
             self.events.task_finished(task.step, task.task_id, "retrying")
             task.attempt += 1
             task.ready_at = time.time() + policy.retry_delay

@@ -98,3 +98,18 @@ def process_alive(identity: dict[str, Any] | None) -> bool | None:
         return abs(proc.create_time() - float(started)) < 1.0  # else the pid was reused
     except Exception:  # noqa: BLE001 - it ended while we looked
         return False
+
+
+def effective_status(status: str, environment: Any, heartbeat_at: float | None, created_at: float,
+                     now: float) -> str:
+    """The one answer to "is this run crashed?": the status a reader shows for a run.
+
+    A ``running`` run whose scheduler is gone (seen at once on its machine) or whose heartbeat
+    is older than ``crash_after_seconds()`` is ``crashed``; any other status is shown as kept.
+    ``RunRecord.effective_status`` and the query API (``status = "crashed"``) both ask here."""
+    if status != "running":
+        return status
+    alive = process_alive((environment or {}).get("scheduler"))
+    if alive is not None:
+        return "running" if alive else "crashed"
+    return "crashed" if now - (heartbeat_at or created_at) > crash_after_seconds() else "running"

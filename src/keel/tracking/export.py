@@ -15,10 +15,7 @@ FORMAT_VERSION = 1
 
 
 def export_run(store: Any, flow: str, run_id: int) -> dict[str, Any]:
-    import sqlalchemy as sa
-
     from keel.errors import NotFoundError
-    from keel.store.metadata import metrics
     from keel.tracking.snapshot import load_manifest
     from keel.tracking.sysmetrics import task_resources
 
@@ -50,12 +47,9 @@ def export_run(store: Any, flow: str, run_id: int) -> dict[str, Any]:
               "finished_at": s.get("finished_at"), "tasks": by_step.get(s["step"], [])}
              for s in md.list_steps(flow, run_id)]
     points: dict[str, list[dict[str, Any]]] = {}
-    with md.engine.connect() as conn:
-        for m in conn.execute(sa.select(metrics.c.task_id, metrics.c.name, metrics.c.step, metrics.c.value,
-                                        metrics.c.ts)
-                              .where(metrics.c.flow == flow, metrics.c.run_id == run_id).order_by(metrics.c.id)):
-            points.setdefault(m.name, []).append({"step": m.step, "value": _number(m.value), "ts": m.ts,
-                                                  "task_id": m.task_id, "task_step": step_of.get(m.task_id)})
+    for task_id, name, step, value, ts in md.metrics.points(flow, run_id):
+        points.setdefault(name, []).append({"step": step, "value": _number(value), "ts": ts,
+                                            "task_id": task_id, "task_step": step_of.get(task_id)})
     env = dict(r.environment)
     snapshot = env.get("snapshot") or {}
     manifest = load_manifest(store, snapshot.get("key")) if snapshot.get("key") else None
@@ -68,7 +62,8 @@ def export_run(store: Any, flow: str, run_id: int) -> dict[str, Any]:
                 "code_hash": r.code_hash, "code_key": r.code_key},
         "params": r.params,
         "tags": r.tags,
-        "comments": md.list_comments(flow, run_id),
+        "comments": [{k: c[k] for k in ("id", "author", "created_at", "text")}
+                     for c in md.annotations.list_comments(flow, run_id)],
         "environment": env,
         "code_snapshot": manifest,
         "steps": steps,

@@ -118,22 +118,11 @@ class Sampler:
 
 def task_resources(metadata: Any, flow: str, run_id: int) -> dict[int, dict[str, float]]:
     """Peak memory (MB) and CPU seconds of each task of a run: task id -> {"peak_rss_mb", "cpu_time_s"}."""
-    import sqlalchemy as sa
-
-    from keel.store.metadata import metrics
-
     out: dict[int, dict[str, float]] = {}
-    query = (sa.select(metrics.c.task_id, metrics.c.name, sa.func.max(metrics.c.value))
-             .where(metrics.c.flow == flow, metrics.c.run_id == run_id,
-                    metrics.c.name.in_([PEAK_RSS_MB, CPU_TIME_S, RSS_MB]))
-             .group_by(metrics.c.task_id, metrics.c.name))
-    with metadata.engine.connect() as conn:
-        for task_id, name, value in conn.execute(query):
-            row = out.setdefault(task_id, {})
-            if name == RSS_MB:  # a task killed before its end keeps the peak of its samples
-                row["peak_rss_mb"] = max(row.get("peak_rss_mb", 0.0), value)
-            elif name == PEAK_RSS_MB:
-                row["peak_rss_mb"] = max(row.get("peak_rss_mb", 0.0), value)
-            else:
-                row["cpu_time_s"] = value
+    for task_id, name, value in metadata.metrics.max_per_task(flow, run_id, [PEAK_RSS_MB, CPU_TIME_S, RSS_MB]):
+        row = out.setdefault(task_id, {})
+        if name in (RSS_MB, PEAK_RSS_MB):  # a task killed before its end keeps the peak of its samples
+            row["peak_rss_mb"] = max(row.get("peak_rss_mb", 0.0), value)
+        else:
+            row["cpu_time_s"] = value
     return out

@@ -1,0 +1,44 @@
+"""Tags and comments on runs, in SQL (``AnnotationStore``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+import sqlalchemy as sa
+
+from keel.store.records import Comment
+from keel.store.runs import insert_new_tags, user_name
+from keel.store.schema import comments, tags
+from keel.store.sql import Database
+
+
+class SqlAnnotations:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def add_tags(self, flow: str, run_id: int, new_tags: Iterable[str], *, system: bool = False) -> None:
+        with self.db.write() as conn:
+            insert_new_tags(conn, flow, run_id, new_tags, system)
+
+    def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
+        with self.db.write() as conn:
+            conn.execute(tags.delete().where(tags.c.flow == flow, tags.c.run_id == run_id,
+                                             tags.c.tag.in_(list(old_tags))))
+
+    def add_comment(self, flow: str, run_id: int, text: str, *, author: str | None = None) -> Comment:
+        """Keep a comment on a run, with its author (KEEL_USER or the login name) and time."""
+        row = {"flow": flow, "run_id": run_id, "author": author or user_name(), "created_at": time.time(),
+               "text": text}
+        with self.db.write() as conn:
+            new_id = conn.execute(comments.insert().values(**row)).inserted_primary_key[0]
+        return Comment(id=int(new_id), **row)
+
+    def list_comments(self, flow: str, run_id: int) -> list[Comment]:
+        """A run's comments, oldest first."""
+        with self.db.read() as conn:
+            return [Comment(id=r.id, flow=r.flow, run_id=r.run_id, author=r.author, created_at=r.created_at,
+                            text=r.text)
+                    for r in conn.execute(sa.select(comments).where(comments.c.flow == flow,
+                                                                    comments.c.run_id == run_id)
+                                          .order_by(comments.c.created_at, comments.c.id))]

@@ -1,0 +1,168 @@
+"""The metadata schema: every table of the store, in one SQLAlchemy ``MetaData``.
+
+Only ``keel.store`` names these tables. A change to them ships with a migration in
+``keel/store/migrations/versions/`` and a new ``SCHEMA_HEAD`` (see docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# The Alembic revision this code writes; a store stamped with another one is migrated
+# (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
+SCHEMA_HEAD = "0002_events"
+# The revision of the schema that Keel 0.1 created without any version table.
+SCHEMA_RELEASE_0_1 = "0001_release_0_1"
+
+meta = sa.MetaData()
+
+runs = sa.Table(
+    "runs", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False, default="flow"),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("user", sa.String(255)),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("pid", sa.Integer),
+    sa.Column("code_hash", sa.String(64)),
+    sa.Column("code_key", sa.String(64)),
+    sa.Column("environment", sa.Text),
+    sa.Column("origin_run_id", sa.Integer),
+    sa.Column("error", sa.Text),
+)
+sa.Index("ix_runs_created", runs.c.created_at)
+
+steps = sa.Table(
+    "steps", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.String(255), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+)
+
+tasks = sa.Table(
+    "tasks", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("task_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.String(255), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("parents", sa.Text),          # JSON list of task ids
+    sa.Column("foreach", sa.Text),          # JSON list of [step, var, index, num_splits]
+    sa.Column("origin_run_id", sa.Integer),  # resume: the task was reused from this run...
+    sa.Column("origin_task_id", sa.Integer),  # ...and this task
+    sa.Column("node", sa.String(255)),
+)
+sa.Index("ix_tasks_step", tasks.c.flow, tasks.c.run_id, tasks.c.step)
+
+attempts = sa.Table(
+    "attempts", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("task_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("attempt", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("error_type", sa.String(255)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("traceback", sa.Text),
+    sa.Column("node", sa.String(255)),
+)
+
+artifacts = sa.Table(
+    "artifacts", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("task_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("serializer", sa.String(32), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("own", sa.Boolean, nullable=False, default=True),  # set by this task, not inherited
+)
+
+params = sa.Table(
+    "params", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text),             # JSON
+    sa.Column("num", sa.Float),              # the value when it is a number, for search
+)
+
+tags = sa.Table(
+    "tags", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tag", sa.String(255), primary_key=True),
+    sa.Column("system", sa.Boolean, nullable=False, default=False),
+)
+sa.Index("ix_tags_tag", tags.c.tag)
+
+metrics = sa.Table(
+    "metrics", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("task_id", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+)
+sa.Index("ix_metrics_run", metrics.c.flow, metrics.c.run_id, metrics.c.name)
+
+
+comments = sa.Table(
+    "comments", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("flow", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("author", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+)
+sa.Index("ix_comments_run", comments.c.flow, comments.c.run_id)
+
+# What `keel scheduler` fired: one row per (project, job, cron time), claimed before the run
+# starts, so a restarted scheduler never fires the same time twice.
+schedule_fires = sa.Table(
+    "schedule_fires", meta,
+    sa.Column("project", sa.String(255), primary_key=True),
+    sa.Column("job", sa.String(255), primary_key=True),
+    sa.Column("fire_time", sa.Float, primary_key=True, autoincrement=False),
+    sa.Column("fired_at", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),   # "started" | "skipped"
+    sa.Column("run_id", sa.Integer),
+    sa.Column("note", sa.Text),
+)
+
+
+# The event log: every run and task state change, in order. ``id`` only grows; a reader keeps
+# the last id it saw as its cursor. Written in the transaction of the change it records.
+events = sa.Table(
+    "events", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("flow", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),       # "run.started", "task.failed", ...
+    sa.Column("step", sa.String(255)),
+    sa.Column("task_id", sa.Integer),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("detail", sa.Text),                           # JSON, small
+)
+sa.Index("ix_events_run", events.c.flow, events.c.run_id, events.c.id)

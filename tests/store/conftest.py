@@ -1,0 +1,78 @@
+"""Store fixtures: a real PostgreSQL server for the session (Debian's, started on 127.0.0.1 at
+a free port in a temp folder, stopped at the end) and a fresh database per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+_names = itertools.count(1)
+
+
+def _pg_bin() -> Path | None:
+    root = Path("/usr/lib/postgresql")
+    versions = sorted((p for p in root.glob("*/bin") if (p / "initdb").exists()),
+                      key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return versions[-1] if versions else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run its tools as the postgres user then."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """``postgresql://postgres@127.0.0.1:PORT`` of a server that lives for the test session."""
+    pytest.importorskip("psycopg", reason="pip install 'keel[postgres]' (or make setup) for the PostgreSQL tests")
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed; scripts/ci-setup.sh installs it (apt-get install postgresql)")
+    base = Path(tempfile.mkdtemp(prefix="keel-pg-"))
+    base.chmod(0o777)  # the postgres user must enter it
+    data, log = base / "data", base / "server.log"
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres")
+    port = _free_port()
+    try:
+        subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                                     "--no-sync", "-E", "UTF8"]), check=True, capture_output=True, timeout=120)
+        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
+                                     "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+                                           f"-c max_connections=200", "start"]),
+                       check=True, capture_output=True, timeout=120)
+    except subprocess.CalledProcessError as exc:
+        text = log.read_text() if log.exists() else ""
+        shutil.rmtree(base, ignore_errors=True)
+        raise RuntimeError(f"could not start PostgreSQL: {exc.stderr!r}\n{text}") from exc
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                       capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database on the session's server."""
+    import psycopg
+
+    name = f"keel_test_{os.getpid()}_{next(_names)}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{postgres_server}/{name}"

@@ -1,0 +1,116 @@
+"""One suite for every backend of the store's interfaces: the in-memory fake, SQLite and a
+real PostgreSQL server. What one answers, the others answer."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from keel.store.memory import MemoryMetadata
+from keel.store.metadata import MetadataStore
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def md(request, tmp_path):
+    if request.param == "memory":
+        store = MemoryMetadata()
+    elif request.param == "sqlite":
+        store = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    else:
+        store = MetadataStore(request.getfixturevalue("postgres_url"))
+    yield store
+    store.close()
+
+
+def _task(flow: str, run_id: int, task_id: int, step: str, status: str, attempts: int = 1) -> tuple[str, dict]:
+    return ("task", {"flow": flow, "run_id": run_id, "task_id": task_id, "step": step, "status": status,
+                     "attempts": attempts, "created_at": time.time(), "parents": "[]", "foreach": "[]"})
+
+
+def test_run_ids_increase_per_flow(md):
+    assert [md.runs.new_run("A", params={}) for _ in range(3)] == [1, 2, 3]
+    assert md.runs.new_run("B", params={}) == 1
+    assert md.runs.latest_run_id("A") == 3
+    assert md.runs.list_flows() == ["A", "B"]
+    assert [r.run_id for r in md.runs.list_runs("A")] == [3, 2, 1]
+
+
+def test_a_run_keeps_its_params_tags_and_status(md):
+    run_id = md.runs.new_run("A", params={"alpha": 0.5, "name": "x"}, tags=["t1", "t1", "t2"])
+    md.runs.set_run_status("A", run_id, "failed", error="ValueError: no")
+    r = md.runs.get_run("A", run_id)
+    assert (r.params, r.tags, r.status, r.error) == ({"alpha": 0.5, "name": "x"}, ["t1", "t2"], "failed",
+                                                     "ValueError: no")
+    assert r.finished_at is not None and r.effective_status == "failed"
+    assert md.runs.get_run("A", 99) is None
+
+
+def test_write_batch_records_tasks_attempts_artifacts_metrics_and_tags(md):
+    run_id = md.runs.new_run("A", params={})
+    md.runs.register_steps("A", run_id, ["start", "end"])
+    md.runs.write_batch([
+        _task("A", run_id, 1, "start", "running"),
+        ("attempt", {"flow": "A", "run_id": run_id, "task_id": 1, "attempt": 0, "status": "succeeded",
+                     "started_at": 1.0, "finished_at": 2.0, "exit_code": 0}),
+        _task("A", run_id, 1, "start", "succeeded"),
+        ("artifacts", [{"flow": "A", "run_id": run_id, "task_id": 1, "name": "x", "key": "k1",
+                        "serializer": "pickle", "size": 3, "own": True}]),
+        ("metrics", [{"flow": "A", "run_id": run_id, "task_id": 1, "name": "loss", "step": i, "value": 1.0 / (i + 1),
+                      "ts": float(i)} for i in range(3)]),
+        ("tags", ("A", run_id, ["auto"])),
+        ("step", ("A", run_id, "start", {"status": "done"})),
+    ])
+    (task,) = md.runs.list_tasks("A", run_id)
+    assert (task.step, task.status, task.parents) == ("start", "succeeded", [])
+    assert md.runs.get_task("A", run_id, 1) == task
+    (attempt,) = md.runs.list_attempts("A", run_id, 1)
+    assert (attempt.status, attempt.exit_code, attempt["status"]) == ("succeeded", 0, "succeeded")
+    assert md.runs.task_artifacts("A", run_id, 1) == {"x": {"key": "k1", "serializer": "pickle", "size": 3,
+                                                            "own": True}}
+    assert md.metrics.run_metrics("A", run_id)["loss"] == [(0, 1.0, 0.0), (1, 0.5, 1.0), (2, 1 / 3, 2.0)]
+    assert md.metrics.last_values("A", run_id) == {"loss": 1 / 3}
+    assert md.metrics.last_of_runs([("A", run_id)], ["loss"]) == {("A", run_id): {"loss": 1 / 3}}
+    assert md.runs.get_run("A", run_id).tags == ["auto"]
+    assert [(s.step, s.status) for s in md.runs.list_steps("A", run_id)] == [("start", "done"), ("end", "pending")]
+
+
+def test_tags_and_comments(md):
+    run_id = md.runs.new_run("A", params={})
+    md.annotations.add_tags("A", run_id, ["a", "b"])
+    md.annotations.remove_tags("A", run_id, ["a"])
+    c = md.annotations.add_comment("A", run_id, "looks good", author="ana")
+    assert md.runs.get_run("A", run_id).tags == ["b"]
+    assert [(x.id, x.author, x.text) for x in md.annotations.list_comments("A", run_id)] == [(c.id, "ana",
+                                                                                             "looks good")]
+
+
+def test_a_cron_time_is_claimed_once(md):
+    assert md.schedules.claim_fire("p", "job", 60.0)
+    assert not md.schedules.claim_fire("p", "job", 60.0)
+    md.schedules.update_fire("p", "job", 60.0, run_id=4)
+    (fire,) = md.schedules.list_fires("p", "job")
+    assert (fire.fire_time, fire.status, fire.run_id) == (60.0, "started", 4)
+
+
+def test_events_record_each_state_change_in_order(md):
+    run_id = md.runs.new_run("A", params={})
+    md.runs.write_batch([_task("A", run_id, 1, "start", "running")])
+    md.runs.write_batch([_task("A", run_id, 1, "start", "failed"),
+                         ("event", {"ts": 0.0, "flow": "A", "run_id": run_id, "kind": "task.retried",
+                                    "step": "start", "task_id": 1, "attempt": 0, "detail": None})])
+    md.runs.set_run_status("A", run_id, "failed")
+    events = md.events.read(0, flow="A", run_id=run_id)
+    assert [e.kind for e in events] == ["run.started", "task.started", "task.failed", "task.retried", "run.failed"]
+    assert [e.id for e in events] == sorted(e.id for e in events) and len({e.id for e in events}) == 5
+    assert md.events.read(events[2].id, run_id=run_id) == events[3:]
+    assert md.events.last_id() == events[-1].id
+    assert [e.kind for e in md.events.follow(0, flow="A", run_id=run_id, timeout=5)] == [e.kind for e in events]
+
+
+def test_events_are_filtered_by_run(md):
+    a = md.runs.new_run("A", params={})
+    b = md.runs.new_run("B", params={})
+    md.runs.set_run_status("B", b, "succeeded")
+    assert [(e.flow, e.kind) for e in md.events.read(0, flow="B")] == [("B", "run.started"), ("B", "run.succeeded")]
+    assert [e.run_id for e in md.events.read(0, flow="A", run_id=a)] == [a]
