@@ -424,15 +424,21 @@ class Run:
         """Keep a comment on the run (author: KEEL_USER or the login name; time: now)."""
         if not isinstance(text, str) or not text.strip():
             raise UsageError("a comment needs some text, e.g. run.comment('lr too high: diverged at step 300')")
-        return self._store.metadata.add_comment(self._record.flow, self._record.run_id, text, author=author)
+        return _comment_dict(self._store.metadata.annotations.add_comment(self._record.flow, self._record.run_id,
+                                                                          text, author=author))
 
     @property
     def comments(self) -> list[dict[str, Any]]:
         """The run's comments, oldest first: [{"id", "author", "created_at", "text"}, ...]."""
-        return self._store.metadata.list_comments(self._record.flow, self._record.run_id)
+        return [_comment_dict(c) for c in
+                self._store.metadata.annotations.list_comments(self._record.flow, self._record.run_id)]
 
     def __repr__(self) -> str:
         return f"Run('{self.pathspec}')"
+
+
+def _comment_dict(c: Any) -> dict[str, Any]:
+    return {"id": c.id, "author": c.author, "created_at": c.created_at, "text": c.text}
 
 
 class Flow:
