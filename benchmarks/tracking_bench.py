@@ -183,7 +183,7 @@ def role_keel_search(folder: str, n: int) -> dict:
         for step, acc in enumerate(r["acc"]):
             metric_rows.append({"flow": "Bench", "run_id": i, "task_id": 1, "name": "acc", "step": step,
                                 "value": acc, "ts": created + step})
-    with md._write() as conn:
+    with md.db.write() as conn:
         conn.execute(runs.insert(), run_rows)
         conn.execute(params.insert(), param_rows)
         conn.execute(metrics.insert(), metric_rows)

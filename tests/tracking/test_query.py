@@ -41,7 +41,7 @@ def seed(md, flow: str, n: int, *, now: float | None = None) -> None:
                                 "value": rng.random(), "ts": created})
         if i % 3 == 0:
             tag_rows.append({"flow": flow, "run_id": i, "tag": "baseline", "system": False})
-    with md._write() as conn:
+    with md.db.write() as conn:
         conn.execute(runs.insert(), run_rows)
         conn.execute(params.insert(), param_rows)
         conn.execute(metrics.insert(), metric_rows)
@@ -122,9 +122,26 @@ def test_created_status_crashed(keel_home):
     assert ids(Flow("Train").runs(where='status = "crashed"')) == []
     from keel.store.metadata import runs
 
-    with md._write() as conn:
-        conn.execute(runs.update().where(runs.c.run_id == rid).values(heartbeat_at=time.time() - 600))
+    with md.db.write() as conn:
+        # a scheduler on another machine (no identity this one can check) whose heartbeat stopped
+        conn.execute(runs.update().where(runs.c.run_id == rid).values(heartbeat_at=time.time() - 600,
+                                                                       environment="{}"))
     assert ids(Flow("Train").runs(where='status = "crashed"')) == [rid]
+    assert Flow("Train").runs(where='status = "crashed"')[0].status == "crashed"
+    assert ids(Flow("Train").runs(where='status = "running"')) == []
+
+
+def test_a_running_run_whose_scheduler_lives_is_not_crashed_even_with_an_old_heartbeat(keel_home):
+    """One answer to "is it crashed?": the query filter and the listed status agree."""
+    md = Store.from_env().metadata
+    rid = md.new_run("Train", params={})   # this process is its scheduler, and it is alive
+    from keel.store.metadata import runs
+
+    with md.db.write() as conn:
+        conn.execute(runs.update().where(runs.c.run_id == rid).values(heartbeat_at=time.time() - 600))
+    assert md.get_run("Train", rid).effective_status == "running"
+    assert ids(Flow("Train").runs(where='status = "running"')) == [rid]
+    assert ids(Flow("Train").runs(where='status = "crashed"')) == []
 
 
 def test_cli_where_sort_json_and_errors(keel_home):
