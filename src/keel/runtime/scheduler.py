@@ -10,18 +10,19 @@ them: every task carries a stack of split frames (static branch or foreach), a j
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from keel.flow.decorators import find_decorator, timeout_seconds
 from keel.runtime.current import MetricSpool
 from keel.runtime.executors.base import Executor, Outcome
 from keel.runtime.task import CaughtException, FrameSpec, TaskSpec
-from keel.store.records import event_row
+from keel.store.records import (
+    ArtifactsWrite, AttemptWrite, EventWrite, HeartbeatWrite, MetricsWrite, StepWrite, TagsWrite, TaskWrite, WriteOp,
+)
 
 _HEARTBEAT_EVERY = 2.0  # default; KEEL_HEARTBEAT_SECONDS is read when a run starts
 _FLUSH_EVERY = 0.1  # seconds between metadata transactions while tasks run
@@ -145,7 +146,7 @@ class Scheduler:
         self.running: dict[tuple[int, int], _Task] = {}
         self.joins: dict[tuple[str, int], dict[int, tuple[_Task, dict[str, Any]]]] = {}
         self.used = {"cpu": 0.0, "memory": 0.0}
-        self.ops: list[tuple[str, Any]] = []
+        self.ops: list[WriteOp] = []
         self.failure: RunOutcome | None = None
         self.step_started: dict[str, float] = {}
         self.step_finished: dict[str, float] = {}
@@ -253,13 +254,9 @@ class Scheduler:
             result.update(num_splits=origin.num_splits, foreach_ref=ref)
         task.started_at = now
         self.step_started.setdefault(task.step, now)
-        row = self._task_row(task, "reused")
-        row.update(origin_run_id=origin.run_id, origin_task_id=origin.task_id, attempts=0)
-        self.ops.append(("task", row))
-        self.ops.append(("artifacts", [
-            {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "name": name,
-             "key": ref["key"], "serializer": ref["serializer"], "size": ref["size"], "own": False}
-            for name, ref in origin.artifacts.items()]))
+        self.ops.append(replace(self._task_row(task, "reused"), origin_run_id=origin.run_id,
+                                 origin_task_id=origin.task_id, attempts=0))
+        self.ops.append(ArtifactsWrite(self.flow, self.run_id, task.task_id, origin.artifacts))
         self.events.task_started(task.step, task.task_id, 0)
         self.events.task_finished(task.step, task.task_id, "succeeded")
         self.step_finished[task.step] = time.time()
@@ -285,7 +282,7 @@ class Scheduler:
         self.used["memory"] += policy.memory
         self.running[(task.task_id, task.attempt)] = task
         self.step_started.setdefault(task.step, now)
-        self.ops.append(("task", self._task_row(task, "running")))
+        self.ops.append(self._task_row(task, "running"))
         self.events.task_started(task.step, task.task_id, task.attempt)
         self.executor.submit(spec)
 
@@ -301,7 +298,7 @@ class Scheduler:
         now = time.time()
         if now - self._last_beat >= self._beat_every:
             self._last_beat = now
-            self.ops.append(("heartbeat", (self.flow, self.run_id)))
+            self.ops.append(HeartbeatWrite(self.flow, self.run_id))
 
     def _flush(self, force: bool = True) -> None:
         """Write the queued metadata in one transaction (at most every _FLUSH_EVERY s unless forced)."""
@@ -373,12 +370,9 @@ class Scheduler:
         own = set(result.get("own") or ())
         self._record_attempt(task, status, outcome, result.get("error"))
         self._record_task(task, status, node=outcome.node)
-        self.ops.append(("artifacts", [
-            {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "name": name,
-             "key": ref["key"], "serializer": ref["serializer"], "size": ref["size"], "own": name in own}
-            for name, ref in namespace.items()]))
+        self.ops.append(ArtifactsWrite(self.flow, self.run_id, task.task_id, namespace, frozenset(own)))
         if result.get("tags"):
-            self.ops.append(("tags", (self.flow, self.run_id, result["tags"])))
+            self.ops.append(TagsWrite(self.flow, self.run_id, tuple(result["tags"])))
         self.events.task_finished(task.step, task.task_id, status)
         self.step_finished[task.step] = time.time()
         self._advance(task, result, namespace)
@@ -387,9 +381,8 @@ class Scheduler:
         policy = self.policies[task.step]
         if task.attempt < policy.retries:
             self._record_attempt(task, "failed", outcome, error)
-            self.ops.append(("event", event_row(self.flow, self.run_id, "task.retried", step=task.step,
-                                                task_id=task.task_id, attempt=task.attempt,
-                                                detail={"error": error.get("type")})))
+            self.ops.append(EventWrite(self.flow, self.run_id, "task.retried", step=task.step, task_id=task.task_id,
+                                       attempt=task.attempt, detail={"error": error.get("type")}))
             self.events.task_finished(task.step, task.task_id, "retrying")
             task.attempt += 1
             task.ready_at = time.time() + policy.retry_delay
@@ -420,9 +413,7 @@ class Scheduler:
         files = MetricSpool.files(path)  # the task's, its forked workers', its system metrics'
         points = [point for f in files for point in MetricSpool.read(f)]
         if points:
-            self.ops.append(("metrics", [
-                {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "name": name,
-                 "step": step, "value": value, "ts": ts} for name, step, value, ts in points]))
+            self.ops.append(MetricsWrite(self.flow, self.run_id, task.task_id, tuple(points)))
         for f in files:
             try:
                 os.unlink(f)
@@ -476,35 +467,31 @@ class Scheduler:
         return task
 
     # -- records ------------------------------------------------------------------------------------
-    def _task_row(self, task: _Task, status: str, node: str | None = None) -> dict[str, Any]:
-        row = {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "step": task.step,
-               "status": status, "attempts": task.attempt + 1, "created_at": task.started_at or time.time(),
-               "started_at": task.started_at, "parents": json.dumps(task.parents),
-               "foreach": json.dumps([[f.step, f.var, f.index, f.num_splits] for f in task.frames])}
-        if status != "running":
-            row["finished_at"] = time.time()
-        if node is not None:
-            row["node"] = node
-        return row
+    def _task_row(self, task: _Task, status: str, node: str | None = None) -> TaskWrite:
+        return TaskWrite(
+            flow=self.flow, run_id=self.run_id, task_id=task.task_id, step=task.step, status=status,
+            attempts=task.attempt + 1, created_at=task.started_at or time.time(), started_at=task.started_at,
+            finished_at=None if status == "running" else time.time(), parents=tuple(task.parents),
+            foreach=tuple((f.step, f.var, f.index, f.num_splits) for f in task.frames), node=node)
 
     def _record_task(self, task: _Task, status: str, node: str | None = None) -> None:
-        self.ops.append(("task", self._task_row(task, status, node)))
+        self.ops.append(self._task_row(task, status, node))
 
     def _record_attempt(self, task: _Task, status: str, outcome: Outcome | None,
                         error: dict[str, str] | None) -> None:
-        self.ops.append(("attempt", {
-            "flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "attempt": task.attempt,
-            "status": status, "started_at": task.started_at, "finished_at": time.time(),
-            "exit_code": outcome.exit_code if outcome else None,
-            "error_type": (error or {}).get("type"), "error_message": (error or {}).get("message"),
-            "traceback": (error or {}).get("traceback"), "node": outcome.node if outcome else None}))
+        self.ops.append(AttemptWrite(
+            flow=self.flow, run_id=self.run_id, task_id=task.task_id, attempt=task.attempt, status=status,
+            started_at=task.started_at, finished_at=time.time(), exit_code=outcome.exit_code if outcome else None,
+            error_type=(error or {}).get("type"), error_message=(error or {}).get("message"),
+            traceback=(error or {}).get("traceback"), node=outcome.node if outcome else None))
 
     def _record_steps(self) -> None:
         for step in self.graph.sorted_nodes():
             if step in self.step_started:
-                self.ops.append(("step", (self.flow, self.run_id, step, {
-                    "started_at": self.step_started[step], "finished_at": self.step_finished.get(step),
-                    "status": "done" if step in self.step_finished else "incomplete"})))
+                self.ops.append(StepWrite(self.flow, self.run_id, step,
+                                          status="done" if step in self.step_finished else "incomplete",
+                                          started_at=self.step_started[step],
+                                          finished_at=self.step_finished.get(step)))
 
     def finish(self) -> None:
         self._record_steps()

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from keel.store.records import AttemptRecord, Comment, Event, Fire, RunRecord, StepRecord, TaskRecord
+from keel.store.records import (
+    AttemptRecord, Comment, Event, Fire, RunRecord, StepRecord, TaskRecord, WriteOp,
+)
 
 
 class RunWriter(Protocol):
     """What the scheduler writes with: every change of a run in one transaction per batch."""
 
-    def write_batch(self, ops: list[tuple[str, Any]]) -> None: ...
+    def write_batch(self, ops: list[WriteOp] | list[tuple[str, Any]]) -> None: ...
 
 
 class RunStore(RunWriter, Protocol):

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from keel.store.records import TASK_EVENT, AttemptRecord, Comment, Event, Fire, RunRecord, StepRecord, TaskRecord
+from keel.store.records import TASK_EVENT, as_op, AttemptRecord, Comment, Event, Fire, RunRecord, StepRecord, TaskRecord
 from keel.store.runs import user_name
 
 
@@ -113,9 +113,9 @@ class MemoryRuns:
         with self.t.lock:
             self.t.steps[(flow, run_id)][step].update(values)
 
-    def write_batch(self, ops: list[tuple[str, Any]]) -> None:
+    def write_batch(self, ops: list[Any]) -> None:
         with self.t.lock:
-            for kind, payload in ops:
+            for kind, payload in map(as_op, ops):
                 if kind == "task":
                     key = (payload["flow"], payload["run_id"], payload["task_id"])
                     row = self.t.tasks.setdefault(key, {"attempts": 0, "started_at": None, "finished_at": None,

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
 
 class _Row:
@@ -171,3 +171,148 @@ def event_row(flow: str, run_id: int, kind: str, *, step: str | None = None, tas
     """An event as the scheduler queues it for ``write_batch`` (``("event", event_row(...))``)."""
     return {"ts": time.time(), "flow": flow, "run_id": run_id, "kind": kind, "step": step, "task_id": task_id,
             "attempt": attempt, "detail": json.dumps(detail, default=repr, sort_keys=True) if detail else None}
+
+
+# -- what the scheduler writes: one record per change, applied by RunStore.write_batch ---------
+# Each knows its legacy (kind, payload) form (``op()``), which project runs and resume still
+# pass to write_batch directly during the transition.
+
+@dataclass(frozen=True)
+class TaskWrite:
+    """A task's row as of now (inserted, or replacing the columns it names)."""
+
+    flow: str
+    run_id: int
+    task_id: int
+    step: str
+    status: str
+    attempts: int
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    parents: tuple[int, ...] = ()
+    foreach: tuple[tuple[Any, ...], ...] = ()
+    node: str | None = None
+    origin_run_id: int | None = None
+    origin_task_id: int | None = None
+
+    def op(self) -> tuple[str, Any]:
+        row = {"flow": self.flow, "run_id": self.run_id, "task_id": self.task_id, "step": self.step,
+               "status": self.status, "attempts": self.attempts, "created_at": self.created_at,
+               "started_at": self.started_at, "parents": json.dumps(list(self.parents)),
+               "foreach": json.dumps([list(f) for f in self.foreach])}
+        for name in ("finished_at", "node", "origin_run_id", "origin_task_id"):
+            value = getattr(self, name)
+            if value is not None:  # unset columns keep what an earlier write put there
+                row[name] = value
+        return ("task", row)
+
+
+@dataclass(frozen=True)
+class AttemptWrite:
+    flow: str
+    run_id: int
+    task_id: int
+    attempt: int
+    status: str
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    node: str | None = None
+
+    def op(self) -> tuple[str, Any]:
+        return ("attempt", {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+
+@dataclass(frozen=True)
+class ArtifactsWrite:
+    """A task's artifact references: name -> ref (``{"key", "serializer", "size"}``); ``own``
+    names those the task set itself (the others it inherited)."""
+
+    flow: str
+    run_id: int
+    task_id: int
+    refs: Mapping[str, Mapping[str, Any]]
+    own: frozenset[str] = frozenset()
+
+    def op(self) -> tuple[str, Any]:
+        return ("artifacts", [{"flow": self.flow, "run_id": self.run_id, "task_id": self.task_id, "name": name,
+                               "key": ref["key"], "serializer": ref["serializer"], "size": ref["size"],
+                               "own": name in self.own} for name, ref in self.refs.items()])
+
+
+@dataclass(frozen=True)
+class MetricsWrite:
+    """A task's metric points as (name, step, value, timestamp) tuples, in logging order."""
+
+    flow: str
+    run_id: int
+    task_id: int
+    points: tuple[tuple[str, Any, float, float], ...]
+
+    def op(self) -> tuple[str, Any]:
+        return ("metrics", [{"flow": self.flow, "run_id": self.run_id, "task_id": self.task_id, "name": name,
+                             "step": step, "value": value, "ts": ts} for name, step, value, ts in self.points])
+
+
+@dataclass(frozen=True)
+class TagsWrite:
+    flow: str
+    run_id: int
+    tags: tuple[str, ...]
+
+    def op(self) -> tuple[str, Any]:
+        return ("tags", (self.flow, self.run_id, list(self.tags)))
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    flow: str
+    run_id: int
+    step: str
+    status: str
+    started_at: float | None
+    finished_at: float | None
+
+    def op(self) -> tuple[str, Any]:
+        return ("step", (self.flow, self.run_id, self.step,
+                         {"status": self.status, "started_at": self.started_at, "finished_at": self.finished_at}))
+
+
+@dataclass(frozen=True)
+class HeartbeatWrite:
+    flow: str
+    run_id: int
+
+    def op(self) -> tuple[str, Any]:
+        return ("heartbeat", (self.flow, self.run_id))
+
+
+@dataclass(frozen=True)
+class EventWrite:
+    """An event that no row change implies (``task.retried``); task and run status changes
+    record their own events."""
+
+    flow: str
+    run_id: int
+    kind: str
+    step: str | None = None
+    task_id: int | None = None
+    attempt: int | None = None
+    detail: Mapping[str, Any] | None = None
+
+    def op(self) -> tuple[str, Any]:
+        return ("event", event_row(self.flow, self.run_id, self.kind, step=self.step, task_id=self.task_id,
+                                   attempt=self.attempt, detail=dict(self.detail) if self.detail else None))
+
+
+WriteOp = Union[TaskWrite, AttemptWrite, ArtifactsWrite, MetricsWrite, TagsWrite, StepWrite, HeartbeatWrite,
+                EventWrite]
+
+
+def as_op(op: Any) -> tuple[str, Any]:
+    """The (kind, payload) form of a write record (or of a legacy tuple, unchanged)."""
+    return op if isinstance(op, tuple) else op.op()

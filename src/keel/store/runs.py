@@ -16,7 +16,9 @@ from typing import Any, Iterable, Iterator
 import sqlalchemy as sa
 
 from keel.errors import MetadataError
-from keel.store.records import TASK_EVENT, AttemptRecord, RunRecord, StepRecord, TaskRecord, event_row
+from keel.store.records import (
+    TASK_EVENT, AttemptRecord, RunRecord, StepRecord, TaskRecord, WriteOp, as_op, event_row,
+)
 from keel.store.schema import artifacts, attempts, events, metrics, params, runs, steps, tags, tasks
 
 _PARAMS, _TAGS = params, tags  # new_run's arguments shadow the table names
@@ -138,9 +140,9 @@ class SqlRuns:
             conn.execute(steps.update().where(steps.c.flow == flow, steps.c.run_id == run_id,
                                               steps.c.step == step).values(**values))
 
-    def write_batch(self, ops: list[tuple[str, Any]]) -> None:
-        """Apply many writes in one transaction. ``ops`` are (kind, payload) pairs made by the
-        scheduler: ("task", row dict) upserts a task and records its event (``TASK_EVENT``),
+    def write_batch(self, ops: list[WriteOp] | list[tuple[str, Any]]) -> None:
+        """Apply many writes in one transaction. ``ops`` are write records (``TaskWrite``,
+        ``AttemptWrite``, ... of ``keel.store.records``), or their legacy (kind, payload) pairs: ("task", row dict) upserts a task and records its event (``TASK_EVENT``),
         ("attempt", row dict) upserts an attempt, ("artifacts", rows), ("metrics", rows),
         ("tags", (flow, run_id, [tags])), ("step", (flow, run_id, step, values)),
         ("heartbeat", (flow, run_id)), ("event", event_row(...)) for other events."""
@@ -148,7 +150,7 @@ class SqlRuns:
             return
         with self.db.write() as conn:
             new_events: list[dict[str, Any]] = []
-            for kind, payload in ops:
+            for kind, payload in map(as_op, ops):
                 if kind == "task":
                     self.db.upsert(conn, tasks, payload, ("flow", "run_id", "task_id"))
                     event_kind = TASK_EVENT.get(payload.get("status", ""))
