@@ -114,3 +114,39 @@ def test_events_are_filtered_by_run(md):
     md.runs.set_run_status("B", b, "succeeded")
     assert [(e.flow, e.kind) for e in md.events.read(0, flow="B")] == [("B", "run.started"), ("B", "run.succeeded")]
     assert [e.run_id for e in md.events.read(0, flow="A", run_id=a)] == [a]
+
+
+def _seed_runs(md) -> None:
+    for alpha, acc, tag in ((0.1, 0.5, "base"), (0.5, 0.9, None), (0.9, None, "base"), (0.7, 0.8, None)):
+        run_id = md.runs.new_run("Q", params={"alpha": alpha, "opt": "adam" if alpha < 0.6 else "sgd"},
+                                 tags=[tag] if tag else [])
+        if acc is not None:
+            md.runs.write_batch([("metrics", [{"flow": "Q", "run_id": run_id, "task_id": 1, "name": "acc",
+                                               "step": 0, "value": acc, "ts": 1.0}])])
+        md.runs.set_run_status("Q", run_id, "failed" if acc is None else "succeeded")
+
+
+@pytest.mark.parametrize("where, sort, expected", [
+    (None, None, [4, 3, 2, 1]),
+    ("params.alpha > 0.3", "-params.alpha", [3, 4, 2]),
+    ('params.opt = "adam" and metrics.acc >= 0.6', None, [2]),
+    ('"base" in tags', "id", [1, 3]),
+    ("not metrics.acc > 0.6", None, [1]),            # a run without acc is neither > nor not >
+    ('status = "failed" or params.alpha in (0.1, 0.7)', "-id", [4, 3, 1]),
+    (None, "-metrics.acc", [2, 4, 1, 3]),           # runs without the value come last
+])
+def test_search_runs_filters_and_sorts_alike(md, where, sort, expected):
+    _seed_runs(md)
+    assert [r.run_id for r in md.query.search_runs(flow="Q", where=where, sort=sort)] == expected
+
+
+def test_search_runs_pages_with_limit_and_offset(md):
+    _seed_runs(md)
+    assert [r.run_id for r in md.query.search_runs(flow="Q", sort="id", limit=2, offset=1)] == [2, 3]
+
+
+def test_a_running_run_of_a_live_scheduler_is_running_in_the_list_and_the_filter(md):
+    run_id = md.runs.new_run("Q", params={})   # this process is its scheduler
+    (r,) = md.query.search_runs(flow="Q", where='status = "running"')
+    assert (r.run_id, r.effective_status) == (run_id, "running")
+    assert md.query.search_runs(flow="Q", where='status = "crashed"') == []

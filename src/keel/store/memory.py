@@ -328,6 +328,9 @@ class MemoryMetadata:
         self.annotations = MemoryAnnotations(tables)
         self.events = MemoryEvents(tables)
         self.schedules = MemorySchedules(tables)
+        from keel.store.memory_query import MemoryRunQuery
+
+        self.query = MemoryRunQuery(self.runs, self.metrics)
 
     def close(self) -> None:
         pass
