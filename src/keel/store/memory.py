@@ -339,6 +339,7 @@ class MemoryMetadata:
         from keel.store.metadata import _OWNER
 
         domain = _OWNER.get(name)
-        if domain is None:
+        impl = self.__dict__.get(domain) if domain else None
+        if impl is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(self.__dict__[domain], name)
+        return getattr(impl, name)

@@ -70,6 +70,7 @@ class MetadataStore:
 
     def __getattr__(self, name: str) -> Any:
         domain = _OWNER.get(name)
-        if domain is None:
+        impl = self.__dict__.get(domain) if domain else None
+        if impl is None:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(self.__dict__[domain], name)
+        return getattr(impl, name)
