@@ -32,7 +32,8 @@ def _guard(fn: Callable[[], int]) -> None:
 
 
 def _flow_command(command: str, flow_file: str, args: tuple[str, ...]) -> None:
-    from keel.cli.flow_cli import dispatch, load_flow_file
+    from keel.cli.flow_cli import dispatch
+    from keel.flow.loader import load_flow_file
 
     def go() -> int:
         rest = list(args)

@@ -27,7 +27,7 @@ def load(path: str, *, flows: bool = True) -> Any:
                          f"or give its path with -f PATH")
     loader = None
     if flows:
-        from keel.cli.flow_cli import load_flow_file
+        from keel.flow.loader import load_flow_file
 
         loader = load_flow_file
     return load_project(path, flow_loader=loader)

@@ -210,7 +210,7 @@ def parse_sweep_args(flow_file: str, args: list[str]) -> Any:
 
 
 def cmd_sweep(flow_file: str, args: list[str]) -> int:
-    from keel.cli.flow_cli import load_flow_file
+    from keel.flow.loader import load_flow_file
     from keel.flow.parameters import flow_parameters
     from keel.tracking.sweep import Sweep
 

@@ -24,7 +24,7 @@ with **every** problem at once, each with its file and line::
     keel.yaml:7: job 'train': unknown key 'afterr'. Did you mean 'after'?
 
 Loading flow files is I/O outside this package's pure core, so the caller passes a loader
-(``keel.cli.flow_cli.load_flow_file``) when flows are to be checked.
+(``keel.flow.loader.load_flow_file``) when flows are to be checked.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ def _child(entry: str, flow: str, params_path: str, id_path: str, origin: str, q
 
     from keel.errors import KeelError
 
-    from keel.cli.flow_cli import load_flow_file
+    from keel.flow.loader import load_flow_file
     from keel.runtime.launch import RunRequest, start_run
 
     with open(params_path, "rb") as fh:
