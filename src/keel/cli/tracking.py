@@ -160,10 +160,12 @@ SPACE: a,b,c (values) | 2:8 (integers) | 0.1:0.5:0.1 (a step) | 0.0:1.0 or 1e-4:
 given to every trial."""
 
 
-def parse_sweep_args(flow_file: str, args: list[str]) -> Any:
+def parse_sweep_args(flow_file: str, args: list[str]) -> tuple[Any, list[str]]:
+    """The sweep's options, and the rest: run options and fixed parameters for every trial."""
     from keel.tracking.sweep import SweepOptions, check_objective, parse_space
 
     opts = SweepOptions(flow_file=flow_file, spaces=[])
+    extra: list[str] = []
     ints = {"--random": "random", "--optuna": "optuna", "--parallel": "parallel", "--seed": "seed", "--top": "top"}
     i = 0
     while i < len(args):
@@ -194,7 +196,7 @@ def parse_sweep_args(flow_file: str, args: list[str]) -> Any:
                     raise UsageError(f"{name} must be at least 1, got {number}")
                 setattr(opts, ints[name], number)
         else:
-            opts.extra.append(arg)
+            extra.append(arg)
         i += 1
     if not opts.spaces:
         raise UsageError("a sweep needs at least one --param NAME=SPACE, e.g. --param alpha=0.1,0.2,0.3")
@@ -206,10 +208,11 @@ def parse_sweep_args(flow_file: str, args: list[str]) -> Any:
     if opts.optuna and not opts.objective:
         raise UsageError("--optuna needs an --objective to optimize, e.g. --objective metrics.acc --direction max")
     check_objective(opts.objective)
-    return opts
+    return opts, extra
 
 
 def cmd_sweep(flow_file: str, args: list[str]) -> int:
+    from keel.cli.flow_cli import parse_run_args
     from keel.flow.loader import load_flow_file
     from keel.flow.parameters import flow_parameters
     from keel.tracking.sweep import Sweep
@@ -217,8 +220,13 @@ def cmd_sweep(flow_file: str, args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(_SWEEP_HELP)
         return 0 if args else 2
-    opts = parse_sweep_args(flow_file, args)
+    opts, extra = parse_sweep_args(flow_file, args)
     flow_cls = load_flow_file(flow_file, opts.flow_name)
+    run = parse_run_args(flow_cls, extra)  # the flow's own run options: same names, same checks
+    opts.fixed, opts.max_workers, opts.max_num_splits = dict(run.params), run.max_workers, run.max_num_splits
+    opts.executors, opts.tags = list(run.executors), list(run.tags)
+    if not any(a.split("=")[0] == "--max-workers" for a in extra):
+        opts.max_workers = None  # the sweep shares the cores among the trials running at once
     known = flow_parameters(flow_cls)
     for s in opts.spaces:
         if s.name not in known and s.name.replace("_", "-") not in known and s.name.replace("-", "_") not in known:

@@ -32,7 +32,7 @@ class CommandTask:
     env: dict[str, str] = field(default_factory=dict)   # set on top of the executor's environment
     shell: str = ""
     flow_file: str = ""
-    params: tuple[str, ...] = ()                # the flow's parameters as --name value arguments
+    params: dict[str, Any] = field(default_factory=dict)  # the flow's parameters, as written in keel.yaml
     tags: tuple[str, ...] = ()                  # tags of the flow run it makes
     tags_path: str = ""                         # where current.tag() in a script writes
 
@@ -57,7 +57,7 @@ def exec_shell(command: CommandTask) -> None:
 def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
     """Run a flow job in this process through the one entry point; the task's result dict."""
     from keel.flow.loader import load_flow_file
-    from keel.flow.parameters import parse_cli_parameters
+    from keel.flow.parameters import resolve_parameters
     from keel.runtime.entry import RunRequest, run
 
     os.chdir(command.cwd)
@@ -65,7 +65,7 @@ def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
     os.environ.clear()
     os.environ.update(env)
     flow_cls = load_flow_file(command.flow_file)
-    params = parse_cli_parameters(flow_cls, list(command.params))
+    params = resolve_parameters(flow_cls, command.params)
     result = run(RunRequest(flow_cls=flow_cls, params=params, flow_file=command.flow_file,
                             tags=list(command.tags)))
     ref = artifacts.put(result.pathspec).to_dict()

@@ -12,8 +12,16 @@ Where a separate process is wanted for isolation (a sweep trial, a cron fire), i
 
     python -m keel.runtime.entry REQUEST.json
 
-with a request written by :func:`write_request`: a JSON object, ``{"kind": "flow", "flow_file":
-..., "params": {...}, "tags": [...]}`` or ``{"kind": "project", "project_file": ..., "jobs": [...]}``.
+with a request written by :func:`write_request`: a JSON object,
+
+    {"kind": "flow", "flow_file": "flow.py", "flow_name": null, "params": {"alpha": "0.5"},
+     "params_file": null, "tags": [], "max_workers": 16, "max_num_splits": 100,
+     "executors": [], "quiet": false, "command": ""}
+    {"kind": "project", "project_file": "keel.yaml", "jobs": ["ingest"], "with_deps": false,
+     "downstream": true, "tags": [], "quiet": false}
+
+(``params`` are values as written on a command line, parsed by the flow's Parameters, defaults
+for the rest; ``params_file`` instead is a pickle of the exact values). The optional RUN_ID_FILE receives the new run's id as soon as it exists.
 It exits 0 when the run succeeded, 130 when it was interrupted, 1 otherwise, 2 for a bad request.
 """
 
@@ -43,12 +51,13 @@ class ProjectRequest:
 Request = Union[RunRequest, ProjectRequest]
 
 
-def run(request: Request, *, on_started: Callable[[int], None] | None = None) -> Any:
+def run(request: Request, *, on_started: Callable[[int], None] | None = None, store: Any = None) -> Any:
     """Start the run ``request`` describes, drive it to the end and return how it went
-    (:class:`RunResult` for a flow run or resume, :class:`ProjectResult` for a project run)."""
+    (:class:`RunResult` for a flow run or resume, :class:`ProjectResult` for a project run).
+    ``on_started`` gets the new run's id as soon as it exists; ``store``: default from the environment."""
     if isinstance(request, ProjectRequest):
-        return run_project(request.project, request.options, on_started=on_started)
-    return start_run(request, on_started=on_started)
+        return run_project(request.project, request.options, on_started=on_started, store=store)
+    return start_run(request, on_started=on_started, store=store)
 
 
 def exit_status(result: Any) -> int:
@@ -73,17 +82,23 @@ def read_request(data: dict[str, Any]) -> Request:
     kind = data.get("kind")
     if kind == "flow":
         from keel.flow.loader import load_flow_file
-        from keel.flow.parameters import parse_cli_parameters
-        from keel.flow.project import param_args
+        from keel.flow.parameters import resolve_parameters
         from keel.runtime.scheduler import Options
 
         flow_file = str(data["flow_file"])
         flow_cls = load_flow_file(flow_file, data.get("flow_name"))
-        params = parse_cli_parameters(flow_cls, param_args(dict(data.get("params") or {})))
+        if data.get("params_file"):  # exact Python values (reproduce), pickled
+            import pickle
+
+            with open(data["params_file"], "rb") as fh:
+                params = dict(pickle.load(fh))
+        else:
+            params = resolve_parameters(flow_cls, dict(data.get("params") or {}))
+        options = Options(max_workers=int(data.get("max_workers") or 16),
+                          max_num_splits=int(data.get("max_num_splits") or 100))
         return RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=list(data.get("tags") or []),
-                          options=Options(max_workers=int(data.get("max_workers") or 16)),
-                          quiet=bool(data.get("quiet")), kind=str(data.get("run_kind") or "flow"),
-                          origin_run_id=data.get("origin_run_id"), executors=list(data.get("executors") or []))
+                          options=options, quiet=bool(data.get("quiet")), command=str(data.get("command") or ""),
+                          executors=list(data.get("executors") or []))
     if kind == "project":
         from keel.flow.loader import load_flow_file
         from keel.flow.project import load_project
@@ -109,7 +124,14 @@ def main(argv: list[str] | None = None) -> int:
                 data = json.load(fh)
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read the run request {args[0]}: {exc}") from None
-        request = read_request(data)
+        try:
+            request = read_request(data)
+        except KeelError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's module failed to import
+            where = data.get("flow_file") or data.get("project_file")
+            sys.stderr.write(f"keel: {where} cannot be loaded: {type(exc).__name__}: {exc}\n")
+            return 2
 
         def started(run_id: int) -> None:
             if len(args) == 2:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from keel.errors import Issue, ProjectError
-from keel.flow.project import Project, format_duration, param_args
+from keel.flow.project import Project, format_duration
 from keel.runtime.command import CommandTask
 from keel.runtime.launch import _RunIO, drive
 from keel.runtime.scheduler import Options, Scheduler, _StepPolicy, _Task
@@ -193,7 +193,7 @@ class ProjectScheduler(Scheduler):
             "KEEL_JOB": task.step, "KEEL_INSTANCE": str(index), "KEEL_INSTANCES": str(count)})
         if job.flow is not None:
             command = CommandTask(kind="flow", cwd=self.project.root, env=env,
-                                  flow_file=self.project.flow_path(task.step), params=tuple(param_args(job.params)),
+                                  flow_file=self.project.flow_path(task.step), params=dict(job.params),
                                   tags=(f"project:{self.flow}/{self.run_id}",))
         else:
             assert job.entrypoint is not None
@@ -302,11 +302,11 @@ def _start_project_run(project: Project, options: ProjectRunOptions, store: Stor
     return run_id
 
 
-def _executor(project: Project, options: ProjectRunOptions, store: Store, io: _ProjectIO) -> Any:
+def _executor(project: Project, options: ProjectRunOptions, store: Store, output: Callable[..., None]) -> Any:
     from keel.runtime.executors.local import LocalExecutor
 
     if not options.executors:
-        return LocalExecutor(None, store.artifacts, io.output)
+        return LocalExecutor(None, store.artifacts, output)
     from keel.runtime.placement import parse_with
 
     specs = [parse_with(w) for w in options.executors]
@@ -323,7 +323,14 @@ def _executor(project: Project, options: ProjectRunOptions, store: Store, io: _P
                          f"Ray with @ray or --with in the flow run, and the project here")
     from keel.runtime.executors.ray import RayExecutor
 
-    return RayExecutor(None, store.artifacts, io.output, **specs[0].settings_for_ray())
+    opts: dict[str, Any] = {}
+    for w in specs:
+        opts.update(w.options)
+    requests = {name: {"cpu": job.resources.cpu or opts.get("cpu") or 1,
+                       "memory": job.resources.memory or opts.get("memory"), "gpu": opts.get("gpu") or 0}
+                for name, job in project.jobs.items()}
+    return RayExecutor(None, store.artifacts, output, address=opts.get("address"), requests=requests,
+                       flow_file=project.path)
 
 
 def _report(result: ProjectResult, scheduler: ProjectScheduler, options: ProjectRunOptions, project: Project,
@@ -353,9 +360,14 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
 
     options = options or ProjectRunOptions()
     budget = machine_budget()
-    check_job_resources(project, budget)
+    remote = frozenset(project.jobs) if options.executors else frozenset()  # --with ray: the cluster's budget
+    if not remote:
+        check_job_resources(project, budget)
     selected = select_jobs(project, options)
     store = store or Store.from_env()
+    # connect before the run exists, so that a cluster that is not there is an error up front;
+    # `io` is made once the run exists, and is looked up only when output arrives
+    executor = _executor(project, options, store, lambda *chunk: io.output(*chunk))
     run_id = _start_project_run(project, options, store, selected)
     if on_started is not None:
         on_started(run_id)
@@ -364,20 +376,16 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     console.message(f"Run {project.name}/{run_id} started: project {project.name}, "
                     f"{len(selected)} job(s) (KEEL_HOME={store.settings.home})")
     status = "failed"
+    scheduler = ProjectScheduler(
+        project=project, selected=selected, io=io, flow=project.name, run_id=run_id, executor=executor,
+        metadata=store.metadata, artifacts=store.artifacts, scratch=str(store.scratch), params={},
+        options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote), events=io)
+    started = time.time()
     try:
-        executor = _executor(project, options, store, io)
-        scheduler = ProjectScheduler(
-            project=project, selected=selected, io=io, flow=project.name, run_id=run_id, executor=executor,
-            metadata=store.metadata, artifacts=store.artifacts, scratch=str(store.scratch), params={},
-            options=Options(max_workers=options.max_workers, budget=budget), events=io)
-        started = time.time()
         outcome = drive(scheduler, executor, console, project.name, run_id, what="jobs")
         status = outcome.status if outcome.status == "interrupted" else scheduler.status()
         error = outcome.message if status == "interrupted" else scheduler.error_text()
         store.metadata.set_run_status(project.name, run_id, status, error=error)
-    except BaseException:
-        store.metadata.set_run_status(project.name, run_id, "failed", error="the project run could not start")
-        raise
     finally:
         io.close()
         console.close(status)
