@@ -42,7 +42,6 @@ class RunOptions:
     tags: tuple[str, ...] = ()
     executors: tuple[str, ...] = ()
     quiet: bool = False
-    run_id_file: str | None = None
     params: dict[str, str] = field(default_factory=dict)     # parameter name -> the text given (run only)
 
 
@@ -99,7 +98,6 @@ def _runtime_options(resume: bool = False) -> list[click.Option]:
         click.Option(["--with", "executors"], multiple=True, metavar="ray[:k=v,...]|kubernetes[:k=v,...]",
                      help="run every step on Ray or Kubernetes (e.g. --with ray:address=auto,cpu=4)"),
         click.Option(["--quiet", "-q"], is_flag=True, help="print only the tasks' output and the result"),
-        click.Option(["--run-id-file"], hidden=True, default=None),
     ]
     if resume:
         opts.append(click.Option(["--origin-run-id"], default=None, metavar="ID",
@@ -181,8 +179,7 @@ def _run_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     for item in kwargs.get("executors") or ():
         parse_with(item)  # a bad --with is a usage error, before anything runs
     return {"max_workers": kwargs["max_workers"], "max_num_splits": kwargs["max_num_splits"],
-            "tags": tuple(kwargs["tags"]), "executors": tuple(kwargs["executors"]), "quiet": kwargs["quiet"],
-            "run_id_file": kwargs.get("run_id_file")}
+            "tags": tuple(kwargs["tags"]), "executors": tuple(kwargs["executors"]), "quiet": kwargs["quiet"]}
 
 
 def _given(flow_cls: type, kwargs: dict[str, Any]) -> dict[str, str]:
@@ -212,7 +209,7 @@ def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
                          options=Options(max_workers=opts.max_workers, max_num_splits=opts.max_num_splits),
                          quiet=opts.quiet, command=f"{prog} resume" if prog.startswith("python") else "",
                          executors=list(opts.executors))
-        return exit_status(run(req, on_started=_run_id_writer(opts.run_id_file)))
+        return exit_status(run(req))
 
     return _RunCommand("run", callback=callback, flow_cls=flow_cls, context_settings=_HELP,
                        params=[*_parameter_options(flow_cls), *_runtime_options()],
@@ -334,17 +331,6 @@ def invoke(cmd: click.Command, argv: list[str], prog: str) -> int:
     except click.exceptions.Abort:
         return 130
     return int(code or 0)
-
-
-def _run_id_writer(path: str | None) -> Any:
-    if not path:
-        return None
-
-    def write(run_id: int) -> None:
-        with open(path, "w") as fh:
-            fh.write(str(run_id))
-
-    return write
 
 
 def exit_status(result: Any) -> int:

@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="keel", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # bad input: one line, exit 2 (as Keel's own UsageError)
+        click.echo(f"keel: {exc.format_message()}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)

@@ -63,9 +63,8 @@ def validate(path: str) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="print only the jobs' output and the result")
 @click.option("--with", "executors", multiple=True, metavar="ray[:address=...]",
               help="run the script jobs on a Ray cluster (command tasks on Ray workers)")
-@click.option("--run-id-file", hidden=True, default=None)
 def run_cmd(path: str, jobs: tuple[str, ...], with_deps: bool, downstream: bool, max_workers: int,
-            tags: tuple[str, ...], quiet: bool, executors: tuple[str, ...], run_id_file: str | None) -> None:
+            tags: tuple[str, ...], quiet: bool, executors: tuple[str, ...]) -> None:
     """Run the project's jobs in dependency order, independent jobs at the same time."""
     from keel.cli.main import _guard
     from keel.errors import UsageError
@@ -81,12 +80,7 @@ def run_cmd(path: str, jobs: tuple[str, ...], with_deps: bool, downstream: bool,
                                     max_workers=max_workers, tags=list(tags), quiet=quiet,
                                     executors=list(executors))
 
-        def started(run_id: int) -> None:
-            if run_id_file:
-                with open(run_id_file, "w") as fh:
-                    fh.write(str(run_id))
-
-        return exit_status(run(ProjectRequest(proj, options), on_started=started))
+        return exit_status(run(ProjectRequest(proj, options)))
 
     _guard(go)
 
