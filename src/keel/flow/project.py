@@ -30,7 +30,6 @@ Loading flow files is I/O outside this package's pure core, so the caller passes
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 from dataclasses import dataclass, field
