@@ -135,6 +135,7 @@ class ProjectScheduler(Scheduler):
         self.state: dict[str, str] = dict.fromkeys(selected, "pending")
         self.instances: dict[str, list[_Task]] = {}
         self.index: dict[int, tuple[int, int]] = {}          # task id -> (instance, instances)
+        self.finished: set[int] = set()                      # task ids done for good (succeeded or failed)
         self.first_failure: tuple[str, int, dict[str, str]] | None = None
         super().__init__(graph=None, **kwargs)
 
@@ -247,8 +248,8 @@ class ProjectScheduler(Scheduler):
             self._job_task_done(task)
 
     def _job_task_done(self, task: _Task) -> None:
-        task.ready_at = -1.0  # marks the task as finished for good
-        if all(t.ready_at == -1.0 for t in self.instances[task.step]):
+        self.finished.add(task.task_id)
+        if all(t.task_id in self.finished for t in self.instances[task.step]):
             self.step_finished[task.step] = time.time()
             if self.state[task.step] == "running":
                 self.state[task.step] = "succeeded"
