@@ -55,8 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             result = run_task(spec, payload["flow"], store)
         metrics = {}
         for path in MetricSpool.files(spec.metrics_path):
-            with open(path, "rb") as fh:
-                data = fh.read().rstrip(b"\0")
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read().rstrip(b"\0")
+            except FileNotFoundError:  # a command task that logged no metric
+                continue
             if data:
                 metrics[path[len(spec.metrics_path):]] = data
     key = store.put_bytes(pickle.dumps({"result": result, "metrics": metrics}, protocol=pickle.HIGHEST_PROTOCOL))

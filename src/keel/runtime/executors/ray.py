@@ -267,8 +267,11 @@ def _run_command_on_worker(spec: TaskSpec, node: str) -> dict[str, Any]:
         result = command_result(dataclasses.replace(command, tags_path=tags_path), code)
         metrics = {}
         for path in MetricSpool.files(metrics_path):
-            with open(path, "rb") as fh:
-                data = fh.read().rstrip(b"\0")
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read().rstrip(b"\0")
+            except FileNotFoundError:  # the command logged no metric
+                continue
             if data:
                 metrics[path[len(metrics_path):]] = data
         return {"result": result, "exit_code": code, "stdout": _read_capped(out_path),
