@@ -20,7 +20,7 @@ import click
 from keel.errors import KeelError, UsageError
 from keel.flow.loader import load_flow_file
 
-__all__ = ["RunOptions", "dispatch", "exit_status", "flow_cli", "generic_help", "invoke", "load_flow_file",
+__all__ = ["RunOptions", "dispatch", "dispatch_command", "exit_status", "flow_cli", "generic_help", "invoke", "load_flow_file",
            "logs_command", "parse_run_args", "run_command", "run_flow_cli"]
 
 _COMMANDS = ("run", "resume", "show", "check", "logs")
@@ -297,6 +297,11 @@ def run_flow_cli(flow_cls: type, argv: list[str] | None = None, flow_file: str |
 def dispatch(flow_cls: type, flow_file: str, argv: list[str], prog: str) -> int:
     """Run one command of the flow's CLI; the exit status (bad input: one line on stderr, 2)."""
     return invoke(flow_cli(flow_cls, flow_file, prog), argv or ["--help"], prog)
+
+
+def dispatch_command(flow_cls: type, flow_file: str, command: str, argv: list[str], prog: str) -> int:
+    """Run one named command of the flow's CLI (``keel run flow.py ...``: ``prog`` is "keel run flow.py")."""
+    return invoke(flow_cli(flow_cls, flow_file, prog).commands[command], argv, prog)
 
 
 class _AnyFlow:

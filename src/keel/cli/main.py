@@ -31,7 +31,7 @@ def _guard(fn: Callable[[], int]) -> None:
 
 def _flow_command(command: str, args: tuple[str, ...] | list[str]) -> None:
     """``keel COMMAND FLOW_FILE ...``: load the file, then the flow's own click command."""
-    from keel.cli.flow_cli import dispatch, generic_help
+    from keel.cli.flow_cli import dispatch_command, generic_help
     from keel.flow.loader import load_flow_file
 
     rest = list(args)
@@ -49,7 +49,7 @@ def _flow_command(command: str, args: tuple[str, ...] | list[str]) -> None:
             flow_name = rest[i + 1]
             del rest[i:i + 2]
         flow_cls = load_flow_file(flow_file, flow_name)
-        return dispatch(flow_cls, flow_file, [command, *rest], prog=f"keel {command} {flow_file}")
+        return dispatch_command(flow_cls, flow_file, command, rest, prog=f"keel {command} {flow_file}")
 
     _guard(go)
 
