@@ -40,7 +40,7 @@ __all__ = ["ProjectRequest", "Request", "RunRequest", "RunResult", "ProjectResul
            "read_request", "run", "write_request"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProjectRequest:
     """Run a project's jobs (keel.yaml)."""
 

@@ -24,9 +24,9 @@ from keel.runtime.task import TaskSpec
 from keel.store import Store
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunRequest:
-    """What to run and how."""
+    """What to run and how: a flow run, or a resume (``options.reuse`` and ``origin_run_id``)."""
 
     flow_cls: type
     params: dict[str, Any]
