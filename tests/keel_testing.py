@@ -19,7 +19,7 @@ PYTHON = sys.executable
 
 def load_flow(path: Path | str) -> type:
     """Import a flow file as a module and return its flow class."""
-    from keel.cli.flow_cli import load_flow_file
+    from keel.flow.loader import load_flow_file
 
     return load_flow_file(str(path))
 

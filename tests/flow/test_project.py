@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from keel.cli.flow_cli import load_flow_file
+from keel.flow.loader import load_flow_file
 from keel.errors import ProjectError
 from keel.flow.project import load_project, parse_duration, parse_size
 

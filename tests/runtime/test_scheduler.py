@@ -53,6 +53,9 @@ class InlineExecutor:
     def shutdown(self) -> list[Outcome]:
         return []
 
+    def close(self) -> None:
+        pass
+
 
 def schedule(tmp_path, source: str, *, crash: dict[str, int] | None = None, **options: Any):
     path = tmp_path / "flow.py"

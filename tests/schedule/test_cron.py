@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from keel.cli.flow_cli import load_flow_file
+from keel.flow.loader import load_flow_file
 from keel.flow.project import load_project
 from keel.schedule.cron import CronScheduler, schedule_rows
 from keel.store import Store

@@ -1,34 +1,30 @@
-"""The commands of one flow: ``python flow.py run|resume|show|check|logs ...``.
+"""The commands of one flow: ``python flow.py run|resume|show|check|logs ...``, built with click.
 
-``keel run flow.py ...`` lands here too after loading the file. Parameters are dynamic
-(one ``--name`` per Parameter), so arguments are parsed here by hand, with one-line errors.
+``flow_cli(flow_cls)`` makes the click group; its ``run`` command has one option per
+:class:`~keel.flow.parameters.Parameter` (help text, type and default shown by ``--help``)
+beside the runtime's own options. ``keel run flow.py ...`` lands here too after loading the
+file. Bad input is one line and exit 2, in the words the tests pin (click's own wording is
+translated in :class:`_OneLineErrors`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import os
 import sys
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from keel.errors import DefinitionError, KeelError, UsageError
+import click
 
-USAGE = """Usage: python {file} COMMAND [OPTIONS]
+from keel.errors import KeelError, UsageError
+from keel.flow.loader import load_flow_file
 
-Commands:
-  run [--PARAM VALUE]... [--max-workers 16] [--max-num-splits 100] [--tag T]... [--quiet]
-      [--with ray[:address=auto,cpu=4,memory=10000] | --with kubernetes[:image=...,cpu=2]]
-                       run the flow (--with: every step on Ray or Kubernetes)
-  resume [RUN_ID] [STEP] [--origin-run-id ID]
-                       a new run that reuses the tasks an earlier run finished
-  show                 print the flow's graph
-  check                check the flow's graph and report every problem
-  logs RUN/STEP[/TASK] [--stderr] [--follow]
-                       print a task's output
-"""
+__all__ = ["RunOptions", "dispatch", "dispatch_command", "exit_status", "flow_cli", "generic_help", "invoke", "load_flow_file",
+           "logs_command", "parse_run_args", "run_command", "run_flow_cli"]
 
-_RUN_FLAGS = {"--max-workers": int, "--max-num-splits": int}
+_COMMANDS = ("run", "resume", "show", "check", "logs")
+_HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -37,36 +33,256 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
-def load_flow_file(path: str, flow_name: str | None = None) -> type:
-    """Import a flow file (its folder on sys.path) and return its FlowSpec subclass."""
-    from keel.flow.spec import FlowSpec
+@dataclass(frozen=True)
+class RunOptions:
+    """The runtime's own options of ``run`` (and ``resume``), and the flow's parameter values."""
 
-    if not os.path.isfile(path):
-        raise UsageError(f"no flow file {path!r}; give the path of a .py file that defines a FlowSpec")
-    folder = os.path.dirname(os.path.abspath(path))
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    name = os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"cannot import {path!r} as Python")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        raise DefinitionError(f"{path}:{exc.lineno}: {exc.msg}") from None
-    flows = [v for v in vars(module).values()
-             if inspect.isclass(v) and issubclass(v, FlowSpec) and v is not FlowSpec and v.__module__ == name]
-    if flow_name:
-        flows = [f for f in flows if f.__name__ == flow_name]
-    leaves = [f for f in flows if not any(o is not f and issubclass(o, f) for o in flows)]
-    if not leaves:
-        raise UsageError(f"{path} defines no FlowSpec subclass" + (f" named {flow_name!r}" if flow_name else ""))
-    if len(leaves) > 1:
-        names = ", ".join(f.__name__ for f in leaves)
-        raise UsageError(f"{path} defines several flows ({names}); pick one with --flow NAME")
-    return leaves[0]
+    max_workers: int = 16
+    max_num_splits: int = 100
+    tags: tuple[str, ...] = ()
+    executors: tuple[str, ...] = ()
+    quiet: bool = False
+    params: dict[str, str] = field(default_factory=dict)     # parameter name -> the text given (run only)
+
+
+# -- option types ----------------------------------------------------------------------------------
+class _AtLeastOne(click.ParamType):
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        flag = param.opts[0] if param is not None else "the value"
+        try:
+            number = int(value)
+        except ValueError:
+            raise UsageError(f"{flag} expects an integer, got {value!r}") from None
+        if number < 1:
+            raise UsageError(f"{flag} must be at least 1, got {number}")
+        return number
+
+
+_METAVARS = {int: "INTEGER", float: "FLOAT", bool: "BOOLEAN", str: "TEXT"}
+
+
+def _parameter_options(flow_cls: type) -> list[click.Option]:
+    """One click option per Parameter. Values stay text here and are parsed by the Parameter
+    itself (Parameter.resolve), so ``python flow.py run``, a project job and a sweep trial agree."""
+    from keel.flow.parameters import IncludeFile, as_text, flow_parameters
+
+    options: list[click.Option] = []
+    for i, (name, p) in enumerate(flow_parameters(flow_cls).items()):
+        decls = [f"--{name}"] + ([f"--{p.attr}"] if p.attr != name else []) + [f"_param_{i}"]
+        metavar = "PATH" if isinstance(p, IncludeFile) else _METAVARS.get(p.type, "JSON")
+        try:
+            default = p.default
+        except Exception:  # noqa: BLE001 - a default function that needs a run
+            default = None
+        shown = f"[default: {as_text(default)}]" if default is not None else ("[required]" if p.required else "")
+        extra = {"is_flag": False, "flag_value": "true"} if p.type is bool else {}
+        options.append(click.Option(decls, default=None, metavar=metavar, required=False,
+                                    help=" ".join(filter(None, [p.help, shown])) or None, **extra))
+        if p.type is bool:
+            options.append(click.Option([f"--no-{name}", f"_param_{i}_off"], is_flag=True, default=False,
+                                        hidden=True))
+    return options
+
+
+def _runtime_options(resume: bool = False) -> list[click.Option]:
+    opts = [
+        click.Option(["--max-workers"], type=_AtLeastOne(), default=16, show_default=True,
+                     help="tasks running at once, at most"),
+        click.Option(["--max-num-splits"], type=_AtLeastOne(), default=100, show_default=True,
+                     help="the most tasks one foreach may fan out into"),
+        click.Option(["--tag", "tags"], multiple=True, metavar="TAG", help="tag the run (repeatable)"),
+        click.Option(["--with", "executors"], multiple=True, metavar="ray[:k=v,...]|kubernetes[:k=v,...]",
+                     help="run every step on Ray or Kubernetes (e.g. --with ray:address=auto,cpu=4)"),
+        click.Option(["--quiet", "-q"], is_flag=True, help="print only the tasks' output and the result"),
+    ]
+    if resume:
+        opts.append(click.Option(["--origin-run-id"], default=None, metavar="ID",
+                                 help="the run to resume (the same as RUN_ID)"))
+    return opts
+
+
+class _OneLineErrors(click.Command):
+    """A command whose parse errors are Keel's one-line messages, not click's usage block."""
+
+    unknown_option: str = "unknown option {option}"
+
+    def __init__(self, *args: Any, flow_cls: type | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.flow_cls = flow_cls
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            raise UsageError(self._unknown(exc.option_name)) from None
+        except click.BadOptionUsage as exc:
+            raise UsageError(self._needs_value(exc.option_name)) from None
+        except click.UsageError as exc:
+            raise UsageError(exc.format_message()) from None
+
+    def _unknown(self, option: str) -> str:
+        return self.unknown_option.format(option=option)
+
+    def _needs_value(self, option: str) -> str:
+        return f"{option} needs a value"
+
+
+class _RunCommand(_OneLineErrors):
+    def _unknown(self, option: str) -> str:
+        import difflib
+
+        from keel.flow.parameters import flow_parameters
+
+        names = list(flow_parameters(self.flow_cls)) if self.flow_cls is not None else []
+        name = option.lstrip("-")
+        hint = difflib.get_close_matches(name, names, n=1)
+        known = ", ".join(f"--{p}" for p in names) or "none"
+        guess = f" Did you mean --{hint[0]}?" if hint else ""
+        return f"unknown parameter {option}.{guess} The flow's parameters are: {known}"
+
+    def _needs_value(self, option: str) -> str:
+        from keel.flow.parameters import flow_parameters
+
+        params = flow_parameters(self.flow_cls) if self.flow_cls is not None else {}
+        param = params.get(option.lstrip("-")) or next((p for p in params.values() if f"--{p.attr}" == option), None)
+        return f"{option} needs a value ({param.type_name})" if param is not None else f"{option} needs a value"
+
+
+class _ResumeCommand(_OneLineErrors):
+    unknown_option = "resume does not take {option}: parameters come from the origin run"
+
+
+class _LogsCommand(_OneLineErrors):
+    unknown_option = "logs does not take {option}; options are --stderr and --follow"
+
+
+class _FlowGroup(click.Group):
+    def __init__(self, *args: Any, prog: str = "", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.prog = prog
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands:
+            raise UsageError(f"unknown command {args[0]!r}; commands are: {', '.join(_COMMANDS)} "
+                             f"(see {self.prog} --help)")
+        return super().resolve_command(ctx, args)
+
+
+# -- the commands ------------------------------------------------------------------------------------
+def _run_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from keel.runtime.placement import parse_with
+
+    for item in kwargs.get("executors") or ():
+        parse_with(item)  # a bad --with is a usage error, before anything runs
+    return {"max_workers": kwargs["max_workers"], "max_num_splits": kwargs["max_num_splits"],
+            "tags": tuple(kwargs["tags"]), "executors": tuple(kwargs["executors"]), "quiet": kwargs["quiet"]}
+
+
+def _given(flow_cls: type, kwargs: dict[str, Any]) -> dict[str, str]:
+    """The parameters given on the command line, as text, by name."""
+    from keel.flow.parameters import flow_parameters
+
+    given = {}
+    for i, name in enumerate(flow_parameters(flow_cls)):
+        raw = kwargs.get(f"_param_{i}")
+        if raw is None and kwargs.get(f"_param_{i}_off"):
+            raw = "false"
+        if raw is not None:
+            given[name] = raw
+    return given
+
+
+def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
+    """``run``: the runtime's options and one option per Parameter of ``flow_cls``."""
+
+    def callback(**kwargs: Any) -> int:
+        from keel.flow.parameters import resolve_parameters
+        from keel.runtime.entry import RunRequest, run
+        from keel.runtime.scheduler import Options
+
+        opts = RunOptions(**_run_options(kwargs), params=_given(flow_cls, kwargs))
+        req = RunRequest(flow_cls=flow_cls, params=resolve_parameters(flow_cls, opts.params), flow_file=flow_file, tags=list(opts.tags),
+                         options=Options(max_workers=opts.max_workers, max_num_splits=opts.max_num_splits),
+                         quiet=opts.quiet, command=f"{prog} resume" if prog.startswith("python") else "",
+                         executors=list(opts.executors))
+        return exit_status(run(req))
+
+    return _RunCommand("run", callback=callback, flow_cls=flow_cls, context_settings=_HELP,
+                       params=[*_parameter_options(flow_cls), *_runtime_options()],
+                       help=f"Run {flow_cls.__name__}: one --NAME VALUE option per parameter of the flow "
+                            f"(help, type and default shown), then the runtime's own options.",
+                       short_help="run the flow")
+
+
+def parse_run_args(flow_cls: type, args: list[str]) -> RunOptions:
+    """The run options and the parameters given in ``args`` (e.g. what a sweep passes to every trial)."""
+    cmd = run_command(flow_cls, "", "keel run")
+    ctx = cmd.make_context("run", list(args))
+    return RunOptions(**_run_options(ctx.params), params=_given(flow_cls, ctx.params))
+
+
+def flow_cli(flow_cls: type, flow_file: str, prog: str) -> click.Group:
+    """The click group of one flow: run, resume, show, check, logs."""
+    group = _FlowGroup(name=prog, prog=prog, context_settings=_HELP,
+                       help=f"The commands of {flow_cls.__name__} ({os.path.basename(flow_file)}).",
+                       params=[click.Option(["--no-pylint", "--quiet-pylint"], is_flag=True, hidden=True)])
+    group.add_command(run_command(flow_cls, flow_file, prog))
+
+    def resume(positional: tuple[str, ...], origin_run_id: str | None, **kwargs: Any) -> int:
+        from keel.cli.resume import cmd_resume
+
+        values = ([origin_run_id] if origin_run_id is not None else []) + list(positional)
+        return cmd_resume(flow_cls, flow_file, values, RunOptions(**_run_options(kwargs)), prog)
+
+    group.add_command(_ResumeCommand(
+        "resume", callback=resume, flow_cls=flow_cls, context_settings=_HELP,
+        params=[click.Argument(["positional"], nargs=-1, metavar="[RUN_ID] [STEP]"),
+                *_runtime_options(resume=True)],
+        help="A new run that reuses the tasks an earlier run finished (default: the latest run). "
+             "With STEP, that step and every step after it run again.",
+        short_help="resume a run, reusing what it finished"))
+
+    def show() -> int:
+        from keel.flow.graph import FlowGraph
+
+        sys.stdout.write(FlowGraph(flow_cls).to_text().rstrip() + "\n")
+        return 0
+
+    group.add_command(_OneLineErrors("show", callback=show, context_settings=_HELP,
+                                     help="Print the flow's graph.", short_help="print the flow's graph"))
+
+    def check() -> int:
+        from keel.flow.graph import FlowGraph
+
+        FlowGraph(flow_cls).check()
+        sys.stdout.write(f"{flow_cls.__name__}: the graph is valid.\n")
+        return 0
+
+    group.add_command(_OneLineErrors("check", callback=check, context_settings=_HELP,
+                                     help="Check the flow's graph and report every problem at once.",
+                                     short_help="check the graph"))
+    group.add_command(logs_command(flow_cls.__name__))
+    return group
+
+
+def logs_command(flow: str | None) -> click.Command:
+    """``logs RUN/STEP[/TASK]`` (``FLOW/RUN/STEP[/TASK]`` when ``flow`` is None)."""
+
+    def logs(target: str, stderr: bool, follow: bool) -> int:
+        from keel.cli.reading import show_logs
+
+        return show_logs(flow or target.split("/", 1)[0], target, "stderr" if stderr else "stdout", follow)
+
+    return _LogsCommand("logs", callback=logs, context_settings=_HELP, params=[
+        click.Argument(["target"], metavar="RUN/STEP[/TASK]" if flow else "FLOW/RUN/STEP[/TASK]"),
+        click.Option(["--stderr"], is_flag=True, help="print stderr instead of stdout"),
+        click.Option(["--follow", "-f"], is_flag=True, help="keep printing while the run goes")],
+        help="Print a task's output (every task of the step when TASK is left out).",
+        short_help="print a task's output")
 
 
 def run_flow_cli(flow_cls: type, argv: list[str] | None = None, flow_file: str | None = None,
@@ -75,115 +291,55 @@ def run_flow_cli(flow_cls: type, argv: list[str] | None = None, flow_file: str |
     argv = list(sys.argv[1:] if argv is None else argv)
     flow_file = flow_file or inspect.getsourcefile(flow_cls) or sys.argv[0]
     prog = prog or f"python {os.path.basename(flow_file)}"
+    raise SystemExit(dispatch(flow_cls, flow_file, argv, prog))
+
+
+def dispatch(flow_cls: type, flow_file: str, argv: list[str], prog: str) -> int:
+    """Run one command of the flow's CLI; the exit status (bad input: one line on stderr, 2)."""
+    return invoke(flow_cli(flow_cls, flow_file, prog), argv or ["--help"], prog)
+
+
+def dispatch_command(flow_cls: type, flow_file: str, command: str, argv: list[str], prog: str) -> int:
+    """Run one named command of the flow's CLI (``keel run flow.py ...``: ``prog`` is "keel run flow.py")."""
+    return invoke(flow_cli(flow_cls, flow_file, prog).commands[command], argv, prog)
+
+
+class _AnyFlow:
+    """Stands for the flow in ``keel run --help`` before a flow file is named."""
+
+
+def generic_help(command: str) -> str:
+    """``keel run --help`` / ``keel resume --help``: the runtime's options; a flow file's own
+    ``--help`` (``keel run flow.py --help``) adds its parameters."""
+    cmd = run_command(_AnyFlow, "", "keel") if command == "run" else flow_cli(_AnyFlow, "", "keel").commands[command]
+    cmd.help = {"run": "Run a flow: keel run FLOW_FILE [--PARAM VALUE]... [OPTIONS]. "
+                       "keel run FLOW_FILE --help lists the flow's parameters.",
+                "resume": "Resume a run: keel resume FLOW_FILE [RUN_ID] [STEP] [OPTIONS], or "
+                          "keel resume FLOW/RUN [STEP] [OPTIONS]: a new run that reuses what it finished.",
+                "check": "Check a flow's graph and report every problem: keel check FLOW_FILE."}.get(command, cmd.help)
+    with click.Context(cmd, info_name=f"keel {command} FLOW_FILE") as ctx:
+        return cmd.get_help(ctx)
+
+
+def invoke(cmd: click.Command, argv: list[str], prog: str) -> int:
+    """Run a click command with Keel's error handling: the exit status."""
     try:
-        code = dispatch(flow_cls, flow_file, argv, prog)
+        code = cmd.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
     except UsageError as exc:
         fail(str(exc), 2)
     except KeelError as exc:
         fail(str(exc), 1)
-    raise SystemExit(code)
-
-
-def dispatch(flow_cls: type, flow_file: str, argv: list[str], prog: str) -> int:
-    while argv and argv[0] in ("--no-pylint", "--quiet-pylint"):  # Metaflow habits, harmless here
-        argv.pop(0)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        sys.stdout.write(USAGE.format(file=os.path.basename(flow_file)))
-        return 0
-    command, args = argv[0], argv[1:]
-    if command == "run":
-        return cmd_run(flow_cls, flow_file, args, prog)
-    if command == "resume":
-        from keel.cli.resume import cmd_resume
-
-        return cmd_resume(flow_cls, flow_file, args, prog)
-    if command == "show":
-        from keel.flow.graph import FlowGraph
-
-        sys.stdout.write(FlowGraph(flow_cls).to_text().rstrip() + "\n")
-        return 0
-    if command == "check":
-        from keel.flow.graph import FlowGraph
-
-        FlowGraph(flow_cls).check()
-        sys.stdout.write(f"{flow_cls.__name__}: the graph is valid.\n")
-        return 0
-    if command == "logs":
-        from keel.cli.reading import cmd_logs
-
-        return cmd_logs(flow_cls.__name__, args)
-    raise UsageError(f"unknown command {command!r}; commands are: run, resume, show, check, logs "
-                     f"(see {prog} --help)")
-
-
-def split_run_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """Separate the runtime's own options from the flow's parameters."""
-    opts: dict[str, Any] = {"tags": [], "with": [], "quiet": False, "run_id_file": None, "flow": None}
-    rest: list[str] = []
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, value = arg.partition("=")
-        if name in _RUN_FLAGS or name in ("--tag", "--with", "--run-id-file", "--flow"):
-            if not eq:
-                if i + 1 >= len(args):
-                    raise UsageError(f"{name} needs a value")
-                i += 1
-                value = args[i]
-            if name in _RUN_FLAGS:
-                try:
-                    number = _RUN_FLAGS[name](value)
-                except ValueError:
-                    raise UsageError(f"{name} expects an integer, got {value!r}") from None
-                if number < 1:
-                    raise UsageError(f"{name} must be at least 1, got {number}")
-                opts[name[2:].replace("-", "_")] = number
-            elif name == "--tag":
-                opts["tags"].append(value)
-            elif name == "--with":
-                opts["with"].append(value)
-            else:
-                opts[name[2:].replace("-", "_")] = value
-        elif arg in ("--quiet", "-q"):
-            opts["quiet"] = True
-        else:
-            rest.append(arg)
-        i += 1
-    return opts, rest
-
-
-def cmd_run(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
-    from keel.flow.parameters import parse_cli_parameters
-    from keel.runtime.launch import RunRequest, start_run
-    from keel.runtime.placement import parse_with
-    from keel.runtime.scheduler import Options
-
-    opts, rest = split_run_args(args)
-    for item in opts["with"]:
-        parse_with(item)  # a bad --with is a usage error, before anything runs
-    params = parse_cli_parameters(flow_cls, rest)
-    options = Options(max_workers=opts.get("max_workers", 16), max_num_splits=opts.get("max_num_splits", 100))
-    req = RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=opts["tags"], options=options,
-                     quiet=opts["quiet"], command=f"{prog} resume" if prog.startswith("python") else "",
-                     executors=opts["with"])
-    return exit_status(start_run(req, on_started=_run_id_writer(opts["run_id_file"])))
-
-
-def _run_id_writer(path: str | None) -> Any:
-    if not path:
-        return None
-
-    def write(run_id: int) -> None:
-        with open(path, "w") as fh:
-            fh.write(str(run_id))
-
-    return write
+    except click.ClickException as exc:
+        fail(exc.format_message(), 2)
+    except click.exceptions.Abort:
+        return 130
+    return int(code or 0)
 
 
 def exit_status(result: Any) -> int:
     """0 for a run that succeeded, 130 for an interrupted one, 1 otherwise."""
-    if result.status == "succeeded":
-        return 0
-    if result.status == "interrupted":
-        return 130
-    return 1
+    from keel.runtime.entry import exit_status as status
+
+    return status(result)

@@ -15,8 +15,6 @@ import click
 
 from keel.errors import KeelError, UsageError
 
-_PASS = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": ["-h", "--help"]}
-
 
 def _guard(fn: Callable[[], int]) -> None:
     """Run a command; a Keel error becomes a one-line message and exit 2 (usage) or 1."""
@@ -31,11 +29,18 @@ def _guard(fn: Callable[[], int]) -> None:
     sys.exit(code or 0)
 
 
-def _flow_command(command: str, flow_file: str, args: tuple[str, ...]) -> None:
-    from keel.cli.flow_cli import dispatch, load_flow_file
+def _flow_command(command: str, args: tuple[str, ...] | list[str]) -> None:
+    """``keel COMMAND FLOW_FILE ...``: load the file, then the flow's own click command."""
+    from keel.cli.flow_cli import dispatch_command, generic_help
+    from keel.flow.loader import load_flow_file
+
+    rest = list(args)
+    if not rest or rest[0] in ("-h", "--help"):
+        click.echo(generic_help(command))
+        sys.exit(0 if rest else 2)
+    flow_file = rest.pop(0)
 
     def go() -> int:
-        rest = list(args)
         flow_name = None
         if "--flow" in rest:
             i = rest.index("--flow")
@@ -44,9 +49,12 @@ def _flow_command(command: str, flow_file: str, args: tuple[str, ...]) -> None:
             flow_name = rest[i + 1]
             del rest[i:i + 2]
         flow_cls = load_flow_file(flow_file, flow_name)
-        return dispatch(flow_cls, flow_file, [command, *rest], prog=f"keel {command} {flow_file}")
+        return dispatch_command(flow_cls, flow_file, command, rest, prog=f"keel {command} {flow_file}")
 
     _guard(go)
+
+
+_FLOW_ARGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,21 +63,20 @@ def cli() -> None:
     """Keel: machine-learning pipelines, run locally or on a cluster, every run tracked."""
 
 
-@cli.command(context_settings=_PASS)
-@click.argument("flow_file", type=click.Path())
+@cli.command(context_settings=_FLOW_ARGS, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run(flow_file: str, args: tuple[str, ...]) -> None:
-    """Run a flow: keel run flow.py [--PARAM VALUE]... [--max-workers N] [--tag T]."""
-    _flow_command("run", flow_file, args)
+def run(args: tuple[str, ...]) -> None:
+    """Run a flow: keel run FLOW_FILE [--PARAM VALUE]... (keel run FLOW_FILE --help lists them)."""
+    _flow_command("run", args)
 
 
-@cli.command(context_settings=_PASS)
-@click.argument("target")
+@cli.command(context_settings=_FLOW_ARGS, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def resume(target: str, args: tuple[str, ...]) -> None:
-    """Resume a run: keel resume flow.py [RUN] [STEP], or keel resume FLOW/RUN [STEP]."""
-    if target.endswith(".py") or os.path.isfile(target):
-        _flow_command("resume", target, args)
+def resume(args: tuple[str, ...]) -> None:
+    """Resume a run: keel resume FLOW_FILE [RUN] [STEP], or keel resume FLOW/RUN [STEP]."""
+    target = args[0] if args else ""
+    if not target or target.startswith("-") or target.endswith(".py") or os.path.isfile(target):
+        _flow_command("resume", args)
         return
 
     def find_file() -> int:
@@ -84,32 +91,30 @@ def resume(target: str, args: tuple[str, ...]) -> None:
         if not flow_file or not os.path.isfile(flow_file):
             raise UsageError(f"the flow file of {target} ({flow_file or 'unknown'}) is gone; "
                              f"run: keel resume path/to/flow.py {record.run_id}")
-        _flow_command("resume", flow_file, (str(record.run_id), *args))
+        _flow_command("resume", (flow_file, str(record.run_id), *args[1:]))
         return 0
 
     _guard(find_file)
 
 
-@cli.command(context_settings=_PASS)
-@click.argument("flow_file", type=click.Path())
+@cli.command(context_settings=_FLOW_ARGS, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def check(flow_file: str, args: tuple[str, ...]) -> None:
-    """Check a flow's graph and report every problem."""
-    _flow_command("check", flow_file, args)
+def check(args: tuple[str, ...]) -> None:
+    """Check a flow's graph and report every problem: keel check FLOW_FILE."""
+    _flow_command("check", args)
 
 
-@cli.command(context_settings=_PASS)
-@click.argument("target")
+@cli.command(context_settings=_FLOW_ARGS, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def logs(target: str, args: tuple[str, ...]) -> None:
-    """Print a task's output: keel logs flow.py RUN/STEP[/TASK] or keel logs FLOW/RUN/STEP[/TASK]."""
-    if target.endswith(".py") or os.path.isfile(target):
-        _flow_command("logs", target, args)
+def logs(args: tuple[str, ...]) -> None:
+    """Print a task's output: keel logs FLOW/RUN/STEP[/TASK] [--stderr] [--follow], or keel logs FLOW_FILE RUN/STEP."""
+    target = args[0] if args else ""
+    if target.endswith(".py") or (os.path.isfile(target) and not target.startswith("-")):
+        _flow_command("logs", args)
         return
-    from keel.cli.reading import cmd_logs
+    from keel.cli.flow_cli import invoke, logs_command
 
-    flow = target.split("/", 1)[0]
-    _guard(lambda: cmd_logs(flow, [target, *args]))
+    sys.exit(invoke(logs_command(None), list(args), "keel logs"))
 
 
 @cli.command()
@@ -117,7 +122,7 @@ def logs(target: str, args: tuple[str, ...]) -> None:
 def show(target: str) -> None:
     """Show a run (keel show FLOW/RUN) or a flow's graph (keel show flow.py)."""
     if target.endswith(".py") or os.path.isfile(target):
-        _flow_command("show", target, ())
+        _flow_command("show", (target,))
         return
     from keel.cli.reading import cmd_show_run
 
@@ -168,8 +173,8 @@ def main(argv: list[str] | None = None) -> Any:
         return cli.main(args=argv, prog_name="keel", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # bad input: one line, exit 2 (as Keel's own UsageError)
+        click.echo(f"keel: {exc.format_message()}", err=True)
         sys.exit(2)
     except click.exceptions.Abort:
         sys.exit(130)

@@ -27,7 +27,7 @@ def load(path: str, *, flows: bool = True) -> Any:
                          f"or give its path with -f PATH")
     loader = None
     if flows:
-        from keel.cli.flow_cli import load_flow_file
+        from keel.flow.loader import load_flow_file
 
         loader = load_flow_file
     return load_project(path, flow_loader=loader)
@@ -61,29 +61,26 @@ def validate(path: str) -> None:
               help="job instances running at once, at most")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="tag the run (repeatable)")
 @click.option("--quiet", "-q", is_flag=True, help="print only the jobs' output and the result")
-@click.option("--run-id-file", hidden=True, default=None)
+@click.option("--with", "executors", multiple=True, metavar="ray[:address=...]",
+              help="run the script jobs on a Ray cluster (command tasks on Ray workers)")
 def run_cmd(path: str, jobs: tuple[str, ...], with_deps: bool, downstream: bool, max_workers: int,
-            tags: tuple[str, ...], quiet: bool, run_id_file: str | None) -> None:
+            tags: tuple[str, ...], quiet: bool, executors: tuple[str, ...]) -> None:
     """Run the project's jobs in dependency order, independent jobs at the same time."""
     from keel.cli.main import _guard
     from keel.errors import UsageError
 
     def go() -> int:
-        from keel.runtime.project import ProjectRunOptions, run_project
+        from keel.runtime.entry import ProjectRequest, exit_status, run
+        from keel.runtime.project import ProjectRunOptions
 
         if (with_deps or downstream) and not jobs:
             raise UsageError("--with-deps and --downstream go with --job NAME; without --job every job runs")
         proj = load(path)
         options = ProjectRunOptions(jobs=list(jobs) or None, with_deps=with_deps, downstream=downstream,
-                                    max_workers=max_workers, tags=list(tags), quiet=quiet)
+                                    max_workers=max_workers, tags=list(tags), quiet=quiet,
+                                    executors=list(executors))
 
-        def started(run_id: int) -> None:
-            if run_id_file:
-                with open(run_id_file, "w") as fh:
-                    fh.write(str(run_id))
-
-        result = run_project(proj, options, on_started=started)
-        return {"succeeded": 0, "interrupted": 130}.get(result.status, 1)
+        return exit_status(run(ProjectRequest(proj, options)))
 
     _guard(go)
 

@@ -204,23 +204,8 @@ def cmd_compare(pathspecs: list[str], as_json: bool, as_csv: bool) -> int:
     return 0
 
 
-def cmd_logs(flow: str, args: list[str]) -> int:
-    """``logs RUN/STEP[/TASK] [--stderr] [--follow]`` for a flow already known by name."""
-    stream = "stdout"
-    follow = False
-    rest = []
-    for a in args:
-        if a == "--stderr":
-            stream = "stderr"
-        elif a in ("--follow", "-f"):
-            follow = True
-        elif a.startswith("-"):
-            raise UsageError(f"logs does not take {a}; options are --stderr and --follow")
-        else:
-            rest.append(a)
-    if len(rest) != 1:
-        raise UsageError("logs takes one RUN/STEP[/TASK], e.g. logs 3/start or logs 3/part/7")
-    target = rest[0]
+def show_logs(flow: str, target: str, stream: str = "stdout", follow: bool = False) -> int:
+    """``logs [FLOW/]RUN/STEP[/TASK]`` for a flow already known by name."""
     parts = target.strip("/").split("/")
     if parts and parts[0] == flow:
         parts = parts[1:]

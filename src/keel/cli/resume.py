@@ -1,153 +1,20 @@
-"""``resume [RUN_ID] [STEP]``: a new run that reuses what an earlier run finished.
-
-Metaflow's meaning: without STEP, every task that finished in the origin run (failed, crashed
-or interrupted) is taken as it is, and the run goes on from where it stopped (the first step
-that failed); with STEP, that step and every step after it (its descendants in the graph) run
-again and every other finished task is reused. Reuse is by reference: no artifact is copied
-or computed again. The new run uses the origin's parameters and the flow's current code, so
-a fix made after the failure takes effect. Tasks of a resumed run keep pointing at the run
-that really computed them, so resuming a resumed run works the same way.
-"""
+"""``resume [RUN_ID] [STEP]``: the command; the planning is :mod:`keel.runtime.resume`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from keel.errors import NotFoundError, UsageError
+from keel.errors import UsageError
 from keel.store import Store
 
-_DONE = ("succeeded", "reused", "caught")
 
+def cmd_resume(flow_cls: type, flow_file: str, positional: list[str], opts: Any, prog: str) -> int:
+    """``positional``: [RUN_ID] [STEP] (a run id may be FLOW/RUN); ``opts``: flow_cli.RunOptions."""
+    from keel.runtime.entry import exit_status, run
+    from keel.runtime.resume import plan_resume, resume_request
 
-def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str | None) -> dict[str, Any]:
-    """Which origin run, from which step, with which parameters and reused tasks."""
-    from keel.flow.graph import FlowGraph
-    from keel.flow.parameters import flow_parameters
-    from keel.runtime.scheduler import ReusedTask
-    from keel.store.artifacts import ArtifactRef
-
-    graph = FlowGraph(flow_cls)
-    graph.check()
-    flow = graph.name
-    md = store.metadata
-    if origin_id is None:
-        origin_id = md.latest_run_id(flow)
-        if origin_id is None:
-            raise NotFoundError(f"{flow} has no run to resume; start one with: run")
-    origin = md.get_run(flow, origin_id)
-    if origin is None:
-        raise NotFoundError(f"no run {flow}/{origin_id} to resume; list the runs with: keel runs {flow}")
-    if origin.effective_status == "running":
-        raise UsageError(f"run {flow}/{origin_id} is still running (pid {origin.pid} on {origin.hostname}); "
-                         f"wait for it, or stop it, before resuming")
-    order = graph.sorted_nodes()
-    tasks = md.list_tasks(flow, origin_id)
-    if step is not None and step not in graph:
-        import difflib
-
-        hint = difflib.get_close_matches(step, order, n=1)
-        raise UsageError(f"{flow} has no step {step!r}" + (f"; did you mean {hint[0]!r}?" if hint else ".")
-                         + f" Steps are: {', '.join(order)}")
-    if origin.status == "running":
-        _settle_crashed(md, origin, tasks)
-    rerun: set[str] = set()
-    if step is None:
-        failed = sorted({t.step for t in tasks if t.status == "failed" and t.step in graph}, key=order.index)
-        step = failed[0] if failed else None
-        if step is None and origin.status == "succeeded":
-            raise UsageError(f"run {flow}/{origin_id} succeeded: nothing failed to resume from. "
-                             f"Name a step to run again from it: resume {origin_id} STEP")
-    else:
-        rerun = downstream(graph, step)
-    reuse: dict[tuple[str, tuple[int, ...]], ReusedTask] = {}
-    for t in tasks:
-        if t.status not in _DONE or t.step in rerun or t.step not in graph:
-            continue
-        arts = {n: {"key": a["key"], "serializer": a["serializer"], "size": a["size"]}
-                for n, a in md.task_artifacts(flow, origin_id, t.task_id).items()}
-        node = graph[t.step]
-        num_splits = None
-        if node.kind == "foreach" and node.foreach_param in arts:
-            items = store.artifacts.get(ArtifactRef.from_dict(arts[node.foreach_param]),
-                                        what=f"foreach list of {flow}/{origin_id}/{t.step}/{t.task_id}")
-            num_splits = len(items)
-        reuse[(t.step, tuple(f[2] for f in t.foreach))] = ReusedTask(
-            run_id=t.origin_run_id or origin_id, task_id=t.origin_task_id or t.task_id, artifacts=arts,
-            num_splits=num_splits)
-    params = dict(origin.params)
-    start = [t for t in tasks if t.step == "start" and t.status in _DONE]
-    if start:
-        arts = md.task_artifacts(flow, origin_id, start[0].task_id)
-        for p in flow_parameters(flow_cls).values():
-            if p.attr in arts:
-                a = arts[p.attr]
-                params[p.attr] = store.artifacts.get(ArtifactRef(a["key"], a["serializer"], a["size"]),
-                                                     what=f"parameter {p.name!r} of {flow}/{origin_id}")
-    return {"origin_id": origin_id, "step": step, "reuse": reuse, "params": params}
-
-
-def downstream(graph: Any, step: str) -> set[str]:
-    """``step`` and every step reachable from it: what ``resume RUN STEP`` runs again."""
-    seen, todo = {step}, [step]
-    while todo:
-        for nxt in graph[todo.pop()].out_funcs:
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
-def _settle_crashed(md: Any, origin: Any, tasks: list[Any]) -> None:
-    """Record for good that a run whose scheduler died crashed, and so did its running tasks
-    (readers already show it; this keeps it once the evidence, the dead pid, is gone)."""
-    import json
-    import time
-
-    who = f"pid {origin.pid} on {origin.hostname}"
-    message = f"the process running it ({who}) stopped without finishing it"
-    ops: list[tuple[str, Any]] = []
-    now = time.time()
-    for t in tasks:
-        if t.status == "running":
-            ops.append(("task", {"flow": t.flow, "run_id": t.run_id, "task_id": t.task_id, "step": t.step,
-                                 "status": "crashed", "attempts": t.attempts, "created_at": t.created_at,
-                                 "started_at": t.started_at, "finished_at": now, "parents": json.dumps(t.parents),
-                                 "foreach": json.dumps(t.foreach), "origin_run_id": t.origin_run_id,
-                                 "origin_task_id": t.origin_task_id, "node": t.node}))
-            ops.append(("attempt", {"flow": t.flow, "run_id": t.run_id, "task_id": t.task_id,
-                                    "attempt": max(0, t.attempts - 1), "status": "crashed",
-                                    "started_at": t.started_at, "finished_at": now,
-                                    "error_type": "SchedulerCrashed",
-                                    "error_message": f"the run's scheduler ({who}) died while this task ran",
-                                    "exit_code": None, "traceback": "", "node": t.node}))
-    md.write_batch(ops)
-    md.set_run_status(origin.flow, origin.run_id, "crashed", error=f"SchedulerCrashed: {message}")
-
-
-def cmd_resume(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
-    from keel.cli.flow_cli import exit_status, split_run_args
-    from keel.runtime.launch import RunRequest, start_run
-    from keel.runtime.scheduler import Options
-
-    opts, rest = split_run_args(args)
     origin_id: int | None = None
     step: str | None = None
-    positional = []
-    i = 0
-    while i < len(rest):
-        if rest[i].startswith("--origin-run-id"):
-            _, eq, value = rest[i].partition("=")
-            if not eq:
-                if i + 1 >= len(rest):
-                    raise UsageError("--origin-run-id needs a run id")
-                i += 1
-                value = rest[i]
-            positional.insert(0, value)
-        elif rest[i].startswith("--"):
-            raise UsageError(f"resume does not take {rest[i]}: parameters come from the origin run")
-        else:
-            positional.append(rest[i])
-        i += 1
     for value in positional:
         tail = value.rsplit("/", 1)[-1]
         if tail.isdigit() and origin_id is None:
@@ -158,13 +25,11 @@ def cmd_resume(flow_cls: type, flow_file: str, args: list[str], prog: str) -> in
             raise UsageError(f"resume takes [RUN_ID] [STEP], got {' '.join(positional)!r}")
     store = Store.from_env()
     plan = plan_resume(flow_cls, store, origin_id, step)
-    options = Options(max_workers=opts.get("max_workers", 16), max_num_splits=opts.get("max_num_splits", 100),
-                      reuse=plan["reuse"])
-    where = f"from step '{plan['step']}'" if plan["step"] else "where it stopped"
-    print(f"Resuming {flow_cls.__name__}/{plan['origin_id']} {where}: "
-          f"{len(plan['reuse'])} finished task(s) reused", flush=True)
-    req = RunRequest(flow_cls=flow_cls, params=plan["params"], flow_file=flow_file, tags=opts["tags"],
-                     options=options, quiet=opts["quiet"], origin_run_id=plan["origin_id"],
-                     command=f"{prog} resume" if prog.startswith("python") else "",
-                     executors=opts["with"])  # resume --with ray: the rest of the run on Ray
-    return exit_status(start_run(req, store=store))
+    where = f"from step '{plan.step}'" if plan.step else "where it stopped"
+    print(f"Resuming {flow_cls.__name__}/{plan.origin_id} {where}: "
+          f"{len(plan.reuse)} finished task(s) reused", flush=True)
+    req = resume_request(flow_cls, flow_file, plan, tags=list(opts.tags), quiet=opts.quiet,
+                         command=f"{prog} resume" if prog.startswith("python") else "",
+                         executors=list(opts.executors),  # resume --with ray: the rest of the run on Ray
+                         max_workers=opts.max_workers, max_num_splits=opts.max_num_splits)
+    return exit_status(run(req, store=store))

@@ -151,51 +151,15 @@ def cmd_reproduce(pathspec: str, as_json: bool, quiet: bool, keep: bool) -> int:
 
 
 # -- sweep ----------------------------------------------------------------------------------------
-_SWEEP_HELP = """Usage: keel sweep FLOW.py --param NAME=SPACE... [--random N | --optuna N]
-                  [--objective metrics.NAME|duration] [--direction max|min] [--parallel N]
-                  [--seed S] [--top K] [--flow CLASS] [FLOW OPTIONS...]
-
-SPACE: a,b,c (values) | 2:8 (integers) | 0.1:0.5:0.1 (a step) | 0.0:1.0 or 1e-4:1e-1:log
-(continuous; --random and --optuna only). Other options (e.g. --epochs 3, --tag T) are
-given to every trial."""
-
-
-def parse_sweep_args(flow_file: str, args: list[str]) -> Any:
+def sweep_options(flow_file: str, params: tuple[str, ...], objective: str | None, direction: str,
+                  random_n: int | None, optuna_n: int | None, parallel: int, seed: int | None, top: int,
+                  flow_name: str | None) -> Any:
+    """The sweep's options from its click options, checked (one-line UsageErrors)."""
     from keel.tracking.sweep import SweepOptions, check_objective, parse_space
 
-    opts = SweepOptions(flow_file=flow_file, spaces=[])
-    ints = {"--random": "random", "--optuna": "optuna", "--parallel": "parallel", "--seed": "seed", "--top": "top"}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name in ("--param", "--objective", "--direction", "--flow", *ints):
-            if not eq:
-                if i + 1 >= len(args):
-                    raise UsageError(f"{name} needs a value")
-                i += 1
-                value = args[i]
-            if name == "--param":
-                opts.spaces.append(parse_space(value))
-            elif name == "--objective":
-                opts.objective = value
-            elif name == "--flow":
-                opts.flow_name = value
-            elif name == "--direction":
-                if value not in ("max", "min", "maximize", "minimize"):
-                    raise UsageError(f"--direction {value}: give max or min")
-                opts.direction = value[:3]
-            else:
-                try:
-                    number = int(value)
-                except ValueError:
-                    raise UsageError(f"{name} expects an integer, got {value!r}") from None
-                if number < (0 if name == "--seed" else 1):
-                    raise UsageError(f"{name} must be at least 1, got {number}")
-                setattr(opts, ints[name], number)
-        else:
-            opts.extra.append(arg)
-        i += 1
+    opts = SweepOptions(flow_file=flow_file, spaces=[parse_space(p) for p in params], random=random_n,
+                        optuna=optuna_n, objective=objective, direction=direction[:3], parallel=parallel,
+                        seed=seed, top=top, flow_name=flow_name)
     if not opts.spaces:
         raise UsageError("a sweep needs at least one --param NAME=SPACE, e.g. --param alpha=0.1,0.2,0.3")
     names = [s.name for s in opts.spaces]
@@ -209,16 +173,19 @@ def parse_sweep_args(flow_file: str, args: list[str]) -> Any:
     return opts
 
 
-def cmd_sweep(flow_file: str, args: list[str]) -> int:
-    from keel.cli.flow_cli import load_flow_file
+def cmd_sweep(opts: Any, extra: list[str]) -> int:
+    """``extra``: the run options and fixed parameters given to every trial."""
+    from keel.cli.flow_cli import parse_run_args
+    from keel.flow.loader import load_flow_file
     from keel.flow.parameters import flow_parameters
     from keel.tracking.sweep import Sweep
 
-    if not args or args[0] in ("-h", "--help"):
-        print(_SWEEP_HELP)
-        return 0 if args else 2
-    opts = parse_sweep_args(flow_file, args)
-    flow_cls = load_flow_file(flow_file, opts.flow_name)
+    flow_cls = load_flow_file(opts.flow_file, opts.flow_name)
+    run = parse_run_args(flow_cls, extra)  # the flow's own run options: same names, same checks
+    opts.fixed, opts.max_workers, opts.max_num_splits = dict(run.params), run.max_workers, run.max_num_splits
+    opts.executors, opts.tags = list(run.executors), list(run.tags)
+    if not any(a.split("=")[0] == "--max-workers" for a in extra):
+        opts.max_workers = None  # the sweep shares the cores among the trials running at once
     known = flow_parameters(flow_cls)
     for s in opts.spaces:
         if s.name not in known and s.name.replace("_", "-") not in known and s.name.replace("-", "_") not in known:
@@ -312,9 +279,30 @@ def register(cli: click.Group) -> None:
         """Run a run's code snapshot again with the same parameters and compare the artifacts."""
         _guard(lambda: cmd_reproduce(run, as_json, quiet, keep))
 
-    @cli.command(context_settings=_PASS, add_help_option=False)
+    @cli.command(context_settings=_PASS)
     @click.argument("flow_file", type=click.Path())
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def sweep(flow_file: str, args: tuple[str, ...]) -> None:
-        """Hyperparameter sweep: keel sweep flow.py --param alpha=0.1,0.2 --param depth=2:8 --parallel 4."""
-        _guard(lambda: cmd_sweep(flow_file, list(args)))
+    @click.option("--param", "params", multiple=True, metavar="NAME=SPACE",
+                  help="a parameter and its values: a,b,c | 2:8 (integers) | 0.1:0.5:0.1 (a step) | "
+                       "0.0:1.0 or 1e-4:1e-1:log (continuous; --random and --optuna only)")
+    @click.option("--objective", default=None, metavar="metrics.NAME|duration", help="what ranks the trials")
+    @click.option("--direction", default="max", show_default=True,
+                  type=click.Choice(["max", "min", "maximize", "minimize"]), help="best is the largest or smallest")
+    @click.option("--random", "random_n", type=click.IntRange(min=1), default=None, metavar="N",
+                  help="N trials sampled at random")
+    @click.option("--optuna", "optuna_n", type=click.IntRange(min=1), default=None, metavar="N",
+                  help="N trials chosen by Optuna (needs --objective)")
+    @click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True,
+                  help="trials running at once")
+    @click.option("--seed", type=click.IntRange(min=0), default=None, help="seed of the random and Optuna samplers")
+    @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True, help="best trials shown")
+    @click.option("--flow", "flow_name", default=None, metavar="CLASS", help="the flow class, if the file has several")
+    @click.argument("run_args", nargs=-1, type=click.UNPROCESSED)
+    def sweep(flow_file: str, params: tuple[str, ...], objective: str | None, direction: str,
+              random_n: int | None, optuna_n: int | None, parallel: int, seed: int | None, top: int,
+              flow_name: str | None, run_args: tuple[str, ...]) -> None:
+        """Hyperparameter sweep: keel sweep flow.py --param alpha=0.1,0.2 --param depth=2:8 --parallel 4.
+
+        Other options (the flow's parameters, e.g. --epochs 3, and run options such as --tag T or
+        --max-workers N) are given to every trial."""
+        _guard(lambda: cmd_sweep(sweep_options(flow_file, params, objective, direction, random_n, optuna_n,
+                                               parallel, seed, top, flow_name), list(run_args)))

@@ -150,40 +150,32 @@ def flow_parameters(flow_cls: type) -> dict[str, Parameter]:
     return found
 
 
-def parse_cli_parameters(flow_cls: type, args: list[str]) -> dict[str, Any]:
-    """Values for every parameter from ``--name value`` / ``--name=value`` arguments.
+def as_text(value: Any) -> str:
+    """A value as it is written on a command line (``true``, JSON for lists and dicts)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
 
-    Unknown names, missing values and bad types raise ParameterError with a one-line message.
-    """
+
+def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
+    """Values for every parameter of the run from values as written on a command line (a project
+    job's ``params:``, a sweep trial): each parsed by its Parameter, defaults for the rest. Names
+    may use ``-`` or ``_``; an unknown one is a ParameterError that lists the flow's parameters."""
     params = flow_parameters(flow_cls)
+    by_attr = {p.attr: p for p in params.values()}
     raw: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ParameterError(f"unexpected argument {arg!r}; parameters are given as --name value")
-        name, eq, value = arg[2:].partition("=")
-        param = params.get(name) or params.get(name.replace("_", "-")) or params.get(name.replace("-", "_"))
-        if param is None and name.startswith("no-") and name[3:] in params and params[name[3:]].type is bool:
-            raw[name[3:]] = "false"
-            i += 1
-            continue
-        if param is None:
+    for key, value in given.items():
+        p = params.get(key) or by_attr.get(key) or params.get(key.replace("_", "-")) or by_attr.get(key.replace("-", "_"))
+        if p is None:
             import difflib
-            hint = difflib.get_close_matches(name, list(params), n=1)
-            known = ", ".join(f"--{p}" for p in params) or "none"
+
+            hint = difflib.get_close_matches(key, list(params), n=1)
+            known = ", ".join(f"--{n}" for n in params) or "none"
             guess = f" Did you mean --{hint[0]}?" if hint else ""
-            raise ParameterError(f"unknown parameter --{name}.{guess} The flow's parameters are: {known}")
-        if not eq:
-            if param.type is bool and (i + 1 >= len(args) or args[i + 1].startswith("--")):
-                value = "true"
-            elif i + 1 >= len(args):
-                raise ParameterError(f"--{name} needs a value ({param.type_name})")
-            else:
-                i += 1
-                value = args[i]
-        raw[param.name] = value
-        i += 1
+            raise ParameterError(f"unknown parameter --{key}.{guess} The flow's parameters are: {known}")
+        raw[p.name] = as_text(value)
     return {p.attr: p.resolve(raw.get(name)) for name, p in params.items()}
 
 

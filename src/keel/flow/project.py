@@ -24,13 +24,12 @@ with **every** problem at once, each with its file and line::
     keel.yaml:7: job 'train': unknown key 'afterr'. Did you mean 'after'?
 
 Loading flow files is I/O outside this package's pure core, so the caller passes a loader
-(``keel.cli.flow_cli.load_flow_file``) when flows are to be checked.
+(``keel.flow.loader.load_flow_file``) when flows are to be checked.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -411,7 +410,7 @@ class _Checker:
     # flow jobs ---------------------------------------------------------------------------------
     def _flows(self, project: Project, loader: Callable[[str], type]) -> None:
         from keel.flow.graph import FlowGraph
-        from keel.flow.parameters import flow_parameters, parse_cli_parameters
+        from keel.flow.parameters import as_text, flow_parameters
 
         for name, job in project.jobs.items():
             if job.flow is None:
@@ -444,7 +443,7 @@ class _Checker:
                              f"{_hint(key, list(known))} Its parameters are: {', '.join(known) or 'none'}")
                     continue
                 try:
-                    parse_cli_parameters(flow_cls, param_args({key: value}))
+                    known[key].parse(as_text(value))
                 except KeelError as exc:
                     self.add(project.line(name, "params"), f"job {name!r}: params: {key}: {exc}")
 
@@ -526,20 +525,6 @@ def cron_problem(expr: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - croniter's own errors, several classes
         return f"schedule {expr!r} is not a valid cron expression: {exc}. Example: '*/15 * * * *' every 15 minutes"
     return None
-
-
-def param_args(params: dict[str, Any]) -> list[str]:
-    """``--name value`` arguments for a flow run from a job's ``params:``."""
-    args: list[str] = []
-    for key, value in params.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (dict, list)):
-            text = json.dumps(value)
-        else:
-            text = str(value)
-        args += [f"--{key}", text]
-    return args
 
 
 # -- helpers over the ruamel tree ------------------------------------------------------------------------

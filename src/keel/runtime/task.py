@@ -12,12 +12,15 @@ import pickle
 import sys
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.errors import KeelError, StoreError
 from keel.flow.spec import FlowSpec, ForeachFrame, Inputs
 from keel.runtime.current import current
 from keel.store.artifacts import ArtifactRef, ArtifactStore
+
+if TYPE_CHECKING:
+    from keel.runtime.command import CommandTask
 
 # Loaded artifacts smaller than this are stored again after the step, so that in-place
 # changes (self.items.append(x)) are kept; identical bytes dedupe to the same key.
@@ -57,6 +60,7 @@ class TaskSpec:
     metrics_path: str = ""
     origin_run_id: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    command: CommandTask | None = None          # a command task (project job): no FlowSpec step to run
 
     @property
     def pathspec(self) -> str:

@@ -1,8 +1,9 @@
 """``keel scheduler``: fire a project's scheduled jobs at their cron times, in the foreground.
 
 Each scheduled job (``schedule: "0 * * * *"``) fires, with the jobs that depend on it, as a
-project run of its own: ``keel project run --job JOB --downstream`` in a child process, so a
-failing or crashing job never stops the scheduler. The rules:
+project run of its own: a project request (``--job JOB --downstream``) run by the one entry
+point in a child process (``python -m keel.runtime.entry REQUEST.json``), so a failing or
+crashing job never stops the scheduler. The rules:
 
 * **No pile-up.** A job whose previous run is still going is not started again (the time is
   recorded as *skipped*) unless the job says ``overlap: true``.
@@ -103,13 +104,13 @@ class CronScheduler:
     """Fires the scheduled jobs of one project. Call :meth:`run` (blocks), or :meth:`tick` in tests."""
 
     def __init__(self, project: Project, *, store: Store | None = None, clock: Clock | None = None,
-                 out: IO[str] | None = None, command: list[str] | None = None):
+                 out: IO[str] | None = None, python: str | None = None):
         self.project = project
         self.store = store or Store.from_env()
         self.md = self.store.metadata
         self.clock = clock or SystemClock()
         self.out = out or sys.stdout
-        self.command = command or [sys.executable, "-m", "keel.cli.main"]
+        self.python = python or sys.executable
         self.started_at = self.clock.now()
         self.children: list[_Child] = []
         self._stop = False
@@ -150,9 +151,14 @@ class CronScheduler:
             return None
         if not self.md.claim_fire(self.project.name, job, fire_time):
             return None  # fired already (by an earlier life of this scheduler, or another one)
-        run_id_file = str(self.store.scratch / f"schedule-{self.project.name}-{job}-{int(fire_time)}.runid")
-        argv = [*self.command, "project", "run", "-f", os.path.abspath(self.project.path), "--job", job,
-                "--downstream", "--tag", f"schedule:{job}", "--quiet", "--run-id-file", run_id_file]
+        from keel.runtime.entry import write_request
+
+        stem = str(self.store.scratch / f"schedule-{self.project.name}-{job}-{int(fire_time)}")
+        run_id_file = stem + ".runid"
+        write_request(stem + ".request.json", {
+            "kind": "project", "project_file": os.path.abspath(self.project.path), "jobs": [job],
+            "downstream": True, "tags": [f"schedule:{job}"], "quiet": True})
+        argv = [self.python, "-m", "keel.runtime.entry", stem + ".request.json", run_id_file]
         try:
             with open(self.log_path, "ab") as log:
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
@@ -188,10 +194,11 @@ class CronScheduler:
             if code is None:
                 continue
             self.children.remove(child)
-            try:
-                os.unlink(child.run_id_file)
-            except FileNotFoundError:
-                pass
+            for path in (child.run_id_file, child.run_id_file[: -len(".runid")] + ".request.json"):
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
             run = f"{self.project.name}/{child.run_id}" if child.run_id else "the run"
             outcome = {0: "succeeded", 130: "was interrupted"}.get(code, f"failed (exit status {code})")
             hint = "" if code == 0 else f"; see: keel show {run}" if child.run_id else f"; see {self.log_path}"

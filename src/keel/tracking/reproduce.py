@@ -105,8 +105,13 @@ def reproduce(store: Any, flow: str, run_id: int, *, quiet: bool = False, keep: 
     settings = store.settings
     env = {**os.environ, "KEEL_HOME": str(settings.home), "KEEL_METADATA_URL": settings.metadata_url,
            "KEEL_ARTIFACT_URL": settings.artifact_url}
-    cmd = [sys.executable, "-m", "keel.tracking.reproduce", str(entry), flow, params_path, id_path,
-           record.pathspec, "1" if quiet else "0"]
+    from keel.runtime.entry import write_request
+
+    request = os.path.join(folder, ".keel-request.json")
+    write_request(request, {"kind": "flow", "flow_file": str(entry), "flow_name": flow, "params_file": params_path,
+                            "tags": [f"reproduces:{record.pathspec}"], "quiet": quiet,
+                            "command": f"keel reproduce {record.pathspec} # then: keel resume"})
+    cmd = [sys.executable, "-m", "keel.runtime.entry", request, id_path]
     try:
         proc = subprocess.run(cmd, cwd=folder, env=env)
         new_id = int(open(id_path).read()) if os.path.exists(id_path) else None
@@ -144,36 +149,6 @@ def reproduce(store: Any, flow: str, run_id: int, *, quiet: bool = False, keep: 
     return report
 
 
-def _child(entry: str, flow: str, params_path: str, id_path: str, origin: str, quiet: str) -> int:
-    """The reproduction itself, in a fresh interpreter inside the unpacked snapshot."""
-    import pickle
-
-    from keel.errors import KeelError
-
-    from keel.cli.flow_cli import load_flow_file
-    from keel.runtime.launch import RunRequest, start_run
-
-    with open(params_path, "rb") as fh:
-        params = pickle.load(fh)
-    try:
-        flow_cls = load_flow_file(entry, flow)
-    except Exception as exc:  # noqa: BLE001 - the user's module failed to import
-        if isinstance(exc, KeelError):
-            raise
-        print(f"keel: the snapshot's {os.path.basename(entry)} cannot be loaded: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return 2
-
-    def started(run_id: int) -> None:
-        with open(id_path, "w") as fh:
-            fh.write(str(run_id))
-
-    req = RunRequest(flow_cls=flow_cls, params=params, flow_file=entry, tags=[f"reproduces:{origin}"],
-                     quiet=quiet == "1", command=f"keel reproduce {origin} # then: keel resume")
-    result = start_run(req, on_started=started)
-    return 0 if result.ok else 1
-
-
 def format_report(report: Report) -> str:
     lines = [f"{report.original} -> {report.reproduction} ({report.status}), "
              f"from its code snapshot ({report.snapshot_files} file{'s' if report.snapshot_files != 1 else ''})"]
@@ -200,12 +175,3 @@ def format_report(report: Report) -> str:
 def dumps(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2)
 
-
-if __name__ == "__main__":
-    from keel.errors import KeelError
-
-    try:
-        sys.exit(_child(*sys.argv[1:7]))
-    except KeelError as exc:
-        print(f"keel: {exc}", file=sys.stderr)
-        sys.exit(2)

@@ -147,8 +147,12 @@ class SweepOptions:
     parallel: int = 1
     seed: int | None = None
     top: int = 5
-    extra: list[str] = field(default_factory=list)
     flow_name: str | None = None
+    fixed: dict[str, str] = field(default_factory=dict)       # parameters every trial gets
+    max_workers: int | None = None                            # per trial; default: cores / parallel
+    max_num_splits: int | None = None
+    executors: list[str] = field(default_factory=list)        # --with, for every trial
+    tags: list[str] = field(default_factory=list)
 
 
 def objective_value(metadata: Any, flow: str, run_id: int, objective: str) -> float | None:
@@ -201,15 +205,17 @@ class Sweep:
         return [dict(zip([s.name for s in o.spaces], combo)) for combo in itertools.product(*grids)]
 
     def command(self, trial: Trial) -> list[str]:
-        args = [sys.executable, "-m", "keel.cli.main", "run", self.opts.flow_file]
-        if self.opts.flow_name:
-            args += ["--flow", self.opts.flow_name]
-        for name, value in trial.params.items():
-            args.append(f"--{name}={value}")
-        args += ["--tag", self.tag, "--run-id-file", str(self.folder / f"trial-{trial.number}.id"), "--quiet"]
-        if not any(a.split("=")[0] == "--max-workers" for a in self.opts.extra):
-            args += ["--max-workers", str(self.workers)]
-        return args + list(self.opts.extra)
+        """The trial's process: the one entry point with a serialized flow request."""
+        from keel.runtime.entry import write_request
+
+        o = self.opts
+        request = str(self.folder / f"trial-{trial.number}.request.json")
+        write_request(request, {
+            "kind": "flow", "flow_file": os.path.abspath(o.flow_file), "flow_name": o.flow_name,
+            "params": {**o.fixed, **{k: str(v) for k, v in trial.params.items()}},
+            "tags": [*o.tags, self.tag], "quiet": True, "max_workers": o.max_workers or self.workers,
+            "max_num_splits": o.max_num_splits, "executors": list(o.executors)})
+        return [sys.executable, "-m", "keel.runtime.entry", request, str(self.folder / f"trial-{trial.number}.id")]
 
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> list[Trial]:

@@ -177,7 +177,7 @@ def test_long_and_odd_names_still_make_valid_jobs() -> None:
 
 def test_flows_run_as_jobs_and_give_the_same_results(cluster: FakeCluster, s3_store: str) -> None:
     from keel import Run
-    from keel.cli.flow_cli import load_flow_file
+    from keel.flow.loader import load_flow_file
     from keel.runtime.launch import RunRequest, start_run
     from keel.runtime.scheduler import Options
 
@@ -215,7 +215,7 @@ def _job_names(cluster: FakeCluster, flow: str) -> list[str]:
 def test_output_comes_back_and_the_result_line_is_not_shown(cluster: FakeCluster, s3_store: str,
                                                            tmp_path: Path) -> None:
     from keel import Run
-    from keel.cli.flow_cli import load_flow_file
+    from keel.flow.loader import load_flow_file
     from keel.runtime.launch import RunRequest, start_run
 
     flow_file = tmp_path / "talk.py"
@@ -244,7 +244,7 @@ def test_interrupting_deletes_the_jobs_and_stops_their_pods(cluster: FakeCluster
     flow_file.write_text("import time\nfrom keel import FlowSpec, step\n\nclass SlowFlow(FlowSpec):\n"
                          "    @step\n    def start(self):\n        time.sleep(60)\n        self.next(self.end)\n\n"
                          "    @step\n    def end(self):\n        pass\n")
-    from keel.cli.flow_cli import load_flow_file
+    from keel.flow.loader import load_flow_file
 
     flow_cls = load_flow_file(str(flow_file))
     store = Store.from_env()

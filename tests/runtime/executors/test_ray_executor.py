@@ -260,3 +260,36 @@ def test_a_dead_node_fails_the_attempt_and_retry_runs_it_again(ray_cluster: RayC
     assert first["error_message"].startswith("the Ray node running the task died")
     assert first["node"] == victim
     assert second["status"] == "succeeded" and second["node"] == ray_cluster.node_label("head")
+
+
+def test_a_project_runs_its_script_jobs_as_command_tasks_on_ray(ray_cluster: RayCluster, home: Path) -> None:
+    """`keel project run --with ray`: each job instance is a command task on a Ray worker; its
+    output, metrics, tags and exit status come back to the one scheduler."""
+    project = home / "proj"
+    project.mkdir()
+    (project / "count.py").write_text(
+        "from keel import current\n"
+        "import os\n"
+        "i = int(os.environ['KEEL_INSTANCE'])\n"
+        "print(f'count {i} of {os.environ[\"KEEL_INSTANCES\"]}')\n"
+        "current.log_metric('n', i + 1)\n"
+        "current.tag('counted')\n")
+    (project / "keel.yaml").write_text(
+        "name: onray\njobs:\n"
+        "  - name: count\n    entrypoint: python count.py\n    parallelism: 2\n"
+        "  - name: broken\n    entrypoint: echo nope >&2; exit 4\n    after: [count]\n")
+    keel = str(Path(sys.executable).with_name("keel"))
+    done = subprocess.run([keel, "project", "run", "--with", "ray"], cwd=project, capture_output=True, text=True,
+                          env=cluster_env(ray_cluster, home), timeout=180)
+    assert done.returncode == 1, done.stdout + done.stderr
+    from keel.client.core import Run
+
+    run = Run("onray/1")
+    counts = list(run["count"])
+    assert sorted(t.stdout for t in counts) == ["count 0 of 2\n", "count 1 of 2\n"]
+    assert all(t.node in {ray_cluster.node_label("head"), ray_cluster.node_label("worker")} for t in counts)
+    assert sorted(v for t in counts for _, v, _ in t.metrics["n"]) == [1.0, 2.0]
+    assert "counted" in run.tags
+    broken = run["broken"].task
+    assert broken.exception["message"] == "job 'broken' exited with status 4"
+    assert broken.stderr == "nope\n"

@@ -33,7 +33,8 @@ class Executor(Protocol):
     name: str
 
     def submit(self, spec: TaskSpec) -> None:
-        """Start one attempt of a task."""
+        """Start one attempt of a task: a step of the flow, or a command task when ``spec.command``
+        is set (:mod:`keel.runtime.command`; the task's result then comes from its exit status)."""
 
     def wait(self, timeout: float) -> list[Outcome]:
         """Block up to ``timeout`` seconds; return the attempts that ended (maybe none)."""
@@ -41,5 +42,10 @@ class Executor(Protocol):
     def kill(self, spec: TaskSpec) -> None:
         """Stop a running attempt now; its Outcome still comes back through wait()."""
 
-    def shutdown(self) -> None:
-        """Stop every running attempt and release resources; no process is left behind."""
+    def shutdown(self) -> list[Outcome]:
+        """Stop every running attempt now (Ctrl-C, SIGTERM) and return how each one ended;
+        no process is left behind."""
+
+    def close(self) -> None:
+        """The run is over: release what the executor holds (guard process, cluster connection).
+        Called once, after the last wait() or shutdown()."""

@@ -316,6 +316,9 @@ class KubernetesExecutor:
                 self._delete(job, f"the run was interrupted: Keel deleted Job {job.namespace}/{job.name}")
         return [self._outcome(job) for job in list(self.jobs.values())]
 
+    def close(self) -> None:
+        """Nothing is held between calls: every Job is deleted when it ends or by shutdown()."""
+
 
 def _api_error(exc: Exception) -> str:
     reason = getattr(exc, "reason", None)

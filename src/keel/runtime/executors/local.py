@@ -45,7 +45,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child_main(spec: TaskSpec, flow_cls: type, store: ArtifactStore, out_w: int, err_w: int,
+def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out_w: int, err_w: int,
                 parent_pid: int) -> None:
     """The forked task process. Never returns."""
     code = _HARNESS_FAILURE
@@ -63,7 +63,15 @@ def _child_main(spec: TaskSpec, flow_cls: type, store: ArtifactStore, out_w: int
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
         _reseed()
-        result = run_task(spec, flow_cls, store)
+        if spec.command is not None:  # a command task: a shell line (exec, never returns) or a flow run
+            from keel.runtime.command import exec_shell, run_flow
+
+            if spec.command.kind == "shell":
+                exec_shell(spec.command)
+            result = run_flow(spec.command, store)
+        else:
+            assert flow_cls is not None, "a step task needs its flow class"
+            result = run_task(spec, flow_cls, store)
         write_result(spec.result_path, result)
         code = 0 if result.get("ok") else 1
     except BaseException:  # noqa: BLE001 - report and leave: the scheduler explains it
@@ -124,7 +132,7 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, flow_cls: type, artifacts: ArtifactStore, on_output: OutputSink):
+    def __init__(self, flow_cls: type | None, artifacts: ArtifactStore, on_output: OutputSink):
         self.flow_cls = flow_cls
         self.artifacts = artifacts
         self.on_output = on_output
@@ -244,6 +252,12 @@ class LocalExecutor:
         except FileNotFoundError:
             pass
         code, sig, words = describe_exit(child.status, child.pid)
+        command = child.spec.command
+        if command is not None and command.kind == "shell":
+            from keel.runtime.command import command_result
+
+            result = command_result(command, code)
+            words = f"exited with status {code}" if code is not None else words
         return Outcome(spec=child.spec, result=result, exit_code=code, signal=sig,
                        reason=None if result is not None else words, node=self.hostname)
 

@@ -179,6 +179,8 @@ def run_on_worker(spec: TaskSpec, digest: str, blob: bytes, store: Any, context:
 
     ctx = ray.get_runtime_context()
     node = f"ray:{ray.util.get_node_ip_address()}:{ctx.get_node_id()[:16]}"
+    if spec.command is not None:
+        return _run_command_on_worker(spec, node)
     flow_cls = _flow_class(digest, blob)
     saved_env, saved_cwd, saved_path = dict(os.environ), os.getcwd(), list(sys.path)
     _sweep_dead_scratch()
@@ -234,6 +236,48 @@ def run_on_worker(spec: TaskSpec, digest: str, blob: bytes, store: Any, context:
                 "metrics": metrics, "node": node}
 
 
+def _run_command_on_worker(spec: TaskSpec, node: str) -> dict[str, Any]:
+    """A command task on a Ray worker: the shell line in a child process of its own, its output,
+    metrics spool and tags captured in a scratch folder and sent back with the exit status."""
+    import subprocess
+
+    from keel.runtime.command import command_result
+    from keel.runtime.executors.local import _die_with_parent
+
+    command = spec.command
+    assert command is not None
+    if command.kind != "shell":
+        raise ValueError(f"a {command.kind!r} command task runs on the local executor only")
+    _sweep_dead_scratch()
+    with tempfile.TemporaryDirectory(prefix=f"{_SCRATCH}{os.getpid()}-") as tmp:
+        out_path, err_path = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
+        metrics_path, tags_path = os.path.join(tmp, "metrics"), os.path.join(tmp, "tags")
+        env = command.environment()
+        if "KEEL_METRICS_PATH" in env:  # a script's `current` writes here, on this worker
+            env["KEEL_METRICS_PATH"], env["KEEL_TAGS_PATH"] = metrics_path, tags_path
+        cwd = command.cwd if os.path.isdir(command.cwd) else tmp
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(["/bin/sh", "-c", command.shell], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err, start_new_session=True, preexec_fn=_die_with_parent)
+            try:
+                code = proc.wait()
+            finally:
+                if proc.poll() is None:  # cancelled: what the command started goes with it
+                    os.killpg(proc.pid, 9)
+        result = command_result(dataclasses.replace(command, tags_path=tags_path), code)
+        metrics = {}
+        for path in MetricSpool.files(metrics_path):
+            try:
+                with open(path, "rb") as fh:
+                    data = fh.read().rstrip(b"\0")
+            except FileNotFoundError:  # the command logged no metric
+                continue
+            if data:
+                metrics[path[len(metrics_path):]] = data
+        return {"result": result, "exit_code": code, "stdout": _read_capped(out_path),
+                "stderr": _read_capped(err_path), "metrics": metrics, "node": node}
+
+
 # -- here, next to the scheduler ------------------------------------------------------------------
 
 _NODE_IN_ERROR = re.compile(r"[Nn]ode IP:\s*([0-9a-fA-F.:]+),\s*node ID:\s*([0-9a-f]{16})")
@@ -264,7 +308,7 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, flow_cls: type, artifacts: Any, on_output: OutputSink, *, address: str | None = None,
+    def __init__(self, flow_cls: type | None, artifacts: Any, on_output: OutputSink, *, address: str | None = None,
                  requests: dict[str, dict[str, Any]] | None = None, flow_file: str | None = None,
                  default_request: dict[str, Any] | None = None):
         import cloudpickle
@@ -275,13 +319,15 @@ class RayExecutor:
         self.on_output = on_output
         self.requests = dict(requests or {})
         self.default_request = default_request or {"cpu": 1}
-        module = sys.modules.get(flow_cls.__module__)
+        blob = b""  # command tasks only (a project): no flow class to ship
+        module = sys.modules.get(flow_cls.__module__) if flow_cls is not None else None
         if module is not None and flow_cls.__module__ != "__main__":
             cloudpickle.register_pickle_by_value(module)
         try:
-            blob = cloudpickle.dumps(flow_cls)
+            if flow_cls is not None:
+                blob = cloudpickle.dumps(flow_cls)
         finally:
-            if module is not None and flow_cls.__module__ != "__main__":
+            if module is not None and flow_cls is not None and flow_cls.__module__ != "__main__":
                 cloudpickle.unregister_pickle_by_value(module)
         self.digest = hashlib.sha256(blob).hexdigest()[:32]
         self.flow_ref = self.ray.put(blob)
@@ -352,7 +398,12 @@ class RayExecutor:
             if payload[stream]:
                 self.on_output(spec, stream, payload[stream])
         result = payload["result"]
-        return Outcome(spec=spec, result=result, exit_code=0 if result.get("ok") else 1, node=payload["node"])
+        code = payload.get("exit_code", 0 if result and result.get("ok") else 1)
+        if code is not None and code < 0:  # a command killed by a signal
+            return Outcome(spec=spec, result=result, signal=-code, node=payload["node"],
+                           reason=f"the command was killed by signal {-code}")
+        return Outcome(spec=spec, result=result, exit_code=code, node=payload["node"],
+                       reason=None if result is not None else f"exited with status {code}")
 
     def kill(self, spec: TaskSpec) -> None:
         ref = self.by_task.get((spec.task_id, spec.attempt))

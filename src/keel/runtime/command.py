@@ -1,0 +1,97 @@
+"""Command tasks: a task whose body is a program or a flow run, not a step of a FlowSpec.
+
+A project's script job (``entrypoint:``) is a shell command; a flow job (``flow:``) runs the
+flow through the one entry point (:func:`keel.runtime.entry.run`) as a child run. Both are a
+:class:`CommandTask` on the task's :class:`~keel.runtime.task.TaskSpec`, and every executor
+runs them: the local one forks and ``exec``s ``/bin/sh -c`` (or runs the flow in the fork),
+Ray runs the command in a worker.
+
+A command reports through its exit status; what it logs with ``current`` reaches the store
+through the files named in its environment (metrics spool, tags file), read here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+# Variables a task's process must not inherit from the one that started it: a project run
+# started from inside a job is a run of its own.
+_TASK_VARS = ("KEEL_RUN_ID", "KEEL_STEP_NAME", "KEEL_TASK_ID", "KEEL_METRICS_PATH", "KEEL_TAGS_PATH",
+              "KEEL_RETRY_COUNT", "KEEL_FLOW_NAME")
+
+
+@dataclass(frozen=True)
+class CommandTask:
+    """What a command task runs: ``shell`` (a ``/bin/sh -c`` line) or ``flow`` (a flow file)."""
+
+    kind: str                                   # "shell" | "flow"
+    cwd: str
+    env: dict[str, str] = field(default_factory=dict)   # set on top of the executor's environment
+    shell: str = ""
+    flow_file: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # the flow's parameters, as written in keel.yaml
+    tags: tuple[str, ...] = ()                  # tags of the flow run it makes
+    tags_path: str = ""                         # where current.tag() in a script writes
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """The process environment: ``base`` (default os.environ) without task identity, plus ours."""
+        env = dict(os.environ if base is None else base)
+        for var in _TASK_VARS:
+            env.pop(var, None)
+        env.update(self.env)
+        bindir = os.path.dirname(sys.executable)  # `python` and `keel` in a script: the ones Keel runs with
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+
+def exec_shell(command: CommandTask) -> None:
+    """Replace this (forked) process with the command. Never returns."""
+    os.chdir(command.cwd)
+    os.execve("/bin/sh", ["/bin/sh", "-c", command.shell], command.environment())
+
+
+def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
+    """Run a flow job in this process through the one entry point; the task's result dict."""
+    from keel.flow.loader import load_flow_file
+    from keel.flow.parameters import resolve_parameters
+    from keel.runtime.entry import RunRequest, run
+
+    os.chdir(command.cwd)
+    env = command.environment()
+    os.environ.clear()
+    os.environ.update(env)
+    flow_cls = load_flow_file(command.flow_file)
+    params = resolve_parameters(flow_cls, command.params)
+    result = run(RunRequest(flow_cls=flow_cls, params=params, flow_file=command.flow_file,
+                            tags=list(command.tags)))
+    ref = artifacts.put(result.pathspec).to_dict()
+    base: dict[str, Any] = {"artifacts": {"flow_run": ref}, "own": ["flow_run"], "transition": [],
+                            "foreach": None}
+    if result.ok:
+        return {"ok": True, **base}
+    return {"ok": False, **base, "error": {
+        "type": "JobFailed", "traceback": "",
+        "message": f"flow run {result.pathspec} {'was interrupted' if result.status == 'interrupted' else 'failed'}"}}
+
+
+def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any] | None:
+    """A shell command's result from its exit status: None unless it exited 0 (the scheduler then
+    explains the death from the exit code or signal). Reads and removes its tags file."""
+    tags: list[str] = []
+    if command.tags_path:
+        try:
+            with open(command.tags_path, encoding="utf-8") as fh:
+                tags = [t.strip() for t in fh if t.strip()]
+            os.unlink(command.tags_path)
+        except FileNotFoundError:
+            pass
+    if exit_code != 0:
+        return None
+    result: dict[str, Any] = {"ok": True, "artifacts": {}, "own": [], "transition": [], "foreach": None}
+    if tags:
+        result["tags"] = tags
+    return result

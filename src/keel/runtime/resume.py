@@ -1,0 +1,150 @@
+"""Resume planning: a new run that reuses what an earlier run finished.
+
+Metaflow's meaning: without STEP, every task that finished in the origin run (failed, crashed
+or interrupted) is taken as it is, and the run goes on from where it stopped (the first step
+that failed); with STEP, that step and every step after it (its descendants in the graph) run
+again and every other finished task is reused. Reuse is by reference: no artifact is copied
+or computed again. The new run uses the origin's parameters and the flow's current code, so
+a fix made after the failure takes effect. Tasks of a resumed run keep pointing at the run
+that really computed them, so resuming a resumed run works the same way.
+
+    plan = plan_resume(MyFlow, store, origin_id=12, step=None)
+    run(resume_request(MyFlow, "flow.py", plan))          # keel.runtime.entry.run
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from keel.errors import NotFoundError, UsageError
+from keel.runtime.scheduler import ReusedTask
+from keel.store import Store
+
+_DONE = ("succeeded", "reused", "caught")
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Which origin run, from which step (None: where it stopped), with which parameters and reused tasks."""
+
+    origin_id: int
+    step: str | None
+    params: dict[str, Any]
+    reuse: dict[tuple[str, tuple[int, ...]], ReusedTask]
+
+
+def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str | None) -> ResumePlan:
+    """Plan a resume of ``origin_id`` (None: the flow's latest run), from ``step`` if given."""
+    from keel.flow.graph import FlowGraph
+    from keel.flow.parameters import flow_parameters
+    from keel.store.artifacts import ArtifactRef
+
+    graph = FlowGraph(flow_cls)
+    graph.check()
+    flow = graph.name
+    md = store.metadata
+    if origin_id is None:
+        origin_id = md.latest_run_id(flow)
+        if origin_id is None:
+            raise NotFoundError(f"{flow} has no run to resume; start one with: run")
+    origin = md.get_run(flow, origin_id)
+    if origin is None:
+        raise NotFoundError(f"no run {flow}/{origin_id} to resume; list the runs with: keel runs {flow}")
+    if origin.effective_status == "running":
+        raise UsageError(f"run {flow}/{origin_id} is still running (pid {origin.pid} on {origin.hostname}); "
+                         f"wait for it, or stop it, before resuming")
+    order = graph.sorted_nodes()
+    tasks = md.list_tasks(flow, origin_id)
+    if step is not None and step not in graph:
+        import difflib
+
+        hint = difflib.get_close_matches(step, order, n=1)
+        raise UsageError(f"{flow} has no step {step!r}" + (f"; did you mean {hint[0]!r}?" if hint else ".")
+                         + f" Steps are: {', '.join(order)}")
+    if origin.status == "running":
+        _settle_crashed(md, origin, tasks)
+    rerun: set[str] = set()
+    if step is None:
+        failed = sorted({t.step for t in tasks if t.status == "failed" and t.step in graph}, key=order.index)
+        step = failed[0] if failed else None
+        if step is None and origin.status == "succeeded":
+            raise UsageError(f"run {flow}/{origin_id} succeeded: nothing failed to resume from. "
+                             f"Name a step to run again from it: resume {origin_id} STEP")
+    else:
+        rerun = downstream(graph, step)
+    reuse: dict[tuple[str, tuple[int, ...]], ReusedTask] = {}
+    for t in tasks:
+        if t.status not in _DONE or t.step in rerun or t.step not in graph:
+            continue
+        arts = {n: {"key": a["key"], "serializer": a["serializer"], "size": a["size"]}
+                for n, a in md.task_artifacts(flow, origin_id, t.task_id).items()}
+        node = graph[t.step]
+        num_splits = None
+        if node.kind == "foreach" and node.foreach_param in arts:
+            items = store.artifacts.get(ArtifactRef.from_dict(arts[node.foreach_param]),
+                                        what=f"foreach list of {flow}/{origin_id}/{t.step}/{t.task_id}")
+            num_splits = len(items)
+        reuse[(t.step, tuple(f[2] for f in t.foreach))] = ReusedTask(
+            run_id=t.origin_run_id or origin_id, task_id=t.origin_task_id or t.task_id, artifacts=arts,
+            num_splits=num_splits)
+    params = dict(origin.params)
+    start = [t for t in tasks if t.step == "start" and t.status in _DONE]
+    if start:
+        arts = md.task_artifacts(flow, origin_id, start[0].task_id)
+        for p in flow_parameters(flow_cls).values():
+            if p.attr in arts:
+                a = arts[p.attr]
+                params[p.attr] = store.artifacts.get(ArtifactRef(a["key"], a["serializer"], a["size"]),
+                                                     what=f"parameter {p.name!r} of {flow}/{origin_id}")
+    return ResumePlan(origin_id=origin_id, step=step, params=params, reuse=reuse)
+
+
+def downstream(graph: Any, step: str) -> set[str]:
+    """``step`` and every step reachable from it: what ``resume RUN STEP`` runs again."""
+    seen, todo = {step}, [step]
+    while todo:
+        for nxt in graph[todo.pop()].out_funcs:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _settle_crashed(md: Any, origin: Any, tasks: list[Any]) -> None:
+    """Record for good that a run whose scheduler died crashed, and so did its running tasks
+    (readers already show it; this keeps it once the evidence, the dead pid, is gone)."""
+    import json
+    import time
+
+    who = f"pid {origin.pid} on {origin.hostname}"
+    message = f"the process running it ({who}) stopped without finishing it"
+    ops: list[tuple[str, Any]] = []
+    now = time.time()
+    for t in tasks:
+        if t.status == "running":
+            ops.append(("task", {"flow": t.flow, "run_id": t.run_id, "task_id": t.task_id, "step": t.step,
+                                 "status": "crashed", "attempts": t.attempts, "created_at": t.created_at,
+                                 "started_at": t.started_at, "finished_at": now, "parents": json.dumps(t.parents),
+                                 "foreach": json.dumps(t.foreach), "origin_run_id": t.origin_run_id,
+                                 "origin_task_id": t.origin_task_id, "node": t.node}))
+            ops.append(("attempt", {"flow": t.flow, "run_id": t.run_id, "task_id": t.task_id,
+                                    "attempt": max(0, t.attempts - 1), "status": "crashed",
+                                    "started_at": t.started_at, "finished_at": now,
+                                    "error_type": "SchedulerCrashed",
+                                    "error_message": f"the run's scheduler ({who}) died while this task ran",
+                                    "exit_code": None, "traceback": "", "node": t.node}))
+    md.write_batch(ops)
+    md.set_run_status(origin.flow, origin.run_id, "crashed", error=f"SchedulerCrashed: {message}")
+
+
+def resume_request(flow_cls: type, flow_file: str, plan: ResumePlan, **fields: Any) -> Any:
+    """The :class:`~keel.runtime.launch.RunRequest` of a resume (``fields``: tags, quiet, command, executors,
+    max_workers, max_num_splits)."""
+    from keel.runtime.launch import RunRequest
+    from keel.runtime.scheduler import Options
+
+    options = Options(max_workers=fields.pop("max_workers", 16), max_num_splits=fields.pop("max_num_splits", 100),
+                      reuse=plan.reuse)
+    return RunRequest(flow_cls=flow_cls, params=plan.params, flow_file=flow_file, options=options,
+                      origin_run_id=plan.origin_id, **fields)
