@@ -20,12 +20,11 @@ its metrics spool and tags file are read into the store when the task ends. ``ke
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from keel.errors import Issue, ProjectError
@@ -35,6 +34,7 @@ from keel.runtime.launch import _RunIO, drive
 from keel.runtime.scheduler import Options, Scheduler, _StepPolicy, _Task
 from keel.runtime.task import TaskSpec
 from keel.store import Store
+from keel.store.records import StepWrite, TaskWrite
 
 _STDERR_TAIL = 4000    # characters of a failed job's stderr kept with its attempt
 
@@ -255,11 +255,10 @@ class ProjectScheduler(Scheduler):
                 self.state[task.step] = "succeeded"
             self._schedule_jobs()
 
-    def _task_row(self, task: _Task, status: str, node: str | None = None) -> dict[str, Any]:
-        row = super()._task_row(task, status, node)
+    def _task_row(self, task: _Task, status: str, node: str | None = None) -> TaskWrite:
         index, count = self.index[task.task_id]
-        row["foreach"] = json.dumps([[task.step, "instance", index, count]] if count > 1 else [])
-        return row
+        return replace(super()._task_row(task, status, node),
+                       foreach=((task.step, "instance", index, count),) if count > 1 else ())
 
     def interrupt(self) -> None:
         running = {t.step for t in self.running.values()}
@@ -271,9 +270,8 @@ class ProjectScheduler(Scheduler):
         names = {"succeeded": "done", "failed": "failed", "skipped": "skipped", "interrupted": "incomplete",
                  "running": "incomplete", "pending": "pending"}
         for job in self.selected:
-            self.ops.append(("step", (self.flow, self.run_id, job, {
-                "status": names[self.state[job]], "started_at": self.step_started.get(job),
-                "finished_at": self.step_finished.get(job)})))
+            self.ops.append(StepWrite(self.flow, self.run_id, job, names[self.state[job]],
+                                      self.step_started.get(job), self.step_finished.get(job)))
 
     def status(self) -> str:
         if self.first_failure is not None or any(s != "succeeded" for s in self.state.values()):

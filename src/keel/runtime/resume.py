@@ -114,26 +114,26 @@ def downstream(graph: Any, step: str) -> set[str]:
 def _settle_crashed(md: Any, origin: Any, tasks: list[Any]) -> None:
     """Record for good that a run whose scheduler died crashed, and so did its running tasks
     (readers already show it; this keeps it once the evidence, the dead pid, is gone)."""
-    import json
     import time
+
+    from keel.store.records import AttemptWrite, TaskWrite
 
     who = f"pid {origin.pid} on {origin.hostname}"
     message = f"the process running it ({who}) stopped without finishing it"
-    ops: list[tuple[str, Any]] = []
+
+    ops: list[Any] = []
     now = time.time()
     for t in tasks:
         if t.status == "running":
-            ops.append(("task", {"flow": t.flow, "run_id": t.run_id, "task_id": t.task_id, "step": t.step,
-                                 "status": "crashed", "attempts": t.attempts, "created_at": t.created_at,
-                                 "started_at": t.started_at, "finished_at": now, "parents": json.dumps(t.parents),
-                                 "foreach": json.dumps(t.foreach), "origin_run_id": t.origin_run_id,
-                                 "origin_task_id": t.origin_task_id, "node": t.node}))
-            ops.append(("attempt", {"flow": t.flow, "run_id": t.run_id, "task_id": t.task_id,
-                                    "attempt": max(0, t.attempts - 1), "status": "crashed",
-                                    "started_at": t.started_at, "finished_at": now,
-                                    "error_type": "SchedulerCrashed",
-                                    "error_message": f"the run's scheduler ({who}) died while this task ran",
-                                    "exit_code": None, "traceback": "", "node": t.node}))
+            ops.append(TaskWrite(flow=t.flow, run_id=t.run_id, task_id=t.task_id, step=t.step, status="crashed",
+                                 attempts=t.attempts, created_at=t.created_at, started_at=t.started_at,
+                                 finished_at=now, parents=tuple(t.parents), foreach=tuple(map(tuple, t.foreach)),
+                                 node=t.node, origin_run_id=t.origin_run_id, origin_task_id=t.origin_task_id))
+            ops.append(AttemptWrite(flow=t.flow, run_id=t.run_id, task_id=t.task_id,
+                                    attempt=max(0, t.attempts - 1), status="crashed", started_at=t.started_at,
+                                    finished_at=now, error_type="SchedulerCrashed",
+                                    error_message=f"the run's scheduler ({who}) died while this task ran",
+                                    traceback="", node=t.node))
     md.write_batch(ops)
     md.set_run_status(origin.flow, origin.run_id, "crashed", error=f"SchedulerCrashed: {message}")
 
