@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 import sys
 
 from keel.errors import UsageError
@@ -90,6 +91,9 @@ def serve(options: ServeOptions) -> None:
     common = dict(host=options.host, port=options.port, limit_concurrency=options.max_concurrency,
                   timeout_graceful_shutdown=_GRACE_SECONDS, access_log=False, log_level="warning",
                   server_header=False)
+    # uvicorn finishes in-flight requests on SIGTERM, then raises the signal again: exit 0 then,
+    # since a requested, graceful stop is a success.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     if options.workers > 1:
         os.environ[_OPTIONS_ENV] = options.to_json()
         uvicorn.run("keel.serve.server:worker_app", factory=True, workers=options.workers, **common)
