@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conftest import HERE, Server, free_port, train
+from serve_testing import HERE, Server, free_port, train
 
 ROW = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
 

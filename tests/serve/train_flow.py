@@ -17,6 +17,10 @@ class Train(FlowSpec):
         x = pd.DataFrame(rng.normal(size=(300, 4)), columns=["a", "b", "c", "d"])
         y = (x.a + 0.5 * x.b - x.c + 0.1 * self.seed > 0).astype(int)
         self.model = LogisticRegression().fit(x, y)
+        from sklearn.preprocessing import StandardScaler
+
+        self.scaler = StandardScaler().fit(x * 10 + 3)           # for --preprocess: a model of scaled rows
+        self.scaled_model = LogisticRegression().fit(self.scaler.transform(x * 10 + 3), y)
         self.next(self.end)
 
     @step
