@@ -204,3 +204,16 @@ def test_project_serve_starts_every_endpoint(store):
         proc.terminate()
         assert proc.wait(timeout=30) == 0
         log.close()
+
+
+def test_past_max_concurrency_requests_get_a_503(slow_store):
+    srv = Server(slow_store, "Slow", "--max-concurrency", "2")
+    try:
+        srv.wait_ready()
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(httpx.post, srv.url + "/predict", json={"instances": [[2.0]]}, timeout=30)
+            _poll(lambda: httpx.get(srv.url + "/health").status_code == 503, 10, "a 503 while the slow request runs")
+            assert pending.result().status_code == 200
+        assert httpx.get(srv.url + "/health").status_code == 200
+    finally:
+        srv.stop()

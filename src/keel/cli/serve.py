@@ -45,7 +45,7 @@ def parse_target(target: str) -> tuple[str, int | None]:
 @click.option("--max-body", default="10MB", show_default=True, help="largest request body")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="server processes")
 @click.option("--max-concurrency", default=256, show_default=True, type=click.IntRange(min=1),
-              help="requests at once; past it: 503")
+              help="connections and requests at once; past it: 503")
 @click.option("--max-batch-size", default=0, show_default=True, type=click.IntRange(min=0),
               help="micro-batch up to this many rows per model call (0: off)")
 @click.option("--max-latency-ms", default=5.0, show_default=True, type=click.FloatRange(min=0),
