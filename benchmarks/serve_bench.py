@@ -205,7 +205,8 @@ def mlflow_server(folder: Path) -> tuple[subprocess.Popen, int, float]:
                        capture_output=True)
     port = free_port()
     mlflow_bin = ML_PYTHON.parent / "mlflow"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"file://{folder}/mlruns"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"file://{folder}/mlruns",
+           "PATH": f"{ML_PYTHON.parent}:{os.environ.get('PATH', '')}"}   # it execs `uvicorn` from PATH
     t = time.perf_counter()
     proc = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
                              "-h", "127.0.0.1", "-p", str(port)], cwd=folder, env=env,
