@@ -26,6 +26,7 @@ def _poll(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_a_newer_successful_run_is_swapped_in_without_a_failed_request(tmp_path):
     home = tmp_path / ".keel"
     train(home)
@@ -163,6 +164,7 @@ def test_micro_batching_answers_each_request_its_own_rows(store):
         srv.stop()
 
 
+@pytest.mark.slow
 def test_workers_serve_from_several_processes(store):
     srv = Server(store, "Train/1", "--workers", "2")
     try:
@@ -175,6 +177,7 @@ def test_workers_serve_from_several_processes(store):
         assert srv.stop() == 0
 
 
+@pytest.mark.slow
 def test_project_serve_starts_every_endpoint(store):
     import os
 
