@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any, Callable
 
 from keel.errors import UsageError
 from keel.serve.follow import ModelSlot
@@ -48,7 +49,7 @@ def check_options(options: ServeOptions) -> None:
         raise UsageError("--max-batch-size and --max-latency-ms must be 0 or more")
 
 
-def _loader(options: ServeOptions):
+def _loader(options: ServeOptions) -> Callable[[int], LoadedModel]:
     def load(run_id: int) -> LoadedModel:
         return load_model(options.flow, run_id, options.artifact, options.preprocess)
     return load
@@ -59,7 +60,7 @@ def make_slot(options: ServeOptions, model: LoadedModel) -> ModelSlot:
     return ModelSlot(model, follow, interval=options.poll_seconds)
 
 
-def worker_app():  # uvicorn's factory for --workers N: each worker process loads its own model
+def worker_app() -> Any:  # uvicorn's factory for --workers N: each worker process loads its own model
     from keel.serve.app import build_app
 
     options = ServeOptions.from_json(os.environ[_OPTIONS_ENV])
