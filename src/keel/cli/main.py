@@ -167,6 +167,10 @@ from keel.cli.tracking import register as _register_tracking  # noqa: E402 - tag
 
 _register_tracking(cli)
 
+from keel.cli.serve import register as _register_serve  # noqa: E402 - serve, project serve
+
+_register_serve(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

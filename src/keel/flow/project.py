@@ -164,13 +164,27 @@ class Job(_Model):
     addons: Annotated[list[str], BeforeValidator(_listify)] = Field(default_factory=list)
 
 
+class Endpoint(_Model):
+    """A Data Endpoint: ``keel project serve`` serves ``artifact`` of ``flow``'s latest successful run."""
+
+    name: str
+    flow: str                                   # the flow's class name, e.g. Train
+    artifact: str = "model"
+    run: StrictInt | None = Field(None, ge=1)   # pin one run; default: follow the latest successful run
+    host: str = "127.0.0.1"
+    port: StrictInt | None = Field(None, ge=1, le=65535)   # default: 8000, 8001, ... in file order
+    preprocess: str | None = None
+
+
 class _Head(_Model):
     name: str
     addons: Annotated[Addons, BeforeValidator(_mapping_or_empty)] = Field(default_factory=Addons)
     jobs: list[Any]
+    endpoints: list[Any] = Field(default_factory=list)
 
 
 _JOB_KEYS = list(Job.model_fields)
+_ENDPOINT_KEYS = list(Endpoint.model_fields)
 _HEAD_KEYS = list(_Head.model_fields)
 
 
@@ -185,6 +199,12 @@ class Project:
     addons: Addons
     lines: dict[str, int] = field(default_factory=dict)        # job -> line of its "- name:" item
     flow_names: dict[str, str] = field(default_factory=dict)   # flow job -> its FlowSpec class name
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)   # file order
+
+    def endpoint_port(self, name: str) -> int:
+        """The endpoint's port: its own, else 8000 + its place in the file."""
+        endpoint = self.endpoints[name]
+        return endpoint.port if endpoint.port is not None else 8000 + list(self.endpoints).index(name)
 
     def line(self, job: str, key: str | None = None) -> int:
         return self.lines.get(f"{job}.{key}", self.lines.get(job, 1)) if key else self.lines.get(job, 1)
@@ -319,7 +339,7 @@ class _Checker:
         self._rules(jobs, names, lines)
         project_name = head.name if head is not None else "?"
         project = Project(name=project_name, path=self.path, root=os.path.dirname(os.path.abspath(self.path)),
-                          jobs=jobs, addons=addons, lines=lines)
+                          jobs=jobs, addons=addons, lines=lines, endpoints=self._endpoints(tree))
         if flow_loader is not None:
             self._flows(project, flow_loader)
         return project
@@ -332,7 +352,7 @@ class _Checker:
             result = _Head.model_validate(_plain(head))
         except ValidationError as exc:
             self._pydantic(exc, tree, None, _HEAD_KEYS)
-        if "jobs" not in tree:
+        if "jobs" not in tree and not tree.get("endpoints"):
             self.add(1, "the project has no jobs: key; add a list of jobs, e.g.\n"
                         "  jobs:\n    - name: ingest\n      entrypoint: python ingest.py")
         name = tree.get("name")
@@ -389,6 +409,44 @@ class _Checker:
         if job.overlap and job.schedule is None:
             self.add(_key_line(item, "overlap"), f"{label}: overlap: applies to scheduled jobs only; add a "
                                                  f"schedule: or remove overlap:")
+
+    # endpoints ----------------------------------------------------------------------------------
+    def _endpoints(self, tree: dict[str, Any]) -> dict[str, Endpoint]:
+        seq = tree.get("endpoints")
+        out: dict[str, Endpoint] = {}
+        if seq is None:
+            return out
+        if not isinstance(seq, list):
+            return out  # reported by _head: endpoints must be a list
+        ports: dict[int, str] = {}
+        for i, item in enumerate(seq):
+            line = _item_line(seq, i)
+            if not isinstance(item, dict):
+                self.add(line, f"endpoint #{i + 1} must be a mapping like {{name: churn, flow: Train, artifact: model}}")
+                continue
+            name = item.get("name")
+            label = f"endpoint {name!r}" if isinstance(name, str) else f"endpoint #{i + 1}"
+            try:
+                endpoint = Endpoint.model_validate(_plain(item))
+            except ValidationError as exc:
+                self._pydantic(exc, item, label, _ENDPOINT_KEYS)
+                continue
+            if not _NAME.match(endpoint.name):
+                self.add(_key_line(item, "name"), f"{label}: an endpoint's name may use only letters, digits, "
+                                                  f"'_' and '-', and start with a letter or '_'")
+            if endpoint.flow.endswith(".py") or "/" in endpoint.flow:
+                self.add(_key_line(item, "flow"), f"{label}: flow: is the flow's class name (e.g. Train), "
+                                                  f"not a file; endpoints serve runs already in the store")
+            if endpoint.name in out:
+                self.add(line, f"endpoint {endpoint.name!r} is defined twice; endpoint names must be unique")
+                continue
+            out[endpoint.name] = endpoint
+            port = endpoint.port if endpoint.port is not None else 8000 + i
+            if port in ports:
+                self.add(_key_line(item, "port") if "port" in item else line,
+                         f"{label}: port {port} is also the port of endpoint {ports[port]!r}; give each its own port:")
+            ports[port] = endpoint.name
+        return out
 
     # rules between jobs -----------------------------------------------------------------------
     def _rules(self, jobs: dict[str, Job], names: list[str], lines: dict[str, int]) -> None:
@@ -492,7 +550,7 @@ def _describe(err: dict[str, Any]) -> str:
 
 def _valid_keys(loc: tuple[Any, ...], top: list[str]) -> list[str]:
     inner = [p for p in loc[:-1] if isinstance(p, str)]
-    model: type[BaseModel] | None = _Head if top is _HEAD_KEYS else Job
+    model: type[BaseModel] | None = _Head if top is _HEAD_KEYS else Endpoint if top is _ENDPOINT_KEYS else Job
     for part in inner:
         fld = model.model_fields.get(part) if model else None
         model = None

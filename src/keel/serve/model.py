@@ -1,0 +1,242 @@
+"""A served model: the artifact loaded from a run, its input signature, and turning rows into inputs.
+
+``load_model`` reads the artifact through the client (``keel.client``), as any reader does.
+``Signature`` is what the model expects per row (feature names and JSON types, or only a
+width); ``rows_to_input`` checks submitted rows against it and builds what the model takes:
+a DataFrame with the feature columns when names are known, else a 2-D float array.
+Every check raises ``BadInput`` naming the field, never the submitted value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.errors import NotFoundError, UsageError
+
+_JSON_TYPES = {"i": "integer", "u": "integer", "f": "number", "b": "boolean"}
+
+
+class BadInput(Exception):
+    """A request the model cannot take; ``field`` is where (``instances[3].age``). Becomes a 4xx."""
+
+    def __init__(self, field: str, message: str, status: int = 422):
+        super().__init__(message)
+        self.field, self.message, self.status = field, message, status
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What one row is: named features with JSON types, or ``width`` unnamed numbers (0: unknown)."""
+
+    names: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()          # per name: "number", "integer", "boolean" or "string"
+    width: int = 0
+
+    @property
+    def known(self) -> bool:
+        return bool(self.names) or self.width > 0
+
+    def row_schema(self) -> dict[str, Any]:
+        """The JSON schema of one instance (what /openapi.json shows clients)."""
+        if self.names:
+            props = {n: {"type": t} for n, t in zip(self.names, self.types)}
+            as_object = {"type": "object", "properties": props, "required": list(self.names),
+                         "additionalProperties": False}
+            as_list = {"type": "array", "items": {"type": "number"}, "minItems": len(self.names),
+                       "maxItems": len(self.names)}
+            if all(t in ("number", "integer") for t in self.types):
+                return {"anyOf": [as_object, as_list]}
+            return as_object
+        if self.width:
+            return {"type": "array", "items": {"type": "number"}, "minItems": self.width, "maxItems": self.width}
+        return {"type": "array", "items": {"type": "number"}, "minItems": 1}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One model, fully loaded, with where it came from. Swapped whole, never changed in place."""
+
+    flow: str
+    run_id: int
+    step: str
+    artifact: str
+    key: str                              # the artifact's content hash
+    model: Any
+    signature: Signature
+    preprocess: Any = None
+    preprocess_key: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run(self) -> str:
+        return f"{self.flow}/{self.run_id}"
+
+    def origin(self) -> dict[str, Any]:
+        return {"run": self.run, "step": self.step, "artifact": self.artifact, "key": self.key}
+
+    def predict(self, x: Any) -> list[Any]:
+        """Predictions for the input ``x`` as JSON-ready values, one per row."""
+        if self.preprocess is not None:
+            x = self.preprocess.transform(x) if hasattr(self.preprocess, "transform") else self.preprocess(x)
+        out = self.model.predict(x) if hasattr(self.model, "predict") else self.model(x)
+        return to_json_list(out)
+
+
+def to_json_list(out: Any) -> list[Any]:
+    if hasattr(out, "tolist"):
+        out = out.tolist()
+    elif hasattr(out, "to_numpy"):
+        out = out.to_numpy().tolist()
+    return list(out)
+
+
+def _find_task(run: Any, artifact: str) -> Any:
+    """The task that holds ``artifact``: the end step's, else the latest step that set it."""
+    end = run.end_task
+    if end is not None and artifact in end.artifacts:
+        return end
+    for step in reversed(run.steps()):
+        for task in step:
+            if artifact in task.artifacts:
+                return task
+    raise NotFoundError(f"run {run.pathspec} has no artifact {artifact!r} in any step; "
+                        f"give the artifact's name with --artifact NAME")
+
+
+def load_model(flow: str, run_id: int | None, artifact: str, preprocess: str | None = None) -> LoadedModel:
+    """Load ``artifact`` of ``flow``'s run ``run_id`` (None: the latest successful run)."""
+    from keel.client.core import Flow, Run
+
+    if run_id is None:
+        run = Flow(flow).latest_successful_run
+        if run is None:
+            raise NotFoundError(f"flow {flow!r} has no successful run to serve; run it first "
+                                f"(keel run FLOW_FILE.py), or check the name with: keel runs")
+    else:
+        run = Run(f"{flow}/{run_id}")
+        if not run.successful:
+            raise NotFoundError(f"run {flow}/{run_id} is {run.status}, not succeeded; serve a successful run "
+                                f"(see keel runs {flow})")
+    task = _find_task(run, artifact)
+    info = task.artifacts[artifact]
+    model = info.data
+    if not (hasattr(model, "predict") or callable(model)):
+        raise UsageError(f"artifact {artifact!r} of {run.pathspec} is a {type(model).__name__}, which has no "
+                         f"predict method and is not callable; serve a model artifact")
+    pre = pre_key = None
+    if preprocess:
+        pre_task = _find_task(run, preprocess)
+        pre_info = pre_task.artifacts[preprocess]
+        pre, pre_key = pre_info.data, pre_info.key
+        if not (hasattr(pre, "transform") or callable(pre)):
+            raise UsageError(f"artifact {preprocess!r} of {run.pathspec} has no transform method and is not "
+                             f"callable; --preprocess names a fitted transformer")
+    example = task.data.input_example if "input_example" in task.artifacts else None
+    signature = infer_signature(pre if pre is not None else model, example)
+    return LoadedModel(flow=flow, run_id=run.id, step=task.step_name, artifact=artifact, key=info.key,
+                       model=model, signature=signature, preprocess=pre, preprocess_key=pre_key)
+
+
+def infer_signature(model: Any, example: Any = None) -> Signature:
+    """Feature names and types from an input example, ``feature_names_in_``, or ``n_features_in_``."""
+    if example is not None:
+        columns = getattr(example, "columns", None)
+        dtypes = getattr(example, "dtypes", None)
+        if columns is not None and dtypes is not None:
+            names = tuple(str(c) for c in columns)
+            return Signature(names=names, types=tuple(_JSON_TYPES.get(dt.kind, "string") for dt in dtypes))
+        shape = getattr(example, "shape", None)
+        if shape is not None and len(shape) == 2:
+            return Signature(width=int(shape[1]))
+    names = getattr(model, "feature_names_in_", None)
+    if names is not None:
+        names = tuple(str(n) for n in names)
+        return Signature(names=names, types=tuple("number" for _ in names))
+    width = getattr(model, "n_features_in_", None)
+    return Signature(width=int(width)) if isinstance(width, int) else Signature()
+
+
+# -- rows to model input ------------------------------------------------------------------------
+
+def _check_value(value: Any, kind: str, where: str) -> None:
+    if kind in ("number", "integer"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadInput(where, f"{where} must be a {kind}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput(where, f"{where} must be a finite number (NaN and infinity are not allowed)")
+        if kind == "integer" and isinstance(value, float) and not value.is_integer():
+            raise BadInput(where, f"{where} must be an integer")
+        if isinstance(value, int) and abs(value) > 2**53:
+            raise BadInput(where, f"{where} is out of range for a number")
+    elif kind == "boolean":
+        if not isinstance(value, bool):
+            raise BadInput(where, f"{where} must be true or false")
+    elif not isinstance(value, str):
+        raise BadInput(where, f"{where} must be a string")
+
+
+def rows_to_input(rows: Any, sig: Signature, where: str = "instances") -> Any:
+    """Check ``rows`` (lists of numbers, or objects of features) and build the model's input."""
+    if not isinstance(rows, list):
+        raise BadInput(where, f"{where} must be a list of rows")
+    if not rows:
+        raise BadInput(where, f"{where} is empty; send at least one row")
+    if sig.names:
+        n = len(sig.names)
+        table: list[list[Any]] = []
+        for i, row in enumerate(rows):
+            at = f"{where}[{i}]"
+            if isinstance(row, dict):
+                missing = [c for c in sig.names if c not in row]
+                if missing:
+                    raise BadInput(f"{at}.{missing[0]}", f"{at} lacks the feature {missing[0]!r}; "
+                                                       f"every row needs: {', '.join(sig.names)}")
+                if len(row) != n:
+                    extra = next(str(k) for k in row if k not in sig.names)
+                    raise BadInput(f"{at}.{extra}", f"{at} has an unknown feature {extra[:64]!r}; "
+                                                    f"the features are: {', '.join(sig.names)}")
+                values = [row[c] for c in sig.names]
+            elif isinstance(row, list):
+                if len(row) != n:
+                    raise BadInput(at, f"{at} has {len(row)} values; the model takes {n} ({', '.join(sig.names)})")
+                values = row
+            else:
+                raise BadInput(at, f"{at} must be a list of {n} values or an object with the features "
+                                   f"{', '.join(sig.names)}")
+            for name, kind, value in zip(sig.names, sig.types, values):
+                _check_value(value, kind, f"{at}.{name}")
+            table.append(values)
+        import pandas as pd
+
+        if all(t == "number" for t in sig.types):   # the common case, and the fast one
+            import numpy as np
+
+            return pd.DataFrame(np.asarray(table, dtype="float64"), columns=list(sig.names))
+        return pd.DataFrame(table, columns=list(sig.names)).astype(
+            {c: ("float64" if t == "number" else "int64" if t == "integer" else "bool" if t == "boolean" else object)
+             for c, t in zip(sig.names, sig.types)})
+    width = sig.width or (len(rows[0]) if isinstance(rows[0], list) else 0)
+    for i, row in enumerate(rows):
+        at = f"{where}[{i}]"
+        if not isinstance(row, list):
+            raise BadInput(at, f"{at} must be a list of {width or 'some'} numbers")
+        if len(row) != width or not row:
+            raise BadInput(at, f"{at} has {len(row)} values; the model takes {width}")
+        for j, value in enumerate(row):
+            _check_value(value, "number", f"{at}[{j}]")
+    import numpy as np
+
+    return np.asarray(rows, dtype="float64")
+
+
+def concat_inputs(parts: list[Any]) -> Any:
+    """One input from several (micro-batching): DataFrames are stacked, arrays concatenated."""
+    if hasattr(parts[0], "columns"):
+        import pandas as pd
+
+        return pd.concat(parts, ignore_index=True)
+    import numpy as np
+
+    return np.concatenate(parts)
