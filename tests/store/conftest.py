@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -62,9 +63,12 @@ def postgres_server() -> Iterator[str]:
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]),
-                       capture_output=True, timeout=120)
-        shutil.rmtree(base, ignore_errors=True)
+        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60",
+                                     "stop"]), capture_output=True, timeout=120)
+        deadline = time.monotonic() + 30   # the server's last processes may still be leaving files
+        while base.exists() and time.monotonic() < deadline:
+            shutil.rmtree(base, ignore_errors=True)
+            time.sleep(0.1)
 
 
 @pytest.fixture
