@@ -162,6 +162,10 @@ from keel.cli.tracking import register as _register_tracking  # noqa: E402 - tag
 
 _register_tracking(cli)
 
+from keel.cli.ui import ui as _ui  # noqa: E402 - keel ui, the dashboard
+
+cli.add_command(_ui)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:
