@@ -298,11 +298,11 @@ async function comparePage(params) {
   const data = await api(`/api/compare?${qs({ runs: runs.join(",") })}`);
   const diffOnly = el("input", { type: "checkbox", checked: params.get("diff") === "1" });
   const table = el("table", { class: "params" });
-  const renderTable = () => table.replaceChildren(
+  const renderTable = () => table.replaceChildren(...[
     el("tr", {}, el("th", { text: "parameter" }), data.runs.map((r) => el("th", {}, el("a", { href: `#/run/${r.pathspec}`, text: r.pathspec })))),
     data.params.filter((p) => !diffOnly.checked || p.differs).map((p) => el("tr", { "data-param": p.name },
       el("td", { text: p.name }), p.values.map((v) => el("td", { class: p.differs ? "differs" : "", text: fmtValue(v) })))),
-    data.metric_names.map((m) => el("tr", {}, el("td", { text: `metrics.${m}` }), data.runs.map((r) => el("td", { class: "num", text: fmtValue(r.metrics[m]) })))));
+    data.metric_names.map((m) => el("tr", {}, el("td", { text: `metrics.${m}` }), data.runs.map((r) => el("td", { class: "num", text: fmtValue(r.metrics[m]) }))))].flat());
   diffOnly.addEventListener("change", renderTable); renderTable();
   const charts = el("div", { class: "charts" });
   const pc = el("canvas", { style: "width:100%;height:260px" });
