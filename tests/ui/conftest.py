@@ -36,6 +36,10 @@ def ui_home(tmp_path_factory):
     store = Store.from_env()
     store.metadata.add_tags("Train", 2, ["baseline"])
     store.metadata.add_comment("Train", 2, "<i>looks good</i>", author="tester")
+    # A project with a schedule that fired once, for the schedules page (keel ui reads ./keel.yaml).
+    (folder / "keel.yaml").write_text("name: weather\njobs:\n  - name: ingest\n    entrypoint: python ingest.py\n"
+                                      "    schedule: \"0 * * * *\"\n")
+    store.metadata.claim_fire("weather", "ingest", 1_700_000_000.0)
     store.metadata.close()
     yield home
     mp.undo()
@@ -51,7 +55,7 @@ def client(ui_home):
 
     store = Store(StoreSettings(home=ui_home, metadata_url=f"sqlite:///{ui_home / 'metadata.db'}",
                                 artifact_url=str(ui_home / "artifacts")))
-    with TestClient(create_app(DashboardData(store))) as c:
+    with TestClient(create_app(DashboardData(store, project_file=str(ui_home.parent / "keel.yaml")))) as c:
         yield c
     store.metadata.close()
 

@@ -173,3 +173,14 @@ def test_keel_ui_refuses_a_public_address_without_a_token():
     assert out.returncode == 2
     assert "without a token: add --token SECRET" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_schedules_show_the_last_and_next_fire_of_each_scheduled_job(client):
+    import time
+
+    data = client.get("/api/schedules").json()
+    assert data["project"] == "weather"
+    [row] = data["rows"]
+    assert row["job"] == "ingest" and row["schedule"] == "0 * * * *"
+    assert row["last_fire"] == 1_700_000_000.0 and row["last_status"] == "started"
+    assert time.time() < row["next_fire"] <= time.time() + 3600

@@ -109,6 +109,7 @@ def test_a_run_page_draws_the_graph_params_artifacts_and_charts(page, ui_server)
     page.goto(ui_server + "/#/run/Train/2")
     page.wait_for_selector("svg.dag g.node[data-step='part']")
     assert page.locator("svg.dag g.node").count() == 4
+    assert "null" not in page.locator("main > div").first.text_content()
     assert page.locator("svg.dag g.node[data-step='part']").get_attribute("data-status") == "succeeded"
     assert "3/3 tasks" in page.locator("svg.dag g.node[data-step='part']").text_content()
     page.wait_for_selector(".chart[data-metric='loss'] canvas")
@@ -147,10 +148,12 @@ def test_selected_runs_are_compared_with_a_shareable_link(page, ui_server):
     assert page.locator("tr[data-param='alpha'] td.differs").all_text_contents() == ["0.2", "0.4"]
 
 
-def test_the_schedules_page_renders(page, ui_server):
+def test_the_schedules_page_lists_the_projects_scheduled_jobs(page, ui_server):
     page.goto(ui_server + "/#/schedules")
-    page.wait_for_selector("h1")
-    assert page.locator("h1").text_content() == "Schedules"
+    page.wait_for_selector("h1:has-text('Schedules of weather')")
+    row = page.locator("main table tr").nth(1)
+    assert row.locator("td").nth(0).text_content() == "ingest"
+    assert row.locator("td").nth(1).text_content() == "0 * * * *"
 
 
 def test_a_live_runs_log_line_appears_within_a_second(page, tmp_path, start_ui):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ __all__ = ["Change", "DashboardData", "RunsPage", "bucket_series"]
 
 _PREVIEW_MAX_BYTES = 64 * 2**20   # artifacts larger than this are described, not loaded
 _LOG_CHUNK = 256 * 1024
+# Loading an artifact may import NumPy, pandas or pyarrow for the first time; two server
+# threads importing pandas at once can see a half-initialised module, so previews take turns.
+_PREVIEW_LOCK = threading.Lock()
 
 
 class NotFound(UsageError):
@@ -233,9 +237,10 @@ class DashboardData:
                 entry["preview"] = {"kind": "text", "text": f"({info['size']} bytes: too large to preview)"}
             else:
                 try:
-                    value = self.store.artifacts.get(ArtifactRef(info["key"], info["serializer"], info["size"]),
-                                                     what=f"artifact {name!r} of {flow}/{run_id}/{task_id}")
-                    entry["preview"] = preview(value)
+                    with _PREVIEW_LOCK:
+                        value = self.store.artifacts.get(ArtifactRef(info["key"], info["serializer"], info["size"]),
+                                                         what=f"artifact {name!r} of {flow}/{run_id}/{task_id}")
+                        entry["preview"] = preview(value)
                 except Exception as exc:   # a preview must never break the page
                     entry["preview"] = {"kind": "text", "text": f"(cannot preview: {type(exc).__name__}: {exc})"}
             out[name] = entry

@@ -171,7 +171,7 @@ async function runPage(flow, id) {
 
   function renderHeader() {
     const tagInput = el("input", { type: "text", placeholder: "add tag", size: 10, "aria-label": "add tag" });
-    header.replaceChildren(
+    header.replaceChildren(...[
       el("h1", {}, `${run.pathspec} `, statusBadge(run.status)),
       el("p", { class: "muted" }, `${run.kind} · started ${fmtTime(run.created)} · ${fmtDuration(run.duration)} · ${run.user || ""}@${run.host || ""}`),
       run.next_command ? el("p", {}, "Failed. Fix it, then: ", el("code", { text: run.next_command })) : null,
@@ -180,7 +180,7 @@ async function runPage(flow, id) {
         el("button", { text: "Tag", onclick: async () => {
           if (!tagInput.value.trim()) return;
           await api(`${path}/tags`, { json: { add: [tagInput.value.trim()] } }); await refresh();
-        } })));
+        } }))].filter(Boolean));
   }
 
   function renderGraph() {
@@ -226,7 +226,8 @@ async function runPage(flow, id) {
       el("h4", { text: "stdout" }), pre, el("h4", { text: "Artifacts" }), arts);
     tasksBox.querySelectorAll("tr[data-task]").forEach((r) => r.classList.toggle("sel", Number(r.dataset.task) === taskId));
     await followLog();
-    const list = await api(`${path}/tasks/${taskId}/artifacts`);
+    let list;
+    try { list = await api(`${path}/tasks/${taskId}/artifacts`); } catch (err) { arts.replaceChildren(el("p", { class: "error", text: err.message })); return; }
     arts.replaceChildren(...Object.entries(list).map(([name, a]) => el("div", { class: "artifact", "data-artifact": name },
       el("b", { text: name }), el("span", { class: "muted", text: ` ${a.serializer}, ${a.size} bytes` }), previewOf(a.preview))));
   }
@@ -245,7 +246,8 @@ async function runPage(flow, id) {
 
   const chartsByName = new Map();
   async function renderCharts() {
-    const names = Object.keys(run.metrics);
+    // The user's metrics first; system metrics (sys.*, sampled per task) after them.
+    const names = Object.keys(run.metrics).sort((a, b) => (a.startsWith("sys.") - b.startsWith("sys.")));
     for (const name of names) {
       if (!chartsByName.has(name)) {
         const chart = new LineChart(name, { onZoom: (lo, hi) => { chart.range = [lo, hi]; loadSeries(name); } });

@@ -102,6 +102,10 @@ export class LineChart {
         pen = true;
       }
       ctx.stroke();
+      if (s.x.length < 30) {            // few points: mark each, so a single one shows
+        ctx.fillStyle = color;
+        for (let j = 0; j < s.x.length; j++) if (typeof ys[j] === "number") ctx.fillRect(X(s.x[j]) - 2, Y(ys[j]) - 2, 4, 4);
+      }
     });
   }
 }
