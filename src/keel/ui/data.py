@@ -114,6 +114,7 @@ class DashboardData:
             store = Store.from_env()
         self.store = store
         self.project_file = project_file
+        self._names: dict[str | None, tuple[float, list[str]]] = {}
 
     @property
     def _md(self) -> Any:
@@ -151,23 +152,20 @@ class DashboardData:
         return RunsPage(rows=rows, total=int(total or 0), offset=offset, limit=limit,
                         param_names=sorted(params), metric_names=list(names))
 
-    def metric_names(self, flow: str | None = None, sample: int = 200) -> list[str]:
-        """The metric names of the newest runs (user metrics first, ``sys.*`` last)."""
-        from keel.tracking.search import last_metrics
-
-        records = self._md.list_runs(flow, limit=sample)
-        found: dict[str, None] = {}
-        for values in last_metrics(self._md, records, self._all_metric_names(records)).values():
-            found.update(dict.fromkeys(values))
-        return sorted(found, key=lambda n: (n.startswith("sys."), n))
-
-    def _all_metric_names(self, records: list[Any]) -> list[str]:
+    def metric_names(self, flow: str | None = None, sample: int = 20, ttl: float = 30.0) -> list[str]:
+        """The metric names of the newest runs (user metrics first, ``sys.*`` last), remembered for
+        ``ttl`` seconds: every page of the runs table asks, and the answer rarely changes."""
         from keel.tracking.search import run_last_values
 
-        names: dict[str, None] = {}
-        for r in records[:20]:
-            names.update(dict.fromkeys(run_last_values(self._md, r.flow, r.run_id)))
-        return list(names)
+        cached = self._names.get(flow)
+        if cached is not None and time.monotonic() - cached[0] < ttl:
+            return cached[1]
+        found: dict[str, None] = {}
+        for r in self._md.list_runs(flow, limit=sample):
+            found.update(dict.fromkeys(run_last_values(self._md, r.flow, r.run_id)))
+        names = sorted(found, key=lambda n: (n.startswith("sys."), n))
+        self._names[flow] = (time.monotonic(), names)
+        return names
 
     def _record(self, flow: str, run_id: int) -> Any:
         record = self._md.get_run(flow, run_id)
