@@ -184,3 +184,12 @@ def test_schedules_show_the_last_and_next_fire_of_each_scheduled_job(client):
     assert row["job"] == "ingest" and row["schedule"] == "0 * * * *"
     assert row["last_fire"] == 1_700_000_000.0 and row["last_status"] == "started"
     assert time.time() < row["next_fire"] <= time.time() + 3600
+
+
+def test_bucketing_keeps_nan_points_as_text_and_short_series_whole():
+    from keel.ui.data import bucket_series
+
+    short = bucket_series([(0, 1.0, 0.0), (1, float("nan"), 0.0)], buckets=10)
+    assert short["x"] == [0.0, 1.0] and short["last"] == [1.0, "nan"]
+    flat = bucket_series([(None, float(i), 0.0) for i in range(10)], buckets=2)
+    assert flat["min"] == [0.0, 5.0] and flat["max"] == [4.0, 9.0] and flat["last"] == [4.0, 9.0]

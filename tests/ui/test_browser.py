@@ -196,3 +196,33 @@ def test_a_live_runs_log_line_appears_within_a_second(page, tmp_path, start_ui):
                 proc.kill()
                 proc.wait()
             stack.close()
+
+
+def test_dragging_across_a_chart_asks_the_server_for_that_range(page, ui_server):
+    page.goto(ui_server + "/#/run/Train/1")
+    page.wait_for_selector(".chart[data-metric='loss'] .legend span")   # the series is drawn...
+    page.wait_for_selector(".artifact")      # ...and the task panel above it has stopped growing
+    canvas = page.locator(".chart[data-metric='loss'] canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] / 2
+    with page.expect_response(lambda r: "/metrics/loss" in r.url and "lo=" in r.url) as zoom:
+        page.mouse.move(box["x"] + box["width"] * 0.4, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, y)
+        page.mouse.up()
+    series = zoom.value.json()
+    lo, hi = series["range"]
+    assert 0 < lo < hi < 1999
+    assert all(lo <= x <= hi for x in series["x"])
+
+
+def test_tags_and_comments_are_added_from_the_run_page(page, ui_server):
+    page.goto(ui_server + "/#/run/Train/4")
+    page.wait_for_selector("svg.dag")
+    page.get_by_label("add tag").fill("promising")
+    page.get_by_role("button", name="Tag", exact=True).click()
+    page.wait_for_selector("main .tag:has-text('promising')")
+    page.get_by_label("comment").fill("<script>not run</script>")
+    page.get_by_role("button", name="Comment").click()
+    page.wait_for_selector(".comment:has-text('<script>not run</script>')")
