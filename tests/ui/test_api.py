@@ -193,3 +193,12 @@ def test_bucketing_keeps_nan_points_as_text_and_short_series_whole():
     assert short["x"] == [0.0, 1.0] and short["last"] == [1.0, "nan"]
     flat = bucket_series([(None, float(i), 0.0) for i in range(10)], buckets=2)
     assert flat["min"] == [0.0, 5.0] and flat["max"] == [4.0, 9.0] and flat["last"] == [4.0, 9.0]
+
+
+def test_system_metrics_are_read_per_task(client):
+    run = client.get("/api/runs/Train/1").json()
+    end = [t for t in run["tasks"] if t["step"] == "end"][0]
+    whole = client.get("/api/runs/Train/1/metrics/sys.peak_rss_mb").json()
+    one = client.get("/api/runs/Train/1/metrics/sys.peak_rss_mb", params={"task": end["id"]}).json()
+    assert one["task"] == end["id"]
+    assert one["count"] == 1 and whole["count"] == len(run["tasks"])   # one peak per task

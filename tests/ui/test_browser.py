@@ -119,6 +119,7 @@ def test_a_run_page_draws_the_graph_params_artifacts_and_charts(page, ui_server)
     page.wait_for_selector(".artifact[data-artifact='weights']")
     assert "shape [3,4]" in page.locator(".artifact[data-artifact='weights']").text_content()
     assert "Oslo" in page.locator(".artifact[data-artifact='table']").text_content()
+    page.wait_for_selector(".system tr[data-sys='sys.peak_rss_mb']")
     page.wait_for_function("document.querySelector('pre.log[data-log]').textContent.includes('hello from start')")
     page.screenshot(path=str(IMG / "run.png"), full_page=True)
 

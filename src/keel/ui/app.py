@@ -120,17 +120,17 @@ def create_app(data: DashboardData | None = None, token: str | None = None) -> A
 
     async def artifacts(request: Request) -> Response:
         try:
-            return await call(data.artifacts, *_run_key(request), _int(request, "task", 0) or
-                              int(request.path_params["task_id"]))
+            return await call(data.artifacts, *_run_key(request), int(request.path_params["task_id"]))
         except KeelError as exc:
             return _error(exc)
 
     async def metric(request: Request) -> Response:
         try:
             flow, run_id = _run_key(request)
+            task = _int(request, "task", 0) or None
             return await call(data.metric_series, flow, run_id, request.path_params["name"],
                               max(1, min(_int(request, "buckets", 400), 5000)), _float(request, "lo"),
-                              _float(request, "hi"))
+                              _float(request, "hi"), task)
         except KeelError as exc:
             return _error(exc)
 

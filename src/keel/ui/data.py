@@ -246,10 +246,14 @@ class DashboardData:
 
     # -- metrics and logs ----------------------------------------------------------------------------
     def metric_series(self, flow: str, run_id: int, name: str, buckets: int = 400,
-                      lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+                      lo: float | None = None, hi: float | None = None, task_id: int | None = None) -> dict[str, Any]:
+        """One metric of a run (or of one of its tasks: system metrics are per task), bucketed."""
         self._record(flow, run_id)
-        points = self._md.run_metrics(flow, run_id, name).get(name, [])
-        return {"run": f"{flow}/{run_id}", "name": name, **bucket_series(points, buckets, lo, hi)}
+        points = self._md.run_metrics(flow, run_id, name, task_id=task_id).get(name, [])
+        return {"run": f"{flow}/{run_id}", "name": name, "task": task_id, **bucket_series(points, buckets, lo, hi)}
+
+    def task_metric_names(self, flow: str, run_id: int, task_id: int) -> list[str]:
+        return list(self._md.run_metrics(flow, run_id, task_id=task_id))
 
     def log(self, flow: str, run_id: int, task_id: int, stream: str = "stdout", offset: int = 0) -> dict[str, Any]:
         """Log text from byte ``offset`` on (at most 256 KB); ``next`` is the offset to ask for next."""

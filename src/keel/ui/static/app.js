@@ -221,15 +221,32 @@ async function runPage(flow, id) {
     const pre = el("pre", { class: "log", "data-log": taskId });
     logState = { taskId, offset: 0, pre };
     const arts = el("div", {}, el("p", { class: "muted", text: "loading artifacts…" }));
+    const system = el("div", { class: "system" });
     taskPanel.replaceChildren(el("h3", { text: `${t.step}/${t.id} ` }, statusBadge(t.status)),
       ...(t.attempt_list || []).filter((a) => a.traceback).map((a) => el("pre", { class: "log", text: a.traceback })),
-      el("h4", { text: "stdout" }), pre, el("h4", { text: "Artifacts" }), arts);
+      el("h4", { text: "stdout" }), pre, el("h4", { text: "System metrics" }), system, el("h4", { text: "Artifacts" }), arts);
+    systemMetrics(taskId, system);
     tasksBox.querySelectorAll("tr[data-task]").forEach((r) => r.classList.toggle("sel", Number(r.dataset.task) === taskId));
     await followLog();
     let list;
     try { list = await api(`${path}/tasks/${taskId}/artifacts`); } catch (err) { arts.replaceChildren(el("p", { class: "error", text: err.message })); return; }
+    if (selectedTask !== taskId) return;     // the user picked another task meanwhile
     arts.replaceChildren(...Object.entries(list).map(([name, a]) => el("div", { class: "artifact", "data-artifact": name },
       el("b", { text: name }), el("span", { class: "muted", text: ` ${a.serializer}, ${a.size} bytes` }), previewOf(a.preview))));
+  }
+
+  async function systemMetrics(taskId, box) {
+    // A compact table of this task's sys.* metrics: last, min and max of each.
+    const names = ["sys.cpu_percent", "sys.rss_mb", "sys.peak_rss_mb", "sys.cpu_time_s"];
+    const rows = [];
+    for (const name of names) {
+      const s = await api(`${path}/metrics/${encodeURIComponent(name)}?${qs({ task: taskId, buckets: 1 })}`).catch(() => null);
+      if (!s || !s.count) continue;
+      rows.push(el("tr", { "data-sys": name }, el("td", { text: name }), el("td", { class: "num", text: fmtValue(s.last[s.last.length - 1]) }),
+        el("td", { class: "num", text: `min ${fmtValue(Math.min(...s.min.filter((v) => typeof v === "number")))}` }),
+        el("td", { class: "num", text: `max ${fmtValue(Math.max(...s.max.filter((v) => typeof v === "number")))}` })));
+    }
+    box.replaceChildren(rows.length ? el("table", { class: "kv" }, rows) : el("p", { class: "muted", text: "none recorded" }));
   }
 
   async function followLog() {
@@ -267,9 +284,11 @@ async function runPage(flow, id) {
 
   async function refresh() { run = await api(path); renderHeader(); renderGraph(); }
 
-  renderHeader(); renderGraph(); await renderCharts();
+  renderHeader(); renderGraph();
+  // Show a task at once (the running one, else the last), unless the user picked one already.
   const first = run.tasks.find((t) => t.status === "running") || run.tasks[run.tasks.length - 1];
-  if (first) selectTask(first.id);
+  if (first && selectedTask === null) selectTask(first.id);
+  await renderCharts();
   api(`${path}/code`).then((code) => {
     codeBox.append(el("pre", { class: "log", text: JSON.stringify(run.environment, null, 2) }),
       ...Object.entries(code.files).map(([name, text]) => el("div", {}, el("b", { text: name }), el("pre", { class: "log", text }))));
