@@ -84,7 +84,7 @@ def wait_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}")
+            raise SystemExit(f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
         try:
             httpx.get(url, timeout=2)
             return
@@ -200,9 +200,10 @@ print(exp)
     port = free_port()
     proc = subprocess.Popen([str(ml_python), "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
                              "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_http(f"http://127.0.0.1:{port}/", proc)
+        # mlflow ui starts uvicorn workers and a job runner: slow on a busy machine.
+        wait_http(f"http://127.0.0.1:{port}/health", proc, seconds=600)
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
@@ -212,8 +213,14 @@ print(exp)
             browser.close()
         return out
     finally:
-        proc.terminate()
-        proc.wait(10)
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)     # its whole process group: workers and job runner too
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def report(r: dict) -> str:
