@@ -171,6 +171,10 @@ from keel.cli.serve import register as _register_serve  # noqa: E402 - serve, pr
 
 _register_serve(cli)
 
+from keel.cli.ui import ui as _ui  # noqa: E402 - keel ui, the dashboard
+
+cli.add_command(_ui)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

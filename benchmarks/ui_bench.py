@@ -1,0 +1,243 @@
+"""The dashboard on a big store: 10,000 runs (50 params, 20 metrics of 10 points each).
+
+    .venv/bin/python benchmarks/ui_bench.py                  # Keel only
+    .venv/bin/python benchmarks/ui_bench.py --mlflow         # and `mlflow ui` on the same runs
+
+Measured, in headless Chromium (Debian's, driven by Playwright) against `keel ui` started as
+a subprocess on a loopback port:
+  * time to first rows: navigation start to the runs table's first row in the DOM
+    (``performance.now()`` in the page), median of 5 fresh page loads;
+  * the list API: p50/p95 of ``GET /api/runs?limit=50`` plain, sorted by a metric, and
+    filtered (``params.p0 > 0.5 and metrics.m0 >= 0.5``), 20 calls each;
+  * a 100,000-point series bucketed to 400 points: p50 of 10 calls;
+  * JavaScript shipped, gzipped.
+With ``--mlflow`` the same runs are written to MLflow 3 (SQLite, through its client: minutes)
+and `mlflow ui` gets the same page-load timing (the first run name in the DOM).
+Seeding is not timed. Results: printed and written to benchmarks/results/ui.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+STATIC = HERE.parent / "src" / "keel" / "ui" / "static"
+CHROMIUM = "/usr/bin/chromium"
+PARAMS, METRICS, POINTS = 50, 20, 10
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed_keel(home: Path, n: int) -> None:
+    """n runs written in bulk (the store's own tables, as benchmarks/tracking_bench.py does)."""
+    os.environ["KEEL_HOME"] = str(home)
+    from keel.store import Store
+    from keel.store.metadata import metrics, params, runs
+
+    md = Store.from_env().metadata
+    now = time.time() - n
+    run_rows, param_rows, metric_rows = [], [], []
+    for i in range(1, n + 1):
+        created = now + i
+        run_rows.append({"flow": "Bench", "run_id": i, "kind": "flow", "status": "succeeded", "created_at": created,
+                         "finished_at": created + 1 + i % 7, "heartbeat_at": created, "environment": "{}"})
+        for p in range(PARAMS):
+            v = ((i * 7919 + p * 104729) % 1000) / 1000
+            param_rows.append({"flow": "Bench", "run_id": i, "name": f"p{p}", "value": json.dumps(v), "num": v})
+        for m in range(METRICS):
+            for step in range(POINTS):
+                metric_rows.append({"flow": "Bench", "run_id": i, "task_id": 1, "name": f"m{m}", "step": step,
+                                    "value": ((i * 31 + m * 17 + step) % 100) / 100, "ts": created + step})
+    with md._write() as conn:
+        conn.execute(runs.insert(), run_rows)
+        conn.execute(params.insert(), param_rows)
+        for k in range(0, len(metric_rows), 50_000):
+            conn.execute(metrics.insert(), metric_rows[k:k + 50_000])
+        long = [{"flow": "Bench", "run_id": n, "task_id": 1, "name": "long", "step": s, "value": (s % 977) / 977,
+                 "ts": now + s} for s in range(100_000)]
+        conn.execute(metrics.insert(), long)
+    md.close()
+
+
+def wait_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"no answer at {url} within {seconds} s")
+
+
+def first_rows_ms(browser, url: str, selector_js: str, repeat: int = 5) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url, wait_until="commit")
+        ms = page.wait_for_function(f"() => ({selector_js}) ? performance.now() : false", timeout=120_000,
+                                    polling="raf").json_value()
+        out.append(ms)
+        page.close()
+    return out
+
+
+def api_timings(base: str) -> dict:
+    import httpx
+
+    cases = {"list": {}, "sorted": {"sort": "-metrics.m0"},
+             "filtered": {"where": "params.p0 > 0.5 and metrics.m0 >= 0.5", "sort": "-metrics.m1"}}
+    out = {}
+    with httpx.Client(base_url=base, timeout=60) as c:
+        for name, q in cases.items():
+            times = []
+            for _ in range(20):
+                t = time.perf_counter()
+                c.get("/api/runs", params={"limit": 50, **q}).raise_for_status()
+                times.append((time.perf_counter() - t) * 1000)
+            times.sort()
+            out[name] = {"p50_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95) - 1]}
+        times = []
+        for _ in range(10):
+            t = time.perf_counter()
+            c.get(f"/api/runs/Bench/{RUNS}/metrics/long", params={"buckets": 400}).raise_for_status()
+            times.append((time.perf_counter() - t) * 1000)
+        out["series_100k_p50_ms"] = statistics.median(times)
+    return out
+
+
+RUNS = 10_000
+
+
+def main() -> None:
+    global RUNS
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--mlflow", action="store_true", help="also time `mlflow ui` (needs benchmarks/.venv-mlflow)")
+    args = parser.parse_args()
+    RUNS = args.runs
+    from playwright.sync_api import sync_playwright
+
+    js = b"".join(p.read_bytes() for p in sorted(STATIC.glob("*.js")))
+    results: dict = {"runs": RUNS, "machine": f"{os.cpu_count()} cores", "js_bytes": len(js),
+                     "js_gzip_bytes": len(gzip.compress(js))}
+    with tempfile.TemporaryDirectory(prefix="keel-ui-bench-") as folder:
+        home = Path(folder) / ".keel"
+        log(f"seeding {RUNS:,} runs ...")
+        seed_keel(home, RUNS)
+        port = free_port()
+        env = {**os.environ, "KEEL_HOME": str(home)}
+        proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "ui", "--port", str(port)], env=env,
+                                cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(base + "/api/runs?limit=1", proc)
+            log("API timings ...")
+            results["api"] = api_timings(base)
+            log("first rows in Chromium ...")
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM,
+                                            args=["--headless=new", "--no-sandbox", "--disable-gpu"])
+                results["keel_first_rows_ms"] = first_rows_ms(
+                    browser, base + "/#/runs", "document.querySelector('table.runs tbody tr')")
+                browser.close()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        if args.mlflow:
+            results["mlflow_first_rows_ms"] = mlflow_first_rows(Path(folder))
+    table = report(results)
+    print(table)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ui.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / "ui.md").write_text(table + "\n")
+
+
+def mlflow_first_rows(folder: Path) -> list[float]:
+    """The same runs (params and last metric values) in MLflow, then `mlflow ui`'s runs page."""
+    ml_python = HERE / ".venv-mlflow" / "bin" / "python"
+    if not ml_python.exists():
+        raise SystemExit("run benchmarks/tracking_bench.py once first: it creates benchmarks/.venv-mlflow")
+    seed = f'''
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+mlflow.set_tracking_uri("sqlite:///{folder}/mlflow.db")
+exp = mlflow.set_experiment("bench").experiment_id
+c = MlflowClient()
+for i in range(1, {RUNS} + 1):
+    r = c.create_run(exp, run_name=f"bench-{{i:05d}}")
+    c.log_batch(r.info.run_id, params=[Param(f"p{{p}}", str(((i * 7919 + p * 104729) % 1000) / 1000)) for p in range({PARAMS})],
+                metrics=[Metric(f"m{{m}}", ((i * 31 + m * 17) % 100) / 100, 0, 0) for m in range({METRICS})])
+    c.set_terminated(r.info.run_id)
+print(exp)
+'''
+    log(f"seeding MLflow with {RUNS:,} runs (minutes) ...")
+    exp = subprocess.run([str(ml_python), "-c", seed], capture_output=True, text=True, check=True).stdout.split()[-1]
+    port = free_port()
+    proc = subprocess.Popen([str(ml_python), "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+                             "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        # mlflow ui starts uvicorn workers and a job runner: slow on a busy machine.
+        wait_http(f"http://127.0.0.1:{port}/health", proc, seconds=600)
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless=new", "--no-sandbox", "--disable-gpu"])
+            out = first_rows_ms(browser, f"http://127.0.0.1:{port}/#/experiments/{exp}",
+                                "document.body && document.body.innerText.includes('bench-')")
+            browser.close()
+        return out
+    finally:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)     # its whole process group: workers and job runner too
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def report(r: dict) -> str:
+    k = statistics.median(r["keel_first_rows_ms"])
+    lines = ["| case | Keel | mlflow ui | ratio |", "|---|---|---|---|"]
+    if "mlflow_first_rows_ms" in r:
+        m = statistics.median(r["mlflow_first_rows_ms"])
+        lines.append(f"| runs page of {r['runs']:,} runs: first rows painted (median of 5) | {k:.0f} ms | {m:.0f} ms | {m / k:.1f}x |")
+    else:
+        lines.append(f"| runs page of {r['runs']:,} runs: first rows painted (median of 5) | {k:.0f} ms | not run | |")
+    for name, v in r["api"].items():
+        if isinstance(v, dict):
+            lines.append(f"| GET /api/runs?limit=50 ({name}) p50 / p95 | {v['p50_ms']:.0f} / {v['p95_ms']:.0f} ms | | |")
+    lines.append(f"| a 100,000-point series bucketed to 400 (p50) | {r['api']['series_100k_p50_ms']:.0f} ms | | |")
+    lines.append(f"| JavaScript shipped (gzipped) | {r['js_gzip_bytes'] / 1024:.1f} KB | | |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

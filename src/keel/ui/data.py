@@ -1,0 +1,407 @@
+"""Everything the dashboard reads or writes, in one place: the seam between ``keel ui`` and the store.
+
+The web layer (:mod:`keel.ui.app`) never opens the store itself; it calls these functions,
+which use the store's public methods and :mod:`keel.tracking.search` (the query API). When
+the store grows a consolidated query API or an event log, only this module changes:
+:func:`changes_since` is the one place that answers "what changed since cursor X".
+
+Values returned here are JSON-ready (dicts, lists, numbers, strings) so the web layer only
+serialises them; frozen dataclasses carry the few records with behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from keel.errors import UsageError
+
+__all__ = ["Change", "DashboardData", "RunsPage", "bucket_series"]
+
+_PREVIEW_MAX_BYTES = 64 * 2**20   # artifacts larger than this are described, not loaded
+_LOG_CHUNK = 256 * 1024
+# Loading an artifact may import NumPy, pandas or pyarrow for the first time; two server
+# threads importing pandas at once can see a half-initialised module, so previews take turns.
+_PREVIEW_LOCK = threading.Lock()
+
+
+class NotFound(UsageError):
+    """A run, task or artifact the dashboard was asked for does not exist (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """One page of the runs table: rows, the total that match, and the columns they carry."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    offset: int
+    limit: int
+    param_names: list[str]
+    metric_names: list[str]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What :func:`DashboardData.changes_since` found: the new cursor and what moved ("runs",
+    "run", "logs", "metrics"); an empty ``kinds`` means nothing changed."""
+
+    cursor: str
+    kinds: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _status_of(record: Any) -> str:
+    return record.effective_status
+
+
+def _duration(record: Any) -> float | None:
+    end = record.finished_at or (time.time() if record.status == "running" else None)
+    return None if end is None else max(0.0, end - record.created_at)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def bucket_series(points: list[tuple[Any, float, float]], buckets: int, lo: float | None = None,
+                  hi: float | None = None) -> dict[str, Any]:
+    """Reduce a metric series to ``buckets`` buckets along its x axis (the logged step, or the
+    point's index when no step was given), keeping min, max and last of each bucket, so that a
+    100,000-point series costs the browser what a few hundred do. ``lo``/``hi`` zoom: only
+    points with lo <= x <= hi count, and the buckets span that range."""
+    xs = [float(p[0]) if p[0] is not None else float(i) for i, p in enumerate(points)]
+    pairs = [(x, p[1]) for x, p in zip(xs, points) if (lo is None or x >= lo) and (hi is None or x <= hi)]
+    if not pairs:
+        return {"x": [], "min": [], "max": [], "last": [], "count": 0, "range": [lo, hi]}
+    x0 = min(x for x, _ in pairs) if lo is None else lo
+    x1 = max(x for x, _ in pairs) if hi is None else hi
+    buckets = max(1, int(buckets))
+    if len(pairs) <= buckets:
+        values = [_finite(v) for _, v in pairs]
+        return {"x": [x for x, _ in pairs], "min": values, "max": values, "last": values,
+                "count": len(pairs), "range": [x0, x1]}
+    width = (x1 - x0) / buckets or 1.0
+    out: dict[int, list[float]] = {}
+    for x, v in pairs:
+        b = min(buckets - 1, int((x - x0) / width))
+        slot = out.get(b)
+        if slot is None:
+            out[b] = [x, v, v, v]
+        else:
+            slot[0] = x
+            slot[1] = min(slot[1], v)
+            slot[2] = max(slot[2], v)
+            slot[3] = v
+    keys = sorted(out)
+    return {"x": [out[k][0] for k in keys], "min": [_finite(out[k][1]) for k in keys],
+            "max": [_finite(out[k][2]) for k in keys], "last": [_finite(out[k][3]) for k in keys],
+            "count": len(pairs), "range": [x0, x1]}
+
+
+class DashboardData:
+    """The dashboard's view of one store (``Store.from_env()`` unless given)."""
+
+    def __init__(self, store: Any = None, project_file: str | None = None):
+        if store is None:
+            from keel.store import Store
+
+            store = Store.from_env()
+        self.store = store
+        self.project_file = project_file
+        self._names: dict[str | None, tuple[float, list[str]]] = {}
+
+    @property
+    def _md(self) -> Any:
+        return self.store.metadata
+
+    # -- runs ------------------------------------------------------------------------------------
+    def runs(self, where: str | None = None, sort: str | None = None, limit: int = 50, offset: int = 0,
+             flow: str | None = None, metrics: list[str] | None = None) -> RunsPage:
+        """A page of runs matching ``where`` (the ``--where`` language), sorted by ``sort``.
+        A bad query raises :class:`keel.errors.QueryError` (its ``column`` points at the problem)."""
+        import sqlalchemy as sa
+
+        from keel.tracking.query import Query
+        from keel.tracking.search import last_metrics, search_runs
+
+        limit = max(1, min(int(limit), 1000))
+        offset = max(0, int(offset))
+        query = Query(where, sort)
+        records = search_runs(self._md, flow, limit=limit, offset=offset, query=query)
+        with self._md.engine.connect() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(query.select(flow).subquery())).scalar()
+        names = self.metric_names(flow) if metrics is None else metrics
+        last = last_metrics(self._md, records, names)
+        params: dict[str, None] = {}
+        rows = []
+        for r in records:
+            params.update(dict.fromkeys(r.params))
+            rows.append({
+                "flow": r.flow, "id": r.run_id, "pathspec": r.pathspec, "kind": r.kind,
+                "status": _status_of(r), "created": r.created_at, "finished": r.finished_at,
+                "duration": _duration(r), "user": r.user, "tags": list(r.tags),
+                "params": {k: _finite(v) for k, v in r.params.items()},
+                "metrics": {k: _finite(v) for k, v in last.get((r.flow, r.run_id), {}).items()},
+            })
+        return RunsPage(rows=rows, total=int(total or 0), offset=offset, limit=limit,
+                        param_names=sorted(params), metric_names=list(names))
+
+    def metric_names(self, flow: str | None = None, sample: int = 20, ttl: float = 30.0) -> list[str]:
+        """The metric names of the newest runs (user metrics first, ``sys.*`` last), remembered for
+        ``ttl`` seconds: every page of the runs table asks, and the answer rarely changes."""
+        from keel.tracking.search import run_last_values
+
+        cached = self._names.get(flow)
+        if cached is not None and time.monotonic() - cached[0] < ttl:
+            return cached[1]
+        found: dict[str, None] = {}
+        for r in self._md.list_runs(flow, limit=sample):
+            found.update(dict.fromkeys(run_last_values(self._md, r.flow, r.run_id)))
+        names = sorted(found, key=lambda n: (n.startswith("sys."), n))
+        self._names[flow] = (time.monotonic(), names)
+        return names
+
+    def _record(self, flow: str, run_id: int) -> Any:
+        record = self._md.get_run(flow, run_id)
+        if record is None:
+            raise NotFound(f"there is no run {flow}/{run_id}; `keel runs {flow}` lists its runs")
+        return record
+
+    def run(self, flow: str, run_id: int) -> dict[str, Any]:
+        """One run: its record, steps, tasks (with attempts, reuse), comments and last metrics."""
+        from keel.tracking.search import run_last_values
+
+        r = self._record(flow, run_id)
+        attempts: dict[int, list[dict[str, Any]]] = {}
+        for a in self._md.list_attempts(flow, run_id):
+            attempts.setdefault(a["task_id"], []).append({
+                "attempt": a["attempt"], "status": a["status"], "started": a["started_at"],
+                "finished": a["finished_at"], "error_type": a["error_type"], "error": a["error_message"],
+                "traceback": a["traceback"]})
+        tasks = []
+        for t in self._md.list_tasks(flow, run_id):
+            origin = f"{flow}/{t.origin_run_id}/{t.step}/{t.origin_task_id}" if t.origin_run_id else None
+            tasks.append({"id": t.task_id, "step": t.step, "status": t.status, "attempts": t.attempts,
+                          "created": t.created_at, "started": t.started_at, "finished": t.finished_at,
+                          "parents": t.parents, "foreach": t.foreach, "reused": t.origin_run_id is not None,
+                          "origin": origin, "attempt_list": attempts.get(t.task_id, [])})
+        env = dict(r.environment)
+        status = _status_of(r)
+        return {
+            "flow": r.flow, "id": r.run_id, "pathspec": r.pathspec, "kind": r.kind, "status": status,
+            "created": r.created_at, "finished": r.finished_at, "duration": _duration(r), "user": r.user,
+            "host": r.hostname, "error": r.error, "origin_run": r.origin_run_id, "params": r.params,
+            "tags": list(r.tags), "environment": env, "code_hash": r.code_hash,
+            "steps": [{"name": s["step"], "status": s.get("status")} for s in self._md.list_steps(flow, run_id)],
+            "tasks": tasks, "comments": self._md.list_comments(flow, run_id),
+            "metrics": {k: _finite(v) for k, v in run_last_values(self._md, flow, run_id).items()},
+            "next_command": f"keel resume {r.pathspec}" if status in ("failed", "crashed") else None,
+        }
+
+    def code(self, flow: str, run_id: int) -> dict[str, Any]:
+        """The run's code snapshot: file name -> text (files over 200 KB are left out)."""
+        from keel.tracking.snapshot import load_manifest
+
+        r = self._record(flow, run_id)
+        snap = r.environment.get("snapshot") or {}
+        key = snap.get("key") if isinstance(snap, dict) else snap
+        if not key:
+            return {"files": {}, "note": "this run has no code snapshot"}
+        manifest = load_manifest(self.store, key)
+        files: dict[str, str] = {}
+        for rel, info in sorted((manifest.get("files") or {}).items()):
+            if info.get("size", 0) > 200_000:
+                files[rel] = f"({info.get('size')} bytes, not shown)"
+                continue
+            files[rel] = self.store.artifacts.get_bytes(info["key"], what=f"snapshot file {rel}").decode("utf-8", "replace")
+        return {"files": files, "entry": manifest.get("entry")}
+
+    def artifacts(self, flow: str, run_id: int, task_id: int) -> dict[str, Any]:
+        """A task's artifacts with a preview of each (arrays: shape, dtype, head; tables: first rows)."""
+        from keel.store.artifacts import ArtifactRef
+
+        if self._md.get_task(flow, run_id, task_id) is None:
+            raise NotFound(f"run {flow}/{run_id} has no task {task_id}")
+        out = {}
+        for name, info in self._md.task_artifacts(flow, run_id, task_id).items():
+            entry = {"serializer": info["serializer"], "size": info["size"], "own": bool(info["own"])}
+            if info["size"] > _PREVIEW_MAX_BYTES:
+                entry["preview"] = {"kind": "text", "text": f"({info['size']} bytes: too large to preview)"}
+            else:
+                try:
+                    with _PREVIEW_LOCK:
+                        value = self.store.artifacts.get(ArtifactRef(info["key"], info["serializer"], info["size"]),
+                                                         what=f"artifact {name!r} of {flow}/{run_id}/{task_id}")
+                        entry["preview"] = preview(value)
+                except Exception as exc:   # a preview must never break the page
+                    entry["preview"] = {"kind": "text", "text": f"(cannot preview: {type(exc).__name__}: {exc})"}
+            out[name] = entry
+        return out
+
+    # -- metrics and logs ----------------------------------------------------------------------------
+    def metric_series(self, flow: str, run_id: int, name: str, buckets: int = 400,
+                      lo: float | None = None, hi: float | None = None, task_id: int | None = None) -> dict[str, Any]:
+        """One metric of a run (or of one of its tasks: system metrics are per task), bucketed."""
+        self._record(flow, run_id)
+        points = self._md.run_metrics(flow, run_id, name, task_id=task_id).get(name, [])
+        return {"run": f"{flow}/{run_id}", "name": name, "task": task_id, **bucket_series(points, buckets, lo, hi)}
+
+    def task_metric_names(self, flow: str, run_id: int, task_id: int) -> list[str]:
+        return list(self._md.run_metrics(flow, run_id, task_id=task_id))
+
+    def log(self, flow: str, run_id: int, task_id: int, stream: str = "stdout", offset: int = 0) -> dict[str, Any]:
+        """Log text from byte ``offset`` on (at most 256 KB); ``next`` is the offset to ask for next."""
+        if stream not in ("stdout", "stderr"):
+            raise UsageError(f"stream must be stdout or stderr, not {stream!r}")
+        task = self._md.get_task(flow, run_id, task_id)
+        if task is None:
+            raise NotFound(f"run {flow}/{run_id} has no task {task_id}")
+        path = self.store.logs.path(flow, run_id, task.step, task_id, stream)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(0, offset))
+                data = fh.read(_LOG_CHUNK)
+        except FileNotFoundError:
+            data = b""
+        return {"text": data.decode("utf-8", "replace"), "offset": offset, "next": offset + len(data),
+                "done": task.status not in ("running", "pending")}
+
+    # -- tags and comments ---------------------------------------------------------------------------
+    def add_tags(self, flow: str, run_id: int, tags: list[str]) -> list[str]:
+        self._record(flow, run_id)
+        clean = [t.strip() for t in tags if t and t.strip()]
+        if not clean:
+            raise UsageError("give at least one non-empty tag")
+        self._md.add_tags(flow, run_id, clean)
+        return list(self._record(flow, run_id).tags)
+
+    def remove_tags(self, flow: str, run_id: int, tags: list[str]) -> list[str]:
+        self._md.remove_tags(flow, run_id, tags)
+        return list(self._record(flow, run_id).tags)
+
+    def add_comment(self, flow: str, run_id: int, text: str) -> dict[str, Any]:
+        self._record(flow, run_id)
+        if not text or not text.strip():
+            raise UsageError("a comment needs some text")
+        return self._md.add_comment(flow, run_id, text)
+
+    # -- compare and schedules -------------------------------------------------------------------------
+    def compare(self, pathspecs: list[str], buckets: int = 300) -> dict[str, Any]:
+        """N runs side by side: every parameter (``differs`` when values disagree), last metrics,
+        and each metric's bucketed series per run, for overlaid charts."""
+        from keel.tracking.search import run_last_values
+
+        if not pathspecs:
+            raise UsageError("compare needs at least one run, e.g. ?runs=Train/1,Train/2")
+        if len(pathspecs) > 100:
+            raise UsageError(f"compare takes at most 100 runs, not {len(pathspecs)}")
+        runs = []
+        for spec in pathspecs:
+            flow, run_id = parse_pathspec(spec)
+            r = self._record(flow, run_id)
+            runs.append({"pathspec": r.pathspec, "status": _status_of(r), "params": r.params,
+                         "metrics": {k: _finite(v) for k, v in run_last_values(self._md, flow, run_id).items()}})
+        names = sorted({p for r in runs for p in r["params"]})
+        params = [{"name": n, "values": [r["params"].get(n) for r in runs],
+                   "differs": len({repr(r["params"].get(n)) for r in runs}) > 1} for n in names]
+        metric_names = list(dict.fromkeys(m for r in runs for m in r["metrics"] if not m.startswith("sys.")))
+        series = {m: [self.metric_series(*parse_pathspec(r["pathspec"]), m, buckets) for r in runs]
+                  for m in metric_names[:12]}
+        return {"runs": runs, "params": params, "metric_names": metric_names, "series": series}
+
+    def schedules(self) -> dict[str, Any]:
+        """The project's scheduled jobs with last and next fire (when ``keel ui -f keel.yaml`` named one)."""
+        if not self.project_file:
+            return {"project": None, "rows": []}
+        from keel.flow.project import load_project
+        from keel.schedule.cron import schedule_rows
+
+        project = load_project(self.project_file)
+        rows = [{"job": s.job, "schedule": s.schedule, "last_fire": s.last_fire, "last_status": s.last_status,
+                 "last_run": s.last_run, "next_fire": s.next_fire, "jobs": s.jobs}
+                for s in schedule_rows(project, self.store)]
+        return {"project": project.name, "rows": rows}
+
+    # -- live feed -----------------------------------------------------------------------------------
+    def changes_since(self, cursor: str | None, run: tuple[str, int] | None = None) -> Change:
+        """What changed since ``cursor`` (None: the first look). Today the cursor is a digest of a
+        cheap signature of the store (run count, running runs, and for a watched run its tasks,
+        metric count and log sizes); once the store keeps an event log, this becomes a read of the
+        events after the cursor, and nothing else in ``keel.ui`` changes."""
+        parts = {"runs": self._runs_signature()}
+        if run is not None:
+            parts["run"], parts["logs"], parts["metrics"] = self._run_signature(*run)
+        digests = {k: hashlib.blake2b(repr(v).encode(), digest_size=6).hexdigest() for k, v in parts.items()}
+        new = ".".join(f"{k}:{d}" for k, d in sorted(digests.items()))
+        if cursor is None or cursor == new:
+            return Change(cursor=new)
+        old = dict(item.split(":", 1) for item in cursor.split(".") if ":" in item)
+        return Change(cursor=new, kinds=tuple(k for k, d in sorted(digests.items()) if old.get(k) != d))
+
+    def _runs_signature(self) -> Any:
+        newest = self._md.list_runs(limit=20)
+        return [(r.flow, r.run_id, r.status, r.finished_at, len(r.tags)) for r in newest]
+
+    def _run_signature(self, flow: str, run_id: int) -> tuple[Any, Any, Any]:
+        r = self._md.get_run(flow, run_id)
+        if r is None:
+            return None, None, None
+        tasks = self._md.list_tasks(flow, run_id)
+        run_sig = (r.status, r.finished_at, tuple(r.tags), [(t.task_id, t.status, t.attempts) for t in tasks],
+                   len(self._md.list_comments(flow, run_id)))
+        sizes = []
+        for t in tasks:
+            if t.status == "running" or t.finished_at is None or t.finished_at > time.time() - 5:
+                for stream in ("stdout", "stderr"):
+                    try:
+                        sizes.append(self.store.logs.path(flow, run_id, t.step, t.task_id, stream).stat().st_size)
+                    except OSError:
+                        sizes.append(-1)
+        from keel.tracking.search import run_last_values
+
+        return run_sig, sizes, run_last_values(self._md, flow, run_id) if r.status == "running" else r.finished_at
+
+
+def parse_pathspec(spec: str) -> tuple[str, int]:
+    flow, _, run = spec.strip().strip("/").partition("/")
+    if not flow or not run.isdigit():
+        raise UsageError(f"{spec!r} is not a run: write FLOW/RUN_ID, e.g. Train/3")
+    return flow, int(run)
+
+
+def preview(value: Any, rows: int = 10) -> dict[str, Any]:
+    """A small JSON picture of an artifact's value."""
+    mod = type(value).__module__.split(".")[0]
+    if mod == "numpy" and hasattr(value, "shape"):
+        import numpy as np
+
+        head = value[:rows] if value.ndim else value
+        if head.ndim > 1:
+            head = head[..., :20] if head.ndim == 2 else head.reshape(head.shape[0], -1)[:, :20]
+        return {"kind": "array", "shape": list(value.shape), "dtype": str(value.dtype),
+                "head": np.asarray(head).tolist() if value.dtype.kind in "biufcb" else [repr(x) for x in np.ravel(head)[:rows]]}
+    if mod == "pandas" and hasattr(value, "columns"):
+        head = value.head(rows)
+        return {"kind": "table", "columns": [str(c) for c in head.columns], "rows_total": int(len(value)),
+                "rows": [[_cell(v) for v in row] for row in head.itertuples(index=False, name=None)]}
+    if mod == "pyarrow" and hasattr(value, "schema") and hasattr(value, "slice"):
+        head = value.slice(0, rows).to_pylist()
+        cols = list(value.schema.names)
+        return {"kind": "table", "columns": cols, "rows_total": value.num_rows,
+                "rows": [[_cell(r.get(c)) for c in cols] for r in head]}
+    text = repr(value)
+    return {"kind": "text", "type": type(value).__name__, "text": text[:2000] + ("…" if len(text) > 2000 else "")}
+
+
+def _cell(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return _finite(v)
+    return str(v)
