@@ -162,6 +162,10 @@ from keel.cli.tracking import register as _register_tracking  # noqa: E402 - tag
 
 _register_tracking(cli)
 
+from keel.cli.queue import register as _register_queue  # noqa: E402 - keel queue list|peek|purge
+
+_register_queue(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

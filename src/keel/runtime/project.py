@@ -340,6 +340,12 @@ class ProjectRunner:
             "KEEL_PROJECT": self.project.name, "KEEL_PROJECT_RUN": f"{self.project.name}/{self.run_id}",
             "KEEL_JOB": inst.job, "KEEL_INSTANCE": str(inst.index), "KEEL_INSTANCES": str(inst.count),
         })
+        queue = self.project.addons.queue
+        if queue is not None and "queue" in job.addons:  # current.queue(...) reads these
+            env.update({"KEEL_QUEUE_VISIBILITY_TIMEOUT": str(queue.visibility_timeout),
+                        "KEEL_QUEUE_MAX_DELIVERIES": str(queue.max_deliveries)})
+            if queue.url:
+                env["KEEL_QUEUE_URL"] = queue.url
         if job.flow is None:  # a script: `current` activates itself from these
             env.update({
                 "KEEL_FLOW_NAME": self.project.name, "KEEL_RUN_ID": str(self.run_id), "KEEL_STEP_NAME": inst.job,
