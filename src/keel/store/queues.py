@@ -28,7 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
 
 DEAD_SUFFIX = ".dead"
 
@@ -82,8 +82,10 @@ class QueueBackend(Protocol):
     def put(self, queue: str, messages: list[NewMessage]) -> int:
         """Add messages; a message whose key was used before is skipped. Returns how many were added."""
 
-    def reserve(self, queue: str, lease_s: float, max_deliveries: int) -> Delivery | None:
-        """The next visible message (highest priority, then oldest), leased for ``lease_s``."""
+    def reserve(self, queue: str, lease_s: float, max_deliveries: int,
+                acks: Sequence[Delivery] = ()) -> Delivery | None:
+        """The next visible message (highest priority, then oldest), leased for ``lease_s``;
+        ``acks`` are acknowledged first, in the same transaction (a consumer's loop costs one)."""
 
     def ack(self, delivery: Delivery) -> bool:
         """The message is done: remove it. False when the lease was lost meanwhile."""
@@ -153,7 +155,10 @@ class MemoryQueueBackend:
             self._msgs.setdefault(queue, {})
             return sum(self._add(queue, m, now) for m in messages)
 
-    def reserve(self, queue: str, lease_s: float, max_deliveries: int) -> Delivery | None:
+    def reserve(self, queue: str, lease_s: float, max_deliveries: int,
+                acks: Sequence[Delivery] = ()) -> Delivery | None:
+        for done in acks:
+            self.ack(done)
         now = time.time()
         with self._lock:
             msgs = self._msgs.get(queue, {})
@@ -297,8 +302,12 @@ class SqliteQueueBackend:
                 added += 1
         return added
 
-    def reserve(self, queue: str, lease_s: float, max_deliveries: int) -> Delivery | None:
+    def reserve(self, queue: str, lease_s: float, max_deliveries: int,
+                acks: Sequence[Delivery] = ()) -> Delivery | None:
         with self._write() as db:
+            if acks:
+                db.executemany("DELETE FROM queue_messages WHERE id = ? AND token = ?",
+                               [(int(d.id), d.token) for d in acks])
             while True:
                 now = time.time()
                 row = db.execute("SELECT id, body, deliveries, enqueued_at FROM queue_messages "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 from keel.store.queues import DEAD_SUFFIX, Delivery, NewMessage, QueueStats
 
@@ -66,6 +66,12 @@ _RESERVE = _LIB + """
 local name, now, consumer = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local idle_ms, max_deliveries = tonumber(ARGV[4]), tonumber(ARGV[5])
 local p = 'keel:q:' .. name
+for i = 6, #ARGV, 2 do  -- acks first: stream, id
+  if owned(ARGV[i], ARGV[i + 1], consumer) then
+    redis.call('XACK', ARGV[i], 'keel', ARGV[i + 1])
+    redis.call('XDEL', ARGV[i], ARGV[i + 1])
+  end
+end
 local due = redis.call('ZRANGEBYSCORE', p .. ':delayed', '-inf', now, 'LIMIT', 0, 100)
 for _, m in ipairs(due) do
   local prio, enq, body = cmsgpack.unpack(m)
@@ -208,8 +214,12 @@ class RedisQueueBackend:
             args += [int(m.priority), float(m.delay), m.key or "", m.body]
         return int(self._run("put", [], args))
 
-    def reserve(self, queue: str, lease_s: float, max_deliveries: int) -> Delivery | None:
-        got = self._run("reserve", [], [queue, time.time(), self.consumer, int(lease_s * 1000), max_deliveries])
+    def reserve(self, queue: str, lease_s: float, max_deliveries: int,
+                acks: Sequence[Delivery] = ()) -> Delivery | None:
+        args: list[Any] = [queue, time.time(), self.consumer, int(lease_s * 1000), max_deliveries]
+        for d in acks:
+            args += self._stream(d.queue, d.id)
+        got = self._run("reserve", [], args)
         if not got:
             return None
         did, body, deliveries, enqueued = got

@@ -138,6 +138,8 @@ class Queue:
         self.settings = settings or QueueSettings.from_env()
         self.backend = backend if backend is not None else _backend(self.settings.url)
         self._held: dict[str, "Delivery"] = {}
+        self._acks: list["Delivery"] = []  # acked while iterating, sent with the next reserve
+        self._deferring = 0
         self._lock = threading.Lock()
         self._beat: threading.Thread | None = None
         self._stop = threading.Event()
@@ -187,7 +189,11 @@ class Queue:
 
     def _try_get(self) -> Message | None:
         s = self.settings
-        delivery = self.backend.reserve(self.name, s.visibility_timeout, s.max_deliveries)
+        with self._lock:
+            acks, self._acks = self._acks, []
+            for done in acks:
+                self._held.pop(done.id, None)
+        delivery = self.backend.reserve(self.name, s.visibility_timeout, s.max_deliveries, acks)
         if delivery is None:
             return None
         with self._lock:
@@ -199,19 +205,38 @@ class Queue:
     def consume(self, *, until_closed: bool = False) -> Iterator[Message]:
         """Messages until the queue is drained: nothing ready, delayed or held by any consumer
         (a message held by a consumer that dies comes back). With ``until_closed``, also wait
-        until the producers have closed the queue."""
+        until the producers have closed the queue.
+
+        While iterating, ``msg.ack()`` is sent with the request for the next message (one
+        round trip per message, not two), or by the heartbeat, or when iteration ends; until
+        then the message stays leased to this consumer, so it is not delivered elsewhere.
+        A consumer killed in between gets that message delivered again (at least once)."""
         pause = 0.002
-        while True:
-            msg = self._try_get()
-            if msg is not None:
-                pause = 0.002
-                yield msg
-                continue
-            stats = self.stats()
-            if stats.empty and (stats.closed or not until_closed):
-                return
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
+        self._deferring += 1
+        try:
+            while True:
+                msg = self._try_get()
+                if msg is not None:
+                    pause = 0.002
+                    yield msg
+                    continue
+                stats = self.stats()
+                if stats.empty and (stats.closed or not until_closed):
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+        finally:
+            self._deferring -= 1
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the acknowledgements that iteration holds back (see ``consume``) now."""
+        with self._lock:
+            acks, self._acks = self._acks, []
+            for done in acks:
+                self._held.pop(done.id, None)
+        for done in acks:
+            self.backend.ack(done)
 
     def __iter__(self) -> Iterator[Message]:
         return self.consume()
@@ -230,6 +255,10 @@ class Queue:
 
     # -- internals -------------------------------------------------------------------------
     def _settle(self, delivery: "Delivery", *, ack: bool) -> bool:
+        if ack and self._deferring:
+            with self._lock:
+                self._acks.append(delivery)
+            return True
         with self._lock:
             self._held.pop(delivery.id, None)
         if ack:
@@ -246,6 +275,8 @@ class Queue:
         self._beat.start()
 
     def _beat_once(self) -> bool:
+        if self._acks:
+            self.flush()
         with self._lock:
             held = list(self._held.values())
         if held:
