@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 from keel.store.queues import DEAD_SUFFIX, Delivery, NewMessage, QueueStats
 
@@ -192,16 +193,21 @@ class RedisQueueBackend:
                          (("put", _PUT), ("reserve", _RESERVE), ("ack", _ACK), ("nack", _NACK),
                           ("extend", _EXTEND), ("stats", _STATS))}
 
-    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
         import redis
 
         try:
-            return self._scripts[name](keys=keys, args=args)
+            yield
         except redis.ConnectionError as exc:
             from keel.errors import StoreError
 
             raise StoreError(f"queue backend {self.url}: cannot reach Redis ({exc}); is redis-server running "
                              f"there? Check the url in keel.yaml (addons: queue: url) or KEEL_QUEUE_URL") from None
+
+    def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        with self._reaching():
+            return self._scripts[name](keys=keys, args=args)
 
     @staticmethod
     def _stream(queue: str, delivery_id: str) -> tuple[str, str]:
@@ -240,8 +246,9 @@ class RedisQueueBackend:
         self._run("extend", [s for s, _ in pairs], [self.consumer] + [sid for _, sid in pairs])
 
     def close(self, queue: str) -> None:
-        self.client.sadd("keel:queues", queue)
-        self.client.set(f"keel:q:{queue}:closed", 1)
+        with self._reaching():
+            self.client.sadd("keel:queues", queue)
+            self.client.set(f"keel:q:{queue}:closed", 1)
 
     def stats(self, queue: str) -> QueueStats:
         ready, delayed, flying, closed, oldest = self._run("stats", [], [queue, time.time()])
@@ -249,27 +256,30 @@ class RedisQueueBackend:
                           float(oldest) if oldest else None)
 
     def queues(self) -> list[QueueStats]:
-        names = sorted(n.decode() for n in self.client.smembers("keel:queues"))
-        return [self.stats(n) for n in names]
+        with self._reaching():
+            names = sorted(n.decode() for n in self.client.smembers("keel:queues"))
+            return [self.stats(n) for n in names]
 
     def peek(self, queue: str, limit: int) -> list[Delivery]:
-        out: list[Delivery] = []
-        for prio in self.client.zrevrange(f"keel:q:{queue}:prios", 0, -1):
-            level = prio.decode()
-            for sid, f in self.client.xrange(f"keel:q:{queue}:s:{level}", count=limit - len(out)):
-                out.append(Delivery(queue, f"{level}/{sid.decode()}", f[b"b"], int(f[b"d"]), float(f[b"t"]), ""))
-            if len(out) >= limit:
-                break
-        return out
+        with self._reaching():
+            out: list[Delivery] = []
+            for prio in self.client.zrevrange(f"keel:q:{queue}:prios", 0, -1):
+                level = prio.decode()
+                for sid, f in self.client.xrange(f"keel:q:{queue}:s:{level}", count=limit - len(out)):
+                    out.append(Delivery(queue, f"{level}/{sid.decode()}", f[b"b"], int(f[b"d"]), float(f[b"t"]), ""))
+                if len(out) >= limit:
+                    break
+            return out
 
     def purge(self, queue: str) -> int:
-        p = f"keel:q:{queue}"
-        levels = [x.decode() for x in self.client.zrange(f"{p}:prios", 0, -1)]
-        gone = sum(int(self.client.xlen(f"{p}:s:{lv}")) for lv in levels) + int(self.client.zcard(f"{p}:delayed"))
-        self.client.delete(*[f"{p}:s:{lv}" for lv in levels], f"{p}:prios", f"{p}:delayed", f"{p}:keys",
-                           f"{p}:closed", f"{p}:seq")
-        self.client.srem("keel:queues", queue)
-        return gone
+        with self._reaching():
+            p = f"keel:q:{queue}"
+            levels = [x.decode() for x in self.client.zrange(f"{p}:prios", 0, -1)]
+            gone = sum(int(self.client.xlen(f"{p}:s:{lv}")) for lv in levels) + int(self.client.zcard(f"{p}:delayed"))
+            self.client.delete(*[f"{p}:s:{lv}" for lv in levels], f"{p}:prios", f"{p}:delayed", f"{p}:keys",
+                               f"{p}:closed", f"{p}:seq")
+            self.client.srem("keel:queues", queue)
+            return gone
 
 
 __all__ = ["DEAD_SUFFIX", "RedisQueueBackend"]
