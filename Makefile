@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/tracking_bench.py
 	$(BIN)/python benchmarks/ray_overhead.py
+	$(BIN)/python benchmarks/queue_bench.py
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache

@@ -13,6 +13,8 @@ and acknowledged one at a time.
 - Keel SQLite: ``KEEL_HOME/queues.db``; Keel Redis: Redis Streams on a redis-server started here.
 - Huey (SQLite): ``SqliteHuey``'s storage, ``enqueue`` / ``dequeue`` (no ack exists there: a
   dequeued message is gone, at most once, which is less work than Keel's at-least-once).
+  Its busy timeout is raised to 120 s: with the default 5 s, consumers die of "database is
+  locked" on a loaded 2-core machine.
 - Celery (Redis): ``send_task`` of a no-op task, and 10 ``celery worker --pool solo`` processes;
   since Celery workers do not stop when the queue is empty, each task records its end time in
   Redis and the drain time runs from "go" to the last task's end.
@@ -53,7 +55,8 @@ def _consume(system: str, arg: str) -> None:
     elif system == "huey":
         from huey import SqliteHuey
 
-        storage = SqliteHuey("bench", filename=arg).storage
+        # Huey's default 5 s busy timeout ends in "database is locked" with 10 consumers here
+        storage = SqliteHuey("bench", filename=arg, timeout=120).storage
         storage.queue_size()
         print("ready", flush=True)
         sys.stdin.readline()
