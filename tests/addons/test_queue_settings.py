@@ -37,3 +37,20 @@ def test_an_unreachable_redis_is_a_store_error_naming_the_url() -> None:
         port = s.getsockname()[1]
     with pytest.raises(StoreError, match=f"queue backend redis://127.0.0.1:{port}/0: cannot reach Redis"):
         RedisQueueBackend(f"redis://127.0.0.1:{port}/0").stats("jobs")
+
+
+def test_an_unwritable_queue_database_is_a_store_error_naming_the_file(tmp_path) -> None:
+    from keel.store.queues import SqliteQueueBackend
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(StoreError, match=f"cannot open the queue database {blocker}/queues.db"):
+        SqliteQueueBackend(blocker / "queues.db")
+
+
+def test_the_same_name_and_settings_give_the_same_queue(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keel import queue
+
+    monkeypatch.setenv("KEEL_HOME", str(tmp_path))
+    assert queue("jobs") is queue("jobs")
+    assert queue("jobs") is not queue("jobs", max_deliveries=2)

@@ -262,11 +262,17 @@ class SqliteQueueBackend:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._pid = os.getpid()
-        self._db = self._connect()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            self._db = self._connect()
+        except (OSError, sqlite3.Error) as exc:
+            from keel.errors import StoreError
+
+            raise StoreError(f"cannot open the queue database {self.path}: {exc}; check that the folder is "
+                             f"writable (or point KEEL_HOME / KEEL_QUEUE_URL elsewhere)") from None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=False)
@@ -421,20 +427,34 @@ class _Transaction:
         try:
             fcntl.flock(self.b._lock_fd, fcntl.LOCK_EX)
             self.b._db.execute("BEGIN IMMEDIATE")
-        except BaseException:
+        except BaseException as exc:
             fcntl.flock(self.b._lock_fd, fcntl.LOCK_UN)
             self.b._lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise _store_error(self.b.path, exc) from None
             raise
         return self.b._db
 
-    def __exit__(self, kind: object, *rest: object) -> None:
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
         import fcntl
 
         try:
             self.b._db.execute("ROLLBACK" if kind is not None else "COMMIT")
+        except sqlite3.Error as failed:
+            raise _store_error(self.b.path, failed) from None
         finally:
             fcntl.flock(self.b._lock_fd, fcntl.LOCK_UN)
             self.b._lock.release()
+        if isinstance(exc, sqlite3.Error):
+            raise _store_error(self.b.path, exc) from None
+        return False
+
+
+def _store_error(path: Path, exc: sqlite3.Error) -> Exception:
+    from keel.errors import StoreError
+
+    return StoreError(f"queue database {path}: {exc}; check that the folder is writable and the disk not full "
+                      f"(or point KEEL_HOME / KEEL_QUEUE_URL elsewhere)")
 
 
 def open_backend(url: str | None, home: str | Path | None = None) -> QueueBackend:

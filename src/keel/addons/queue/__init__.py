@@ -322,6 +322,18 @@ def _heartbeat(ref: "weakref.ReferenceType[Queue]", stop: threading.Event) -> No
         del q
 
 
+_QUEUES: dict[tuple[int, str, QueueSettings, str], Queue] = {}
+
+
 def queue(name: str, **settings: Any) -> Queue:
-    """A named queue outside a task (``keel.queue("jobs")``); settings as for ``current.queue``."""
-    return Queue(name, QueueSettings.from_env(**settings))
+    """A named queue outside a task (``keel.queue("jobs")``); settings as for ``current.queue``.
+    The same name and settings give the same object (one heartbeat thread per queue)."""
+    resolved = QueueSettings.from_env(**settings)
+    key = (os.getpid(), name, resolved, os.environ.get("KEEL_HOME") or ".keel")
+    with _BACKENDS_LOCK:
+        found = _QUEUES.get(key)
+    if found is None:
+        found = Queue(name, resolved)
+        with _BACKENDS_LOCK:
+            found = _QUEUES.setdefault(key, found)
+    return found
