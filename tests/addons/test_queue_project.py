@@ -30,25 +30,32 @@ jobs:
 """
 
 PRODUCE = """\
+import sys
 from keel import current
 q = current.queue("work")
 q.put_many(range(300))
-q.close()
+if sys.argv[1:] == ["close"]:
+    q.close()
 """
 
 CONSUME = """\
 import os
+import sys
 from keel import current
 q = current.queue("work")
 assert (q.settings.max_deliveries, q.settings.visibility_timeout) == (3, 5.0), q.settings
 with open(f"seen-{os.environ['KEEL_INSTANCE']}.txt", "w") as out:
-    for msg in q.consume(until_closed=True):
+    for msg in (q.consume(until_closed=True) if sys.argv[1:] == ["close"] else q):
         out.write(f"{msg.body}\\n")
         msg.ack()
 """
 
 
-def test_three_instances_drain_the_queue_a_producer_job_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("mode", ["close", "drained"])
+def test_three_instances_drain_the_queue_a_producer_job_filled(mode: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``close``: the producer closes the queue and consumers wait for that; ``drained``: the
+    consumers run after the producer succeeded, so a drained queue is the end."""
     home = tmp_path / "home"
     monkeypatch.setenv("KEEL_HOME", str(home))
     for var in ("KEEL_METADATA_URL", "KEEL_ARTIFACT_URL", "KEEL_QUEUE_URL"):
@@ -56,7 +63,7 @@ def test_three_instances_drain_the_queue_a_producer_job_closed(tmp_path: Path, m
     project = tmp_path / "feed"
     project.mkdir()
     for name, text in (("keel.yaml", PROJECT), ("produce.py", PRODUCE), ("consume.py", CONSUME)):
-        (project / name).write_text(textwrap.dedent(text))
+        (project / name).write_text(textwrap.dedent(text).replace(".py\n", f".py {mode}\n"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_RUN_ID", "KEEL_STEP_NAME", "KEEL_TASK_ID"))}
     result = subprocess.run([KEEL, "project", "run"], cwd=project, env=env, capture_output=True, text=True,
                             timeout=180)
@@ -70,4 +77,5 @@ def test_three_instances_drain_the_queue_a_producer_job_closed(tmp_path: Path, m
     assert run.metrics["queue.lag_s"] and run.metrics["queue.depth"]
 
     listing = subprocess.run([KEEL, "queue", "list"], cwd=project, env=env, capture_output=True, text=True)
-    assert listing.returncode == 0 and "work" in listing.stdout and "closed" in listing.stdout
+    assert listing.returncode == 0 and "work" in listing.stdout
+    assert ("closed" in listing.stdout) == (mode == "close")
