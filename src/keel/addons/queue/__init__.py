@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import threading
 import time
 import weakref
@@ -284,8 +285,13 @@ class Queue:
         return bool(held)
 
     def _record_metrics(self, delivery: "Delivery") -> None:
-        from keel.runtime.current import current
-
+        """``queue.lag_s`` for each message and ``queue.depth`` at most once a second, in a task."""
+        module = sys.modules.get("keel.runtime.current")
+        if module is None:
+            if not os.environ.get("KEEL_METRICS_PATH"):
+                return  # not in a task: do not pay for importing the runtime
+            import keel.runtime.current as module
+        current = module.current
         if current.__dict__.get("_spool") is None:
             return
         current.log_metric("queue.lag_s", max(0.0, time.time() - delivery.enqueued_at))
