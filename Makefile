@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tracking_bench.py
 	$(BIN)/python benchmarks/ray_overhead.py
 	$(BIN)/python benchmarks/serve_bench.py
+	$(BIN)/python benchmarks/queue_bench.py
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache

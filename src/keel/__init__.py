@@ -25,6 +25,7 @@ _EXPORTS = {
     "JSONType": "keel.flow.parameters",
     "current": "keel.runtime.current",
     "parallel_map": "keel.runtime.parallel",
+    "queue": "keel.addons.queue",
     "Flow": "keel.client.core",
     "Run": "keel.client.core",
     "Step": "keel.client.core",

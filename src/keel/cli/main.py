@@ -175,6 +175,10 @@ from keel.cli.ui import ui as _ui  # noqa: E402 - keel ui, the dashboard
 
 cli.add_command(_ui)
 
+from keel.cli.queue import register as _register_queue  # noqa: E402 - keel queue list|peek|purge
+
+_register_queue(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

@@ -135,10 +135,14 @@ class SparkAddon(_Model):
 
 
 class QueueAddon(_Model):
-    """A message queue shared by the project's jobs (a later issue); ``max_size`` 0 is unbounded."""
+    """The queue add-on (``current.queue(name)``): where messages live and how they are redelivered.
 
-    name: str | None = None
-    max_size: StrictInt = Field(0, ge=0)
+    ``url`` None keeps them in SQLite in KEEL_HOME; ``redis://host:port/db`` uses Redis Streams.
+    """
+
+    url: str | None = None
+    visibility_timeout: float = Field(30.0, gt=0)
+    max_deliveries: StrictInt = Field(5, ge=1)
 
 
 class Addons(_Model):

@@ -281,6 +281,12 @@ class Current:
             with open(tags_path, "a", encoding="utf-8") as fh:
                 fh.write("".join(t.replace("\n", " ") + "\n" for t in tags))
 
+    def queue(self, name: str, **settings: Any) -> Any:
+        """A named queue of the queue add-on (``keel.addons.queue.Queue``): ``put``, ``get``, iterate."""
+        from keel.addons.queue import queue
+
+        return queue(name, **settings)
+
     def _finish(self) -> list[str]:
         if self._sampler is not None:
             self._sampler.stop()

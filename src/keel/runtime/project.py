@@ -192,6 +192,12 @@ class ProjectScheduler(Scheduler):
             "KEEL_ARTIFACT_URL": settings.artifact_url,
             "KEEL_PROJECT": self.flow, "KEEL_PROJECT_RUN": f"{self.flow}/{self.run_id}",
             "KEEL_JOB": task.step, "KEEL_INSTANCE": str(index), "KEEL_INSTANCES": str(count)})
+        queue = self.project.addons.queue
+        if queue is not None and "queue" in job.addons:  # current.queue(...) reads these
+            env.update({"KEEL_QUEUE_VISIBILITY_TIMEOUT": str(queue.visibility_timeout),
+                        "KEEL_QUEUE_MAX_DELIVERIES": str(queue.max_deliveries)})
+            if queue.url:
+                env["KEEL_QUEUE_URL"] = queue.url
         if job.flow is not None:
             command = CommandTask(kind="flow", cwd=self.project.root, env=env,
                                   flow_file=self.project.flow_path(task.step), params=dict(job.params),
