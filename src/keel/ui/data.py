@@ -199,7 +199,7 @@ class DashboardData:
             "host": r.hostname, "error": r.error, "origin_run": r.origin_run_id, "params": r.params,
             "tags": list(r.tags), "environment": env, "code_hash": r.code_hash,
             "steps": [{"name": s["step"], "status": s.get("status")} for s in self._md.list_steps(flow, run_id)],
-            "tasks": tasks, "comments": self._md.list_comments(flow, run_id),
+            "tasks": tasks, "comments": [c.to_dict() for c in self._md.list_comments(flow, run_id)],
             "metrics": {k: _finite(v) for k, v in run_last_values(self._md, flow, run_id).items()},
             "next_command": f"keel resume {r.pathspec}" if status in ("failed", "crashed") else None,
         }
@@ -289,7 +289,7 @@ class DashboardData:
         self._record(flow, run_id)
         if not text or not text.strip():
             raise UsageError("a comment needs some text")
-        return self._md.add_comment(flow, run_id, text)
+        return self._md.add_comment(flow, run_id, text).to_dict()
 
     # -- compare and schedules -------------------------------------------------------------------------
     def compare(self, pathspecs: list[str], buckets: int = 300) -> dict[str, Any]:
