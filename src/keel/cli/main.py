@@ -161,6 +161,9 @@ _register_project(cli)
 from keel.cli.tracking import register as _register_tracking  # noqa: E402 - tag, comment, sweep, ...
 
 _register_tracking(cli)
+from keel.cli.data import register as _register_data  # noqa: E402 - keel data list|show|history|sql
+
+_register_data(cli)
 
 
 def main(argv: list[str] | None = None) -> Any:
