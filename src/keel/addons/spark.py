@@ -16,6 +16,7 @@ worker's), so an application never waits for resources the cluster lacks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,9 +24,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,16 +48,22 @@ class SparkSettings:
     workers: int = 1
     worker_cores: int = 1
     worker_memory: str = "1g"
+    config: tuple[tuple[str, str], ...] = ()   # extra Spark settings for the session
 
     @property
     def starts_cluster(self) -> bool:
         return self.master is None
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any] | None) -> "SparkSettings":
-        values = dict(values or {})
+    def from_mapping(cls, values: Any) -> "SparkSettings":
+        if values is not None and not isinstance(values, dict):  # a pydantic model of keel.yaml
+            values = values.model_dump() if hasattr(values, "model_dump") else vars(values)
+        values = {k: v for k, v in dict(values or {}).items() if v is not None}
+        if "master" not in values and "workers" not in values:
+            values["master"] = "local[*]"    # an add-on with no cluster asked for runs in the task
         memory = values.get("worker_memory", "1g")
-        settings = cls(master=values.get("master"), workers=int(values.get("workers", 1)),
+        config = tuple(sorted((str(k), str(v)) for k, v in dict(values.get("config") or {}).items()))
+        settings = cls(master=values.get("master"), workers=int(values.get("workers", 1)), config=config,
                        worker_cores=int(values.get("worker_cores", 1)),
                        worker_memory=str(memory) if not isinstance(memory, int) else f"{memory}m")
         settings.memory_mb()
@@ -193,12 +202,98 @@ class SparkCluster:
     def environment(self) -> dict[str, str]:
         """What a job needs to reach the cluster through ``current.spark``."""
         return {"KEEL_SPARK_MASTER": self.master_url, "KEEL_SPARK_UI": self.ui_url,
-                "KEEL_SPARK_CONF": json.dumps(self.executor_conf())}
+                "KEEL_SPARK_CONF": json.dumps({**dict(self.settings.config), **self.executor_conf()})}
 
 
 def environment_for(settings: SparkSettings) -> dict[str, str]:
     """The environment of a job whose add-on uses an existing master or ``local[N]``."""
-    return {"KEEL_SPARK_MASTER": settings.master or "local[*]"}
+    return {"KEEL_SPARK_MASTER": settings.master or "local[*]", "KEEL_SPARK_CONF": json.dumps(dict(settings.config))}
+
+
+def job_command(addon: Any, argv: list[str]) -> list[str]:
+    """A project job's command, run under the add-on: ``python -m keel.addons.spark SETTINGS -- ARGV``."""
+    settings = SparkSettings.from_mapping(addon)
+    payload = json.dumps({"master": settings.master, "workers": settings.workers,
+                          "worker_cores": settings.worker_cores, "worker_memory": settings.worker_memory,
+                          "config": dict(settings.config)})
+    return [sys.executable, "-m", "keel.addons.spark", payload, "--", *argv]
+
+
+def _main(argv: list[str]) -> int:
+    """Start the cluster, run the job with its environment, stop the cluster (also on SIGTERM)."""
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: python -m keel.addons.spark SETTINGS_JSON -- COMMAND...", file=sys.stderr)
+        return 2
+    settings = SparkSettings.from_mapping(json.loads(argv[0]))
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    cluster = None
+    try:
+        if settings.starts_cluster:
+            cluster = SparkCluster(settings).start()
+            env = cluster.environment()
+            print(f"Spark cluster for this job: master {cluster.master_url}, UI {cluster.ui_url}",
+                  file=sys.stderr, flush=True)
+        else:
+            env = environment_for(settings)
+        child = subprocess.Popen(argv[2:], env={**os.environ, **env})
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.terminate()
+            child.wait()
+            return 143
+    except KeyboardInterrupt:
+        return 143
+    except (ExecutorError, UsageError) as exc:
+        print(f"keel: spark add-on: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
+
+
+@contextlib.contextmanager
+def step_cluster(attributes: dict[str, Any]) -> Iterator[SparkCluster | None]:
+    """For a ``@spark`` step: start its cluster (or point at its master), set the environment
+    ``current.spark`` reads, and stop the session and every JVM when the step ends."""
+    settings = SparkSettings.from_mapping(attributes)
+    saved = {k: os.environ.get(k) for k in ("KEEL_SPARK_MASTER", "KEEL_SPARK_UI", "KEEL_SPARK_CONF")}
+    cluster = SparkCluster(settings).start() if settings.starts_cluster else None
+    try:
+        env = cluster.environment() if cluster else environment_for(settings)
+        os.environ.update(env)
+        if cluster:
+            print(f"Spark cluster for this task: master {cluster.master_url}, UI {cluster.ui_url}",
+                  file=sys.stderr, flush=True)
+        yield cluster
+    finally:
+        stop_session()
+        if cluster:
+            cluster.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def stop_session() -> None:
+    """Stop this process's SparkSession, if it has one (its driver must go before the cluster)."""
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
 
 
 def session(app_name: str = "keel") -> Any:

@@ -296,6 +296,10 @@ class ProjectRunner:
         else:
             assert job.entrypoint is not None
             argv = ["/bin/sh", "-c", job.entrypoint]
+        if "spark" in job.addons:  # the job runs under the add-on, which starts and stops its cluster
+            from keel.addons.spark import job_command
+
+            argv = job_command(self.project.addons.spark, argv)
         now = time.time()
         inst.started_at = now
         inst.exited_at = None
