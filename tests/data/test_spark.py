@@ -133,3 +133,27 @@ def test_a_project_job_gets_a_cluster_that_is_stopped_after(keel_home, tmp_path)
     port = master.split(":")[1]
     leftovers = [p.pid for p in psutil.process_iter(["cmdline"]) if any(port in a for a in p.info["cmdline"] or [])]
     assert leftovers == []
+
+
+def test_a_spark_step_reaches_current_spark_and_the_data_engine(keel_home, tmp_path):
+    from keel import Flow
+    from keel_testing import run_in_process, write_flow
+
+    path = write_flow(tmp_path, "sparkflow", '''
+        from keel import FlowSpec, step, current, spark
+
+        class SparkFlow(FlowSpec):
+            @spark(master="local[1]")
+            @step
+            def start(self):
+                self.master = current.spark.sparkContext.master
+                current.data.save("squares", current.spark.range(5).selectExpr("id * id AS sq"))
+                self.next(self.end)
+
+            @step
+            def end(self):
+                self.total = int(current.data.sql("SELECT sum(sq) AS s FROM squares")["s"][0])
+    ''')
+    run_in_process(path)
+    run = Flow("SparkFlow").latest_run
+    assert run.successful and run["start"].task.data.master == "local[1]" and run.data.total == 30
