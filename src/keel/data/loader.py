@@ -277,7 +277,7 @@ class _Reader:
                 for piece in self._windows[w]:
                     f = files.get(piece.group.file)
                     if f is None:
-                        f = files[piece.group.file] = pq.ParquetFile(loader.paths[piece.group.file], memory_map=True)
+                        f = files[piece.group.file] = pq.ParquetFile(loader.paths[piece.group.file])
                     table = f.read_row_group(piece.group.index, columns=loader.columns)
                     if piece.start or piece.stop != table.num_rows:
                         table = table.slice(piece.start, piece.stop - piece.start)
