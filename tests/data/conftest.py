@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
 
 
 def free_port() -> int:
@@ -30,8 +32,8 @@ def _as_postgres(*args: str) -> list[str]:
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL server (initdb + pg_ctl on a free port); its SQLAlchemy URL."""
     pytest.importorskip("psycopg")
-    initdb = shutil.which("initdb") or str(_PG_BIN / "initdb")
-    pg_ctl = shutil.which("pg_ctl") or str(_PG_BIN / "pg_ctl")
+    initdb = shutil.which("initdb") or str(_pg_bin() / "initdb")
+    pg_ctl = shutil.which("pg_ctl") or str(_pg_bin() / "pg_ctl")
     if not os.path.exists(initdb):
         pytest.skip("PostgreSQL is not installed (scripts/ci-setup.sh installs it)")
     root = tempfile.mkdtemp(prefix="keel-pg-")
