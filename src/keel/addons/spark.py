@@ -303,6 +303,9 @@ def session(app_name: str = "keel") -> Any:
     from pyspark.sql import SparkSession
 
     master = os.environ.get("KEEL_SPARK_MASTER") or "local[*]"
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master == master:
+        return active
     builder = SparkSession.builder.master(master).appName(app_name)
     conf = {"spark.sql.session.timeZone": "UTC", "spark.sql.execution.arrow.pyspark.enabled": "true",
             "spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1",
