@@ -157,3 +157,34 @@ def test_a_spark_step_reaches_current_spark_and_the_data_engine(keel_home, tmp_p
     run_in_process(path)
     run = Flow("SparkFlow").latest_run
     assert run.successful and run["start"].task.data.master == "local[1]" and run.data.total == 30
+
+
+_OWNER = textwrap.dedent("""
+    import time
+    from keel.addons.spark import SparkCluster, SparkSettings
+    cluster = SparkCluster(SparkSettings(workers=1, worker_cores=1, worker_memory="512m")).start()
+    print(" ".join(str(p.pid) for p in cluster._procs), flush=True)
+    time.sleep(600)                          # killed here, with the cluster up
+""")
+
+
+def test_the_cluster_dies_with_a_killed_owner(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "owner.py"
+    script.write_text(_OWNER)
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    pids = [int(p) for p in owner.stdout.readline().split()]
+    assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+        assert time.monotonic() < deadline, "a Spark JVM outlived the process that started it"
+        time.sleep(0.1)
