@@ -291,9 +291,29 @@ def stop_session() -> None:
         return
     from pyspark.sql import SparkSession
 
+    _forget_inherited_session()
     active = SparkSession.getActiveSession()
     if active is not None:
         active.stop()
+
+
+_session_pid: int | None = None
+
+
+def _forget_inherited_session() -> None:
+    """A task forked from a process that had a SparkSession must not talk to that process's
+    JVM through the inherited gateway socket (it hangs): start afresh in this process."""
+    global _session_pid
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    if SparkContext._active_spark_context is not None and _session_pid not in (None, os.getpid()):
+        SparkContext._active_spark_context = None
+        SparkContext._gateway = None
+        SparkContext._jvm = None
+        SparkSession._instantiatedSession = None
+        SparkSession._activeSession = None
+    _session_pid = os.getpid()
 
 
 def session(app_name: str = "keel") -> Any:
@@ -303,6 +323,7 @@ def session(app_name: str = "keel") -> Any:
     from pyspark.sql import SparkSession
 
     master = os.environ.get("KEEL_SPARK_MASTER") or "local[*]"
+    _forget_inherited_session()
     active = SparkSession.getActiveSession()
     if active is not None and active.sparkContext.master == master:
         return active
