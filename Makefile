@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo demo-data test bench clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "Python 3.11 is needed: install python3.11, or run make PY=/path/to/python3.11"; exit 1; }
@@ -26,6 +26,10 @@ setup: $(STAMP)
 demo: $(DEMO_STAMP)
 	bash examples/demo.sh
 
+# The Atlas pipeline: penguins CSV -> Spark ML preprocessing -> Parquet -> RowGroupLoader training
+demo-data: $(STAMP)
+	$(BIN)/python examples/atlas/penguins.py run
+
 test: $(STAMP)
 	bash scripts/test.sh
 
@@ -35,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ray_overhead.py
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/queue_bench.py
+	$(BIN)/python benchmarks/data_bench.py
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache

@@ -9,7 +9,7 @@ import sys
 import keel
 
 PUBLIC = ["Flow", "FlowSpec", "IncludeFile", "JSONType", "Parameter", "Run", "Step", "Task", "catch", "current",
-          "environment", "kubernetes", "parallel_map", "queue", "ray", "resources", "retry", "step", "timeout"]
+          "environment", "kubernetes", "parallel_map", "queue", "ray", "resources", "retry", "spark", "step", "timeout"]
 
 
 def test_all_is_sorted_and_pinned():

@@ -20,6 +20,7 @@ _EXPORTS = {
     "environment": "keel.flow.decorators",
     "ray": "keel.flow.decorators",
     "kubernetes": "keel.flow.decorators",
+    "spark": "keel.flow.decorators",
     "Parameter": "keel.flow.parameters",
     "IncludeFile": "keel.flow.parameters",
     "JSONType": "keel.flow.parameters",

@@ -15,6 +15,8 @@
     │   ├── ArtifactNotFound
     │   ├── ArtifactCorrupted      bytes on disk do not match their content hash
     │   └── MetadataError
+    ├── DataError                  a Data Engine table that cannot be saved, read or queried
+    │   └── DataNotFound           an unknown table or version (also a NotFoundError: exit 2)
     └── ExecutorError              an executor could not start or follow a task
 
 Messages name the object and its place, say what was expected and what was found, and
@@ -119,6 +121,14 @@ class ArtifactCorrupted(StoreError):
 
 class MetadataError(StoreError):
     """The metadata database could not be read or written."""
+
+
+class DataError(KeelError):
+    """A Data Engine table that cannot be saved, read, queried or exported."""
+
+
+class DataNotFound(NotFoundError, DataError):
+    """No Data Engine table, or no such version of it."""
 
 
 class ExecutorError(KeelError):

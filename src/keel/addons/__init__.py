@@ -1,1 +1,1 @@
-"""Add-ons a project turns on in keel.yaml: the queue (``keel.addons.queue``)."""
+"""Add-ons a project job or a flow step can ask for: a Spark cluster (``keel.addons.spark``), a queue (``keel.addons.queue``)."""

@@ -166,6 +166,9 @@ _register_project(cli)
 from keel.cli.tracking import register as _register_tracking  # noqa: E402 - tag, comment, sweep, ...
 
 _register_tracking(cli)
+from keel.cli.data import register as _register_data  # noqa: E402 - keel data list|show|history|sql
+
+_register_data(cli)
 
 from keel.cli.serve import register as _register_serve  # noqa: E402 - serve, project serve
 

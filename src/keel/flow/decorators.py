@@ -154,3 +154,12 @@ def timeout_seconds(deco: StepDecorator | None) -> float | None:
         return None
     total = deco.seconds + 60 * deco.minutes + 3600 * deco.hours
     return total or None
+
+
+spark = _make("spark", {"workers": 1, "worker_cores": 1, "worker_memory": "1g", "master": None},
+              ("workers", "worker_cores"))
+spark.__doc__ = """Give this step a Spark cluster: ``current.spark`` is a session on it.
+
+``workers`` standalone workers of ``worker_cores`` cores and ``worker_memory`` each (started
+from pyspark's own jars on 127.0.0.1 for the task, stopped after it, also when it fails);
+``master="spark://host:7077"`` uses an existing cluster, ``master="local[2]"`` runs in the task."""

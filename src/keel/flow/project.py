@@ -128,9 +128,14 @@ class Resources(_Model):
 
 
 class SparkAddon(_Model):
-    """A Spark session for the jobs that ask for it (``current.spark``; a later issue)."""
+    """A Spark session for the jobs that ask for it (``current.spark``, see keel.addons.spark):
+    ``workers`` starts a standalone cluster for the job; ``master`` uses ``local[N]`` or a
+    ``spark://`` cluster; neither runs ``local[*]`` in the job."""
 
-    master: str = "local[*]"
+    master: str | None = None
+    workers: StrictInt | None = Field(None, ge=1)
+    worker_cores: StrictInt = Field(1, ge=1)
+    worker_memory: str = "1g"
     config: dict[str, EnvValue] = Field(default_factory=dict)
 
 

@@ -12,10 +12,11 @@ through the files named in its environment (metrics spool, tags file), read here
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 # Variables a task's process must not inherit from the one that started it: a project run
 # started from inside a job is a run of its own.
@@ -31,6 +32,7 @@ class CommandTask:
     cwd: str
     env: dict[str, str] = field(default_factory=dict)   # set on top of the executor's environment
     shell: str = ""
+    spark: Mapping[str, Any] | None = None      # a flow job's spark add-on settings
     flow_file: str = ""
     params: dict[str, Any] = field(default_factory=dict)  # the flow's parameters, as written in keel.yaml
     tags: tuple[str, ...] = ()                  # tags of the flow run it makes
@@ -66,8 +68,13 @@ def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
     os.environ.update(env)
     flow_cls = load_flow_file(command.flow_file)
     params = resolve_parameters(flow_cls, command.params)
-    result = run(RunRequest(flow_cls=flow_cls, params=params, flow_file=command.flow_file,
-                            tags=list(command.tags)))
+    with contextlib.ExitStack() as stack:
+        if command.spark is not None:  # the job's spark add-on: a cluster around the whole flow run
+            from keel.addons.spark import step_cluster
+
+            stack.enter_context(step_cluster(dict(command.spark)))
+        result = run(RunRequest(flow_cls=flow_cls, params=params, flow_file=command.flow_file,
+                                tags=list(command.tags)))
     ref = artifacts.put(result.pathspec).to_dict()
     base: dict[str, Any] = {"artifacts": {"flow_run": ref}, "own": ["flow_run"], "transition": [],
                             "foreach": None}

@@ -246,6 +246,26 @@ class Current:
             return None
         return f"{self.flow_name}/{self.run_id}/{self.step_name}/{self.task_id}"
 
+    @property
+    def data(self) -> Any:
+        """The Data Engine (:class:`keel.data.engine.DataEngine`), recording this task as lineage."""
+        key = (os.getpid(), self.pathspec, os.environ.get("KEEL_HOME"), os.environ.get("KEEL_METADATA_URL"),
+               os.environ.get("KEEL_ARTIFACT_URL"))
+        cached = self.__dict__.get("_data_engine")
+        if cached is None or cached[0] != key:
+            from keel.data.engine import DataEngine
+
+            cached = (key, DataEngine.from_env(lineage=self.pathspec))
+            self.__dict__["_data_engine"] = cached
+        return cached[1]
+
+    @property
+    def spark(self) -> Any:
+        """A SparkSession for this step or job: the spark add-on's cluster, else ``local[*]``."""
+        from keel.addons.spark import session
+
+        return session(app_name=self.pathspec or "keel")
+
     def _need_task(self, what: str) -> MetricSpool:
         if self._spool is None:
             raise KeelError(f"current.{what}() works only inside a running step or job")

@@ -21,6 +21,7 @@ its metrics spool and tags file are read into the store when the task ends. ``ke
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import time
@@ -198,17 +199,24 @@ class ProjectScheduler(Scheduler):
                         "KEEL_QUEUE_MAX_DELIVERIES": str(queue.max_deliveries)})
             if queue.url:
                 env["KEEL_QUEUE_URL"] = queue.url
+        spark = self.project.addons.spark if "spark" in job.addons else None
         if job.flow is not None:
             command = CommandTask(kind="flow", cwd=self.project.root, env=env,
                                   flow_file=self.project.flow_path(task.step), params=dict(job.params),
-                                  tags=(f"project:{self.flow}/{self.run_id}",))
+                                  tags=(f"project:{self.flow}/{self.run_id}",),
+                                  spark=_spark_settings(spark) if spark is not None else None)
         else:
             assert job.entrypoint is not None
             env.update({  # a script: `current` activates itself from these
                 "KEEL_FLOW_NAME": self.flow, "KEEL_RUN_ID": str(self.run_id), "KEEL_STEP_NAME": task.step,
                 "KEEL_TASK_ID": str(task.task_id), "KEEL_RETRY_COUNT": str(task.attempt),
                 "KEEL_METRICS_PATH": stem + ".metrics", "KEEL_TAGS_PATH": stem + ".tags"})
-            command = CommandTask(kind="shell", cwd=self.project.root, env=env, shell=job.entrypoint,
+            shell = job.entrypoint
+            if spark is not None:  # the job runs under the add-on, which starts and stops its cluster
+                from keel.addons.spark import job_command
+
+                shell = shlex.join(job_command(spark, ["/bin/sh", "-c", shell]))
+            command = CommandTask(kind="shell", cwd=self.project.root, env=env, shell=shell,
                                   tags_path=stem + ".tags")
         self.io.stderr_tail.pop(task.task_id, None)
         return TaskSpec(flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id,
@@ -406,3 +414,9 @@ def _process_identity() -> dict[str, Any]:
     from keel.store.liveness import process_identity
 
     return dict(process_identity())
+
+
+def _spark_settings(addon: Any) -> dict[str, Any]:
+    """The spark add-on's settings as plain values (they travel with the command task)."""
+    dump = getattr(addon, "model_dump", None)
+    return dict(dump()) if dump is not None else dict(addon or {})

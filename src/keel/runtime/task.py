@@ -7,6 +7,7 @@ dict; the scheduler alone writes metadata.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from keel.errors import KeelError, StoreError
+from keel.flow.decorators import find_decorator
 from keel.flow.spec import FlowSpec, ForeachFrame, Inputs
 from keel.runtime.current import current
 from keel.store.artifacts import ArtifactRef, ArtifactStore
@@ -220,9 +222,15 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         base = _refs(spec.inputs[0]) if spec.inputs else {}
     state = TaskState(store, base, spec.pathspec, params=spec.param_names, join=spec.is_join)
     flow = _flow_instance(flow_cls, state, frames, spec.step)
+    addons = contextlib.ExitStack()  # a @spark step's cluster, stopped when the step ends
     try:
         os.environ.update(spec.env)
         func = getattr(flow, spec.step)
+        spark_deco = find_decorator(func, "spark")
+        if spark_deco is not None:
+            from keel.addons.spark import step_cluster
+
+            addons.enter_context(step_cluster(spark_deco.attributes))
         if spec.is_join:
             views = []
             for ns, step_name in zip(spec.inputs, spec.input_steps):
@@ -248,6 +256,8 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         else:
             result["error"] = error
             sys.stderr.write(error["traceback"])
+    finally:
+        addons.close()
     result["tags"] = current._finish()
     return result
 

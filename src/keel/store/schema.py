@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 # The Alembic revision this code writes; a store stamped with another one is migrated
 # (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
-SCHEMA_HEAD = "0002_events"
+SCHEMA_HEAD = "0003_data_versions"
 # The revision of the schema that Keel 0.1 created without any version table.
 SCHEMA_RELEASE_0_1 = "0001_release_0_1"
 
@@ -166,3 +166,19 @@ events = sa.Table(
     sa.Column("detail", sa.Text),                           # JSON, small
 )
 sa.Index("ix_events_run", events.c.flow, events.c.run_id, events.c.id)
+
+# Data Engine versions (keel.store.data_tables): one row per committed version of a table.
+data_versions = sa.Table(
+    "data_versions", meta,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),        # "overwrite" | "append"
+    sa.Column("parent", sa.Integer),                         # the version an append extends
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("schema", sa.Text, nullable=False),            # JSON (see keel.data.engine)
+    sa.Column("files", sa.Text, nullable=False),             # JSON list of [key, rows, bytes]
+    sa.Column("lineage", sa.String(1024)),                   # Flow/run/step/task of the writer
+    sa.Column("user", sa.String(255)),
+)
