@@ -146,6 +146,8 @@ def split_run_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
                 opts[name[2:].replace("-", "_")] = value
         elif arg in ("--quiet", "-q"):
             opts["quiet"] = True
+        elif arg in ("--cache", "--no-cache"):
+            opts["cache"] = arg == "--cache"
         else:
             rest.append(arg)
         i += 1
@@ -162,7 +164,8 @@ def cmd_run(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
     for item in opts["with"]:
         parse_with(item)  # a bad --with is a usage error, before anything runs
     params = parse_cli_parameters(flow_cls, rest)
-    options = Options(max_workers=opts.get("max_workers", 16), max_num_splits=opts.get("max_num_splits", 100))
+    options = Options(max_workers=opts.get("max_workers", 16), max_num_splits=opts.get("max_num_splits", 100),
+                      cache=opts.get("cache"))
     req = RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=opts["tags"], options=options,
                      quiet=opts["quiet"], command=f"{prog} resume" if prog.startswith("python") else "",
                      executors=opts["with"])

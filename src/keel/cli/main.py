@@ -162,6 +162,10 @@ from keel.cli.tracking import register as _register_tracking  # noqa: E402 - tag
 
 _register_tracking(cli)
 
+from keel.cli.cache import register as _register_cache  # noqa: E402 - cache explain, cache prune
+
+_register_cache(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

@@ -16,7 +16,7 @@ from typing import Any
 from keel.errors import NotFoundError, UsageError
 from keel.store import Store
 
-_DONE = ("succeeded", "reused", "caught")
+_DONE = ("succeeded", "reused", "cached", "caught")
 
 
 def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str | None) -> dict[str, Any]:
