@@ -89,6 +89,8 @@ class StepCache:
         self._files = _FileDigests()
         self._items: dict[tuple[str, int], str] = {}
         self._warned: set[str] = set()
+        self._intact: set[str] = set()         # blob keys verified in this run
+        self._pending: list[TaskKey] = []      # task keys, written with the scheduler's next flush
         self.claimed: dict[int, str] = {}      # task id -> key claimed by this run
 
     # -- which steps --------------------------------------------------------------------------
@@ -176,9 +178,12 @@ class StepCache:
         from keel.store.artifacts import ArtifactRef
 
         for name, ref in entry.artifacts.items():
+            if ref["key"] in self._intact:
+                continue
             problem = self.artifacts.verify(ArtifactRef.from_dict(ref))
             if problem:
                 return f"artifact {name!r} of {entry.flow}/{entry.run_id}/{entry.step}/{entry.task_id} {problem}"
+            self._intact.add(ref["key"])
         return None
 
     def claim(self, key: CacheKey, task_id: int) -> bool:
@@ -198,13 +203,20 @@ class StepCache:
             self.store.release(key, self.run_id)
 
     def release_all(self) -> None:
+        self.flush()
         for task_id in list(self.claimed):
             self.release(task_id)
 
     # -- records ------------------------------------------------------------------------------
     def record_key(self, step: str, task_id: int, key: CacheKey, *, hit: bool, note: str | None) -> None:
-        self.store.add_task_key(TaskKey(flow=self.flow, run_id=self.run_id, task_id=task_id, step=step,
-                                        key=key.key, parts=key.parts, hit=hit, note=note, created_at=time.time()))
+        """Note a task's key parts for ``keel cache explain`` (written by :meth:`flush`)."""
+        self._pending.append(TaskKey(flow=self.flow, run_id=self.run_id, task_id=task_id, step=step,
+                                     key=key.key, parts=key.parts, hit=hit, note=note, created_at=time.time()))
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.store.add_task_keys(pending)
 
     def record_entry(self, step: str, task_id: int, key: CacheKey, artifacts: dict[str, dict[str, Any]],
                      num_splits: int | None, reads: list[str]) -> None:

@@ -256,8 +256,8 @@ class Scheduler:
         """A cached step: take an intact earlier result with the same key, or wait for another
         run that is computing it; False when this run must compute it."""
         cache = self.cache
-        if cache is None or not cache.enabled(task.step):
-            return False
+        if cache is None or task.cache_miss or not cache.enabled(task.step):
+            return False  # (a retry of a task this run computes goes straight to the executor)
         if task.cache_key is None:
             task.cache_key = cache.key(task.step, task.inputs, task.frames)
         if not task.cache_key.cacheable:
@@ -363,6 +363,8 @@ class Scheduler:
         self._last_flush = now
         ops, self.ops = self.ops, []
         self.metadata.write_batch(ops)
+        if self.cache is not None:
+            self.cache.flush()
 
     # -- one attempt ended -------------------------------------------------------------------
     def _on_outcome(self, outcome: Outcome) -> None:

@@ -98,7 +98,7 @@ class Claim:
 class CacheStore(Protocol):
     def add_entry(self, entry: CacheEntry) -> None: ...
     def entries(self, key: str) -> list[CacheEntry]: ...          # newest first
-    def add_task_key(self, record: TaskKey) -> None: ...
+    def add_task_keys(self, records: list[TaskKey]) -> None: ...
     def task_keys(self, flow: str, run_id: int, step: str) -> list[TaskKey]: ...
     def previous_task_key(self, flow: str, step: str, before_run: int, hit_only: bool = False) -> TaskKey | None: ...
     def claim(self, claim: Claim) -> Claim | None: ...             # None: claimed; else the holder
@@ -138,15 +138,13 @@ class SqlCacheStore:
                                 .order_by(cache_entries.c.id.desc()).limit(20))
             return [_entry(r) for r in rows]
 
-    def add_task_key(self, record: TaskKey) -> None:
-        row = dict(flow=record.flow, run_id=record.run_id, task_id=record.task_id, step=record.step,
-                   key=record.key, parts=json.dumps(record.parts), hit=record.hit, note=record.note,
-                   created_at=record.created_at or time.time())
+    def add_task_keys(self, records: list[TaskKey]) -> None:
+        """One transaction for a batch (a task id appears once per run: a task has one key)."""
+        rows = [dict(flow=r.flow, run_id=r.run_id, task_id=r.task_id, step=r.step, key=r.key,
+                     parts=json.dumps(r.parts), hit=r.hit, note=r.note, created_at=r.created_at or time.time())
+                for r in records]
         with self.writer.begin() as conn:
-            conn.execute(cache_task_keys.delete().where(
-                (cache_task_keys.c.flow == record.flow) & (cache_task_keys.c.run_id == record.run_id)
-                & (cache_task_keys.c.task_id == record.task_id)))
-            conn.execute(cache_task_keys.insert().values(**row))
+            conn.execute(cache_task_keys.insert(), rows)
 
     def task_keys(self, flow: str, run_id: int, step: str) -> list[TaskKey]:
         c = cache_task_keys.c
@@ -204,8 +202,9 @@ class MemoryCacheStore:
     def entries(self, key: str) -> list[CacheEntry]:
         return [e for e in reversed(self._entries) if e.key == key][:20]
 
-    def add_task_key(self, record: TaskKey) -> None:
-        self._keys[(record.flow, record.run_id, record.task_id)] = record
+    def add_task_keys(self, records: list[TaskKey]) -> None:
+        for record in records:
+            self._keys[(record.flow, record.run_id, record.task_id)] = record
 
     def task_keys(self, flow: str, run_id: int, step: str) -> list[TaskKey]:
         return sorted((k for k in self._keys.values() if (k.flow, k.run_id, k.step) == (flow, run_id, step)),
