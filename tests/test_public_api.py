@@ -8,7 +8,7 @@ import sys
 
 import keel
 
-PUBLIC = ["Flow", "FlowSpec", "IncludeFile", "JSONType", "Parameter", "Run", "Step", "Task", "catch", "current",
+PUBLIC = ["Flow", "FlowSpec", "IncludeFile", "JSONType", "Parameter", "Run", "Step", "Task", "cache", "catch", "current",
           "environment", "kubernetes", "parallel_map", "queue", "ray", "resources", "retry", "spark", "step", "timeout"]
 
 

@@ -14,6 +14,7 @@ _EXPORTS = {
     "FlowSpec": "keel.flow.spec",
     "step": "keel.flow.decorators",
     "resources": "keel.flow.decorators",
+    "cache": "keel.flow.decorators",
     "retry": "keel.flow.decorators",
     "catch": "keel.flow.decorators",
     "timeout": "keel.flow.decorators",

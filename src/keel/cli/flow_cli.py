@@ -42,6 +42,7 @@ class RunOptions:
     tags: tuple[str, ...] = ()
     executors: tuple[str, ...] = ()
     quiet: bool = False
+    cache: bool | None = None                                 # --cache (every step) / --no-cache / neither
     params: dict[str, str] = field(default_factory=dict)     # parameter name -> the text given (run only)
 
 
@@ -98,6 +99,9 @@ def _runtime_options(resume: bool = False) -> list[click.Option]:
         click.Option(["--with", "executors"], multiple=True, metavar="ray[:k=v,...]|kubernetes[:k=v,...]",
                      help="run every step on Ray or Kubernetes (e.g. --with ray:address=auto,cpu=4)"),
         click.Option(["--quiet", "-q"], is_flag=True, help="print only the tasks' output and the result"),
+        click.Option(["--cache/--no-cache"], default=None,
+                     help="--cache: reuse every step's outputs from an earlier run with the same inputs and "
+                          "code (not only @cache steps); --no-cache: compute every step"),
     ]
     if resume:
         opts.append(click.Option(["--origin-run-id"], default=None, metavar="ID",
@@ -179,7 +183,8 @@ def _run_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     for item in kwargs.get("executors") or ():
         parse_with(item)  # a bad --with is a usage error, before anything runs
     return {"max_workers": kwargs["max_workers"], "max_num_splits": kwargs["max_num_splits"],
-            "tags": tuple(kwargs["tags"]), "executors": tuple(kwargs["executors"]), "quiet": kwargs["quiet"]}
+            "tags": tuple(kwargs["tags"]), "executors": tuple(kwargs["executors"]), "quiet": kwargs["quiet"],
+            "cache": kwargs.get("cache")}
 
 
 def _given(flow_cls: type, kwargs: dict[str, Any]) -> dict[str, str]:
@@ -206,7 +211,8 @@ def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
 
         opts = RunOptions(**_run_options(kwargs), params=_given(flow_cls, kwargs))
         req = RunRequest(flow_cls=flow_cls, params=resolve_parameters(flow_cls, opts.params), flow_file=flow_file, tags=list(opts.tags),
-                         options=Options(max_workers=opts.max_workers, max_num_splits=opts.max_num_splits),
+                         options=Options(max_workers=opts.max_workers, max_num_splits=opts.max_num_splits,
+                                         cache=opts.cache),
                          quiet=opts.quiet, command=f"{prog} resume" if prog.startswith("python") else "",
                          executors=list(opts.executors))
         return exit_status(run(req))

@@ -182,6 +182,10 @@ from keel.cli.queue import register as _register_queue  # noqa: E402 - keel queu
 
 _register_queue(cli)
 
+from keel.cli.cache import register as _register_cache  # noqa: E402 - cache explain, cache prune
+
+_register_cache(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

@@ -143,7 +143,7 @@ class Task:
 
     @property
     def successful(self) -> bool:
-        return self._record.status in ("succeeded", "caught", "reused")
+        return self._record.status in ("succeeded", "caught", "reused", "cached")
 
     @property
     def finished(self) -> bool:
@@ -181,11 +181,16 @@ class Task:
     @property
     def reused(self) -> bool:
         """True for a task that resume took from an earlier run instead of running it again."""
-        return self._record.origin_run_id is not None
+        return self._record.origin_run_id is not None and self._record.status != "cached"
+
+    @property
+    def cached(self) -> bool:
+        """True for a task whose outputs came from the step cache (an earlier task with its key)."""
+        return self._record.status == "cached"
 
     @property
     def origin(self) -> str | None:
-        """For a task reused by resume: the pathspec of the task it was reused from."""
+        """For a reused or cached task: the pathspec of the task its outputs came from."""
         r = self._record
         if r.origin_run_id is None:
             return None

@@ -79,7 +79,8 @@ def _number(deco: str, key: str, value: Any, *, minimum: float = 0) -> float:
     return value
 
 
-def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = ()) -> Callable[..., Any]:
+def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = (),
+          choices: dict[str, tuple[Any, ...]] | None = None) -> Callable[..., Any]:
     cls = type(name.capitalize() + "Decorator", (StepDecorator,), {"name": name})
 
     def decorator(*args: Any, **kwargs: Any) -> Any:
@@ -96,6 +97,10 @@ def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = ()) ->
         for key in numeric:
             if attrs[key] is not None:
                 attrs[key] = _number(name, key, attrs[key])
+        for key, allowed in (choices or {}).items():
+            if attrs[key] not in allowed:
+                raise DefinitionError(f"@{name}({key}={attrs[key]!r}): expected one of "
+                                      f"{', '.join(repr(a) for a in allowed)}")
 
         def attach(func: F) -> F:
             file, line = _where(func)
@@ -146,6 +151,16 @@ custom Ray resources; ``address`` names the cluster (else ``--with ray:address=`
 kubernetes = _make("kubernetes", {"cpu": 1, "memory": 4096, "disk": 10240, "gpu": 0, "image": None,
                                   "namespace": "default", "service_account": None}, ())
 kubernetes.__doc__ = """Run this step's tasks as Kubernetes Jobs."""
+
+cache = _make("cache", {"key": None, "version": None, "ignore": (), "behavior": "default"}, (),
+               {"behavior": ("default", "recompute", "disable")})
+cache.__doc__ = """Reuse this step's outputs from an earlier run when nothing they depend on changed.
+
+The key is the step's code (normalised, so comments and formatting do not count) and the
+code it reaches, the constants and closure values it reads, decorator settings, parameters,
+input artifacts, files it reads and package versions. ``version`` forces a new key,
+``ignore`` leaves named globals out, ``key`` adds inputs Keel cannot see (a value or a
+zero-argument callable), ``behavior="recompute"`` always runs, ``"disable"`` never caches."""
 
 
 def timeout_seconds(deco: StepDecorator | None) -> float | None:

@@ -275,7 +275,8 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     executor = factory()
     scheduler = Scheduler(flow=flow, run_id=run_id, graph=graph, executor=executor, metadata=store.metadata,
                           artifacts=artifacts, scratch=str(store.scratch), params=param_refs,
-                          options=req.options, events=io)
+                          options=req.options, events=io,
+                          cache=_step_cache(req, store, graph, run_id, param_refs, io))
     started = time.time()
     outcome = RunOutcome(status="failed", message="the scheduler stopped unexpectedly")
     try:
@@ -291,6 +292,24 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
                        seconds=time.time() - started)
     _report(result, req, console)
     return result
+
+
+def _step_cache(req: RunRequest, store: Store, graph: FlowGraph, run_id: int, params: dict[str, Any],
+                io: Any) -> Any:
+    """The run's step cache, or None when no step of the flow is cached."""
+    from keel.runtime.cache import CacheSettings, StepCache
+
+    settings = CacheSettings.resolve(req.options.cache)
+    if settings.mode == "off" or (settings.mode == "auto" and not any(
+            d.name == "cache" for name in graph.sorted_nodes() for d in graph[name].decorators)):
+        return None
+    def alive(flow: str, other: int) -> bool:
+        rec = store.metadata.get_run(flow, other)
+        return rec is not None and rec.effective_status == "running"
+
+    return StepCache(flow=req.flow_cls.__name__, run_id=run_id, flow_cls=req.flow_cls, graph=graph,
+                     params=params, artifacts=store.artifacts, store=store.metadata.cache,
+                     settings=settings, alive=alive, warn=io.message)
 
 
 def _report(result: RunResult, req: RunRequest, console: Any) -> None:

@@ -21,7 +21,7 @@ from keel.errors import NotFoundError, UsageError
 from keel.runtime.scheduler import ReusedTask
 from keel.store import Store
 
-_DONE = ("succeeded", "reused", "caught")
+_DONE = ("succeeded", "reused", "cached", "caught")
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,6 @@ def resume_request(flow_cls: type, flow_file: str, plan: ResumePlan, **fields: A
     from keel.runtime.scheduler import Options
 
     options = Options(max_workers=fields.pop("max_workers", 16), max_num_splits=fields.pop("max_num_splits", 100),
-                      reuse=plan.reuse)
+                      reuse=plan.reuse, cache=fields.pop("cache", None))
     return RunRequest(flow_cls=flow_cls, params=plan.params, flow_file=flow_file, options=options,
                       origin_run_id=plan.origin_id, **fields)

@@ -56,6 +56,8 @@ class Options:
     budget: dict[str, float] = field(default_factory=lambda: {"cpu": os.cpu_count() or 1, "memory": 1 << 40})
     # steps that run elsewhere (Ray, Kubernetes): this machine's cpu/memory budget does not apply
     remote_steps: frozenset[str] = frozenset()
+    # step caching: True for run --cache (every step), False for --no-cache, None for @cache steps only
+    cache: bool | None = None
 
 
 @dataclass
@@ -104,6 +106,8 @@ class _Task:
     deadline: float | None = None
     timed_out: bool = False
     spec: TaskSpec | None = None
+    cache_key: Any = None          # keel.runtime.cache.CacheKey of a cached step's task
+    cache_miss: bool = False       # computed here: its result becomes a cache entry
 
 
 @dataclass
@@ -137,7 +141,8 @@ class Scheduler:
 
     def __init__(self, *, flow: str, run_id: int, graph: Any, executor: Executor, metadata: Any,
                  artifacts: Any, scratch: str, params: dict[str, dict[str, Any]], options: Options,
-                 events: Events | None = None, task_extras: Callable[[str], dict[str, Any]] | None = None):
+                 events: Events | None = None, task_extras: Callable[[str], dict[str, Any]] | None = None,
+                 cache: Any = None):
         self.flow, self.run_id, self.graph = flow, run_id, graph
         self.executor, self.metadata, self.artifacts = executor, metadata, artifacts
         self.scratch = scratch
@@ -145,6 +150,7 @@ class Scheduler:
         self.options = options
         self.events = events or Events()
         self.task_extras = task_extras or (lambda step: {})
+        self.cache = cache  # keel.runtime.cache.StepCache, or None
         self.policies = self._policies()
         for name in options.remote_steps & set(self.policies):
             self.policies[name].cpu = self.policies[name].memory = 0.0
@@ -190,6 +196,8 @@ class Scheduler:
                 self._flush(force=False)
         finally:
             self._flush()
+            if self.cache is not None:
+                self.cache.release_all()
         if self.failure is not None:
             return self.failure
         return RunOutcome(status="succeeded")
@@ -249,7 +257,7 @@ class Scheduler:
                 continue
             self.ready.popleft()
             checked = 0
-            if not self._reuse(task, now):
+            if not self._reuse(task, now) and not self._from_cache(task, now):
                 self._launch(task, policy, now)
 
     def _reuse(self, task: _Task, now: float) -> bool:
@@ -259,6 +267,48 @@ class Scheduler:
         origin = self.options.reuse.get((task.step, tuple(f.index for f in task.frames)))
         if origin is None:
             return False
+        return self._take(task, origin, now, "reused")
+
+    def _from_cache(self, task: _Task, now: float) -> bool:
+        """A cached step: take an intact earlier result with the same key, or wait for another
+        run that is computing it; False when this run must compute it."""
+        cache = self.cache
+        if cache is None or task.cache_miss or not cache.enabled(task.step):
+            return False  # (a retry of a task this run computes goes straight to the executor)
+        if task.cache_key is None:
+            task.cache_key = cache.key(task.step, task.inputs, task.frames)
+        if not task.cache_key.cacheable:
+            return False
+        reuse = not cache.recompute(task.step)
+        note = self._cache_hit(task, now) if reuse else "@cache(behavior='recompute')"
+        if note is None:
+            return True
+        if not cache.claim(task.cache_key, task.task_id):
+            task.ready_at = now + 0.2  # another run is computing this key: wait for its entry
+            self.delayed.append(task)
+            return True
+        if reuse and self._cache_hit(task, now) is None:  # it landed between the lookup and the claim
+            cache.release(task.task_id)
+            return True
+        cache.record_key(task.step, task.task_id, task.cache_key, hit=False, note=note)
+        task.cache_miss = True
+        return False
+
+    def _cache_hit(self, task: _Task, now: float) -> str | None:
+        """Take the task from the cache: None when taken, else why it missed."""
+        assert self.cache is not None
+        entry, why = self.cache.lookup(task.cache_key)
+        if entry is None:
+            return why
+        origin = ReusedTask(run_id=entry.run_id, task_id=entry.task_id, artifacts=entry.artifacts,
+                            num_splits=entry.num_splits)
+        if not self._take(task, origin, now, "cached"):
+            return "its cached result cannot fan out"
+        self.cache.record_key(task.step, task.task_id, task.cache_key, hit=True, note=None)
+        return None
+
+    def _take(self, task: _Task, origin: ReusedTask, now: float, status: str) -> bool:
+        """Record ``task`` as done by ``origin`` (resume or cache) and move on, copying no bytes."""
         node = self.graph[task.step]
         result: dict[str, Any] = {"ok": True, "artifacts": origin.artifacts, "own": [],
                                   "transition": list(node.out_funcs), "foreach": node.foreach_param}
@@ -269,7 +319,7 @@ class Scheduler:
             result.update(num_splits=origin.num_splits, foreach_ref=ref)
         task.started_at = now
         self.step_started.setdefault(task.step, now)
-        self.ops.append(replace(self._task_row(task, "reused"), origin_run_id=origin.run_id,
+        self.ops.append(replace(self._task_row(task, status), origin_run_id=origin.run_id,
                                  origin_task_id=origin.task_id, attempts=0))
         self.ops.append(ArtifactsWrite(self.flow, self.run_id, task.task_id, origin.artifacts))
         self.events.task_started(task.step, task.task_id, 0)
@@ -300,6 +350,7 @@ class Scheduler:
             inputs=task.inputs, input_steps=task.input_steps, is_join=bool(node.is_join),
             param_names=list(self.params), frames=task.frames, env=policy.env,
             catch_var=policy.catch_var, catch_now=policy.catch and task.attempt >= policy.retries,
+            record_reads=task.cache_miss,
             result_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.result"),
             metrics_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.metrics"),
             extras=self.task_extras(task.step),
@@ -329,6 +380,8 @@ class Scheduler:
         self._last_flush = now
         ops, self.ops = self.ops, []
         self.metadata.write_batch(ops)
+        if self.cache is not None:
+            self.cache.flush()
 
     # -- one attempt ended -------------------------------------------------------------------
     def _on_outcome(self, outcome: Outcome) -> None:
@@ -395,6 +448,10 @@ class Scheduler:
             self.ops.append(TagsWrite(self.flow, self.run_id, tuple(result["tags"])))
         self.events.task_finished(task.step, task.task_id, status)
         self.step_finished[task.step] = time.time()
+        if task.cache_miss and status == "succeeded" and self.cache is not None:
+            self._flush()  # the task is on record before another run can take it from the cache
+            self.cache.record_entry(task.step, task.task_id, task.cache_key, namespace,
+                                    result.get("num_splits"), result.get("reads") or [])
         self._advance(task, result, namespace)
 
     def _failed(self, task: _Task, outcome: Outcome, error: dict[str, str]) -> None:
@@ -423,6 +480,8 @@ class Scheduler:
                 return
         self._record_attempt(task, "failed", outcome, error)
         self._record_task(task, "failed", node=outcome.node)
+        if self.cache is not None:
+            self.cache.release(task.task_id)
         self.events.task_finished(task.step, task.task_id, "failed")
         if self.failure is None:
             self.failure = RunOutcome(status="failed", failed_step=task.step, failed_task=task.task_id, error=error)

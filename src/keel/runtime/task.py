@@ -63,6 +63,7 @@ class TaskSpec:
     origin_run_id: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     command: CommandTask | None = None          # a command task (project job): no FlowSpec step to run
+    record_reads: bool = False                  # a cached step: note the files it opens for reading
 
     @property
     def pathspec(self) -> str:
@@ -239,7 +240,10 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
                 views.append(_flow_instance(flow_cls, view_state, frames[:-1] if frames else (), step_name))
             func(Inputs(views, spec.input_steps))
         else:
-            func()
+            with _ReadRecorder(spec.record_reads, _store_roots(store)) as reads:
+                func()
+            if spec.record_reads:
+                result["reads"] = sorted(reads)
         transition = flow.__dict__.get("_keel_transition")
         refs, own = state.persist()
         result.update(ok=True, artifacts={n: r.to_dict() for n, r in refs.items()}, own=own,
@@ -273,6 +277,49 @@ def _caught(spec: TaskSpec, state: TaskState, store: ArtifactStore, error: dict[
         own.append(spec.catch_var)
     return {"ok": True, "caught": True, "error": error, "own": own, "transition": [], "foreach": None,
             "artifacts": {n: r.to_dict() for n, r in refs.items()}}
+
+
+_RECORDING: set[str] | None = None
+_HOOKED = False
+_NOT_DATA = ("/proc/", "/sys/", "/dev/", sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(__file__)))
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _RECORDING is None or event != "open":
+        return
+    path, mode = args[0], args[1]
+    if isinstance(path, (str, bytes)) and (mode is None or ("r" in str(mode) and "+" not in str(mode))):
+        _RECORDING.add(os.path.abspath(os.fsdecode(path)))
+
+
+def _store_roots(store: ArtifactStore) -> tuple[str, ...]:
+    roots = [str(getattr(store.backend, "root", "") or ""), os.environ.get("KEEL_HOME", "")]
+    return tuple(os.path.abspath(r) + os.sep for r in roots if r)
+
+
+class _ReadRecorder:
+    """Collects the files a step opens for reading (a cached step's inputs Keel cannot see)."""
+
+    def __init__(self, enabled: bool, exclude: tuple[str, ...] = ()):
+        self.enabled = enabled
+        self.exclude = _NOT_DATA + exclude
+        self.paths: set[str] = set()
+
+    def __enter__(self) -> set[str]:
+        global _RECORDING, _HOOKED
+        if self.enabled:
+            if not _HOOKED:
+                sys.addaudithook(_audit)
+                _HOOKED = True
+            _RECORDING = self.paths
+        return self.paths
+
+    def __exit__(self, *exc: Any) -> None:
+        global _RECORDING
+        _RECORDING = None
+        for path in list(self.paths):
+            if path.startswith(self.exclude) or path.endswith((".py", ".pyc")) or not os.path.isfile(path):
+                self.paths.discard(path)
 
 
 def _user_traceback(text: str) -> str:

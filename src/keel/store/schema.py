@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 # The Alembic revision this code writes; a store stamped with another one is migrated
 # (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
-SCHEMA_HEAD = "0003_data_versions"
+SCHEMA_HEAD = "0004_step_cache"
 # The revision of the schema that Keel 0.1 created without any version table.
 SCHEMA_RELEASE_0_1 = "0001_release_0_1"
 
@@ -181,4 +181,43 @@ data_versions = sa.Table(
     sa.Column("files", sa.Text, nullable=False),             # JSON list of [key, rows, bytes]
     sa.Column("lineage", sa.String(1024)),                   # Flow/run/step/task of the writer
     sa.Column("user", sa.String(255)),
+)
+
+# The step cache (keel.store.cache): entries a later task can reuse, every cached task's key
+# parts (for `keel cache explain`), and claims on keys being computed.
+cache_entries = sa.Table(
+    "cache_entries", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("flow", sa.String(255), nullable=False),
+    sa.Column("step", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("task_id", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("artifacts", sa.Text, nullable=False),   # JSON {name: ref dict}
+    sa.Column("num_splits", sa.Integer),
+    sa.Column("reads", sa.Text, nullable=False),       # JSON {path: digest}
+)
+sa.Index("ix_cache_entries_key", cache_entries.c.key)
+
+cache_task_keys = sa.Table(
+    "cache_task_keys", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("task_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.String(255), nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("parts", sa.Text, nullable=False),       # JSON {part: digest}
+    sa.Column("hit", sa.Boolean, nullable=False),
+    sa.Column("note", sa.Text),                        # why it missed, or why it was not cached
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+sa.Index("ix_cache_task_keys_step", cache_task_keys.c.flow, cache_task_keys.c.step)
+
+cache_claims = sa.Table(
+    "cache_claims", meta,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("flow", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("claimed_at", sa.Float, nullable=False),
 )
