@@ -5,7 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ci-setup.sh || { echo "scripts/ci-setup.sh failed"; exit 1; }
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 "$@"
 code=$?
 if [ "$code" -eq 5 ]; then
   echo "pytest collected no tests: failing"
