@@ -20,6 +20,7 @@ _EXPORTS = {
     "environment": "keel.flow.decorators",
     "ray": "keel.flow.decorators",
     "kubernetes": "keel.flow.decorators",
+    "project": "keel.flow.decorators",
     "Parameter": "keel.flow.parameters",
     "IncludeFile": "keel.flow.parameters",
     "JSONType": "keel.flow.parameters",
@@ -29,6 +30,9 @@ _EXPORTS = {
     "Run": "keel.client.core",
     "Step": "keel.client.core",
     "Task": "keel.client.core",
+    "namespace": "keel.client.core",
+    "get_namespace": "keel.client.core",
+    "default_namespace": "keel.client.core",
 }
 
 __all__ = sorted(_EXPORTS)

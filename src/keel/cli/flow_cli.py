@@ -18,6 +18,7 @@ USAGE = """Usage: python {file} COMMAND [OPTIONS]
 
 Commands:
   run [--PARAM VALUE]... [--max-workers 16] [--max-num-splits 100] [--tag T]... [--quiet]
+      [--branch B | --production]   (a flow with @project)
       [--with ray[:address=auto,cpu=4,memory=10000] | --with kubernetes[:image=...,cpu=2]]
                        run the flow (--with: every step on Ray or Kubernetes)
   resume [RUN_ID] [STEP] [--origin-run-id ID]
@@ -85,12 +86,19 @@ def run_flow_cli(flow_cls: type, argv: list[str] | None = None, flow_file: str |
 
 
 def dispatch(flow_cls: type, flow_file: str, argv: list[str], prog: str) -> int:
-    while argv and argv[0] in ("--no-pylint", "--quiet-pylint"):  # Metaflow habits, harmless here
-        argv.pop(0)
+    project_opts: list[str] = []  # Metaflow puts @project's --branch/--production before the command
+    while argv and argv[0] in ("--no-pylint", "--quiet-pylint", "--branch", "--production"):
+        if argv[0] == "--branch":
+            project_opts += argv[:2]
+            del argv[:2]
+        elif argv[0] == "--production":
+            project_opts.append(argv.pop(0))
+        else:
+            argv.pop(0)  # Metaflow habits, harmless here
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE.format(file=os.path.basename(flow_file)))
         return 0
-    command, args = argv[0], argv[1:]
+    command, args = argv[0], argv[1:] + project_opts
     if command == "run":
         return cmd_run(flow_cls, flow_file, args, prog)
     if command == "resume":
@@ -118,13 +126,14 @@ def dispatch(flow_cls: type, flow_file: str, argv: list[str], prog: str) -> int:
 
 def split_run_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
     """Separate the runtime's own options from the flow's parameters."""
-    opts: dict[str, Any] = {"tags": [], "with": [], "quiet": False, "run_id_file": None, "flow": None}
+    opts: dict[str, Any] = {"tags": [], "with": [], "quiet": False, "run_id_file": None, "flow": None,
+                            "branch": None, "production": False}
     rest: list[str] = []
     i = 0
     while i < len(args):
         arg = args[i]
         name, eq, value = arg.partition("=")
-        if name in _RUN_FLAGS or name in ("--tag", "--with", "--run-id-file", "--flow"):
+        if name in _RUN_FLAGS or name in ("--tag", "--with", "--run-id-file", "--flow", "--branch"):
             if not eq:
                 if i + 1 >= len(args):
                     raise UsageError(f"{name} needs a value")
@@ -146,6 +155,8 @@ def split_run_args(args: list[str]) -> tuple[dict[str, Any], list[str]]:
                 opts[name[2:].replace("-", "_")] = value
         elif arg in ("--quiet", "-q"):
             opts["quiet"] = True
+        elif arg == "--production":
+            opts["production"] = True
         else:
             rest.append(arg)
         i += 1
@@ -165,7 +176,7 @@ def cmd_run(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
     options = Options(max_workers=opts.get("max_workers", 16), max_num_splits=opts.get("max_num_splits", 100))
     req = RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=opts["tags"], options=options,
                      quiet=opts["quiet"], command=f"{prog} resume" if prog.startswith("python") else "",
-                     executors=opts["with"])
+                     executors=opts["with"], branch=opts["branch"], production=opts["production"])
     return exit_status(start_run(req, on_started=_run_id_writer(opts["run_id_file"])))
 
 

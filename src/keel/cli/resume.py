@@ -125,7 +125,7 @@ def _settle_crashed(md: Any, origin: Any, tasks: list[Any]) -> None:
 
 
 def cmd_resume(flow_cls: type, flow_file: str, args: list[str], prog: str) -> int:
-    from keel.cli.flow_cli import exit_status, split_run_args
+    from keel.cli.flow_cli import _run_id_writer, exit_status, split_run_args
     from keel.runtime.launch import RunRequest, start_run
     from keel.runtime.scheduler import Options
 
@@ -166,5 +166,6 @@ def cmd_resume(flow_cls: type, flow_file: str, args: list[str], prog: str) -> in
     req = RunRequest(flow_cls=flow_cls, params=plan["params"], flow_file=flow_file, tags=opts["tags"],
                      options=options, quiet=opts["quiet"], origin_run_id=plan["origin_id"],
                      command=f"{prog} resume" if prog.startswith("python") else "",
-                     executors=opts["with"])  # resume --with ray: the rest of the run on Ray
-    return exit_status(start_run(req, store=store))
+                     executors=opts["with"],  # resume --with ray: the rest of the run on Ray
+                     branch=opts["branch"], production=opts["production"])
+    return exit_status(start_run(req, store=store, on_started=_run_id_writer(opts["run_id_file"])))

@@ -148,6 +148,23 @@ kubernetes = _make("kubernetes", {"cpu": 1, "memory": 4096, "disk": 10240, "gpu"
 kubernetes.__doc__ = """Run this step's tasks as Kubernetes Jobs."""
 
 
+def project(*args: Any, name: str | None = None) -> Callable[[type], type]:
+    """Put a flow in a project, as Metaflow's ``@project(name="weather")``: runs carry the project
+    and its branch (``user.NAME``; ``--branch B`` makes ``test.B``, ``--production`` ``prod``) in
+    ``current`` and in their system tags, so branches of one flow stay apart."""
+    import re
+
+    if args or not isinstance(name, str) or not re.match(r"^[a-z0-9_]{1,128}$", name):
+        raise DefinitionError(f"@project takes name=, lowercase letters, digits and '_', e.g. "
+                              f"@project(name='weather'); got {(args[0] if args else name)!r}")
+
+    def attach(flow_cls: type) -> type:
+        flow_cls._keel_project = name  # type: ignore[attr-defined]
+        return flow_cls
+
+    return attach
+
+
 def timeout_seconds(deco: StepDecorator | None) -> float | None:
     """The total of a @timeout decorator in seconds, or None when there is no limit."""
     if deco is None:

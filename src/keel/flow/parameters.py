@@ -43,19 +43,31 @@ class Parameter:
     """A value given on the command line (``--name VALUE``), typed from ``default`` or ``type``."""
 
     def __init__(self, name: str, default: Any = None, type: type | None = None, help: str | None = None,
-                 required: bool = False, **kwargs: Any):
+                 required: bool = False, separator: str | None = None, show_default: bool = True,
+                 **kwargs: Any):
         if not isinstance(name, str) or not name.replace("_", "a").replace("-", "a").isalnum():
             raise DefinitionError(f"Parameter name {name!r} must be letters, digits, '_' or '-'")
+        if kwargs:
+            raise DefinitionError(
+                f"Parameter {name!r} has no argument {sorted(kwargs)[0]!r}; its arguments are: name, default, "
+                f"type, help, required, separator, show_default")
         self.name = name
         self.attr = name.replace("-", "_")
         self._default = default
-        self.type = type if type is not None else _infer_type(default() if callable(default) else default)
+        sample = default() if callable(default) else default
+        if separator is not None and isinstance(sample, (list, tuple)):
+            sample = sample[0] if sample else ""
+        self.type = type if type is not None else _infer_type(sample)
         if self.type not in _TYPE_NAMES:
             raise DefinitionError(f"Parameter {name!r}: type must be int, float, bool, str or JSONType, "
                                   f"not {getattr(self.type, '__name__', self.type)!r}")
+        if separator is not None and (not isinstance(separator, str) or not separator):
+            raise DefinitionError(f"Parameter {name!r}: separator must be a non-empty string, got {separator!r}")
         self.help = help or ""
         self.required = required
-        self.kwargs = kwargs
+        self.separator = separator
+        self.show_default = show_default
+        self.kwargs: dict[str, Any] = {}
 
     def __set_name__(self, owner: type, attr: str) -> None:
         self.attr = attr
@@ -71,7 +83,21 @@ class Parameter:
 
     @property
     def default(self) -> Any:
-        return self._default() if callable(self._default) else self._default
+        value = self._default() if callable(self._default) else self._default
+        if isinstance(value, str) and (self.separator is not None or self.type not in (str,)):
+            return self.parse(value)  # Metaflow parses a string default like a value given on the CLI
+        return value
+
+    def env_value(self) -> str | None:
+        """The value from ``METAFLOW_RUN_<NAME>`` or ``KEEL_RUN_<NAME>`` (read when a run starts)."""
+        import os
+
+        key = self.name.upper().replace("-", "_")
+        for prefix in ("KEEL_RUN_", "METAFLOW_RUN_"):
+            value = os.environ.get(prefix + key)
+            if value is not None:
+                return value
+        return None
 
     @property
     def type_name(self) -> str:
@@ -79,6 +105,11 @@ class Parameter:
 
     def parse(self, text: str) -> Any:
         """The value of ``--name text``; ParameterError when it does not fit the type."""
+        if self.separator is not None:
+            return [self._parse_one(part) for part in text.split(self.separator)]
+        return self._parse_one(text)
+
+    def _parse_one(self, text: str) -> Any:
         kind = self.type
         try:
             if kind is bool:
@@ -91,13 +122,15 @@ class Parameter:
             if kind is JSONType:
                 return json.loads(text)
             return kind(text)
-        except ValueError:
+        except (ValueError, TypeError):
             example = {int: "5", float: "0.5", bool: "true", JSONType: "'{\"k\": 1}'"}.get(kind, "text")
             raise ParameterError(f"--{self.name} expects {self.type_name}, got {text!r} "
                                  f"(e.g. --{self.name} {example})") from None
 
     def resolve(self, raw: str | None) -> Any:
-        """The parameter's value for a run: parsed from ``raw`` or the default."""
+        """The parameter's value for a run: parsed from ``raw``, the environment, or the default."""
+        if raw is None:
+            raw = self.env_value()
         if raw is None:
             if self.required and self._default is None:
                 raise ParameterError(f"--{self.name} is required ({self.help or self.type_name})")
@@ -131,6 +164,8 @@ class IncludeFile(Parameter):
         return data.decode(self.encoding) if self.is_text else data
 
     def resolve(self, raw: str | None) -> Any:
+        if raw is None:
+            raw = self.env_value()
         if raw is None:
             if self._default is None:
                 if self.required:

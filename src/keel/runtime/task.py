@@ -57,25 +57,67 @@ class TaskSpec:
     metrics_path: str = ""
     origin_run_id: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None                # @timeout: raised inside the step (SIGALRM)
 
     @property
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
 
 
-class CaughtException:
-    """What @catch stores in its artifact: the exception's type, message and traceback."""
+class CaughtException(Exception):
+    """What @catch stores in its artifact, shaped like Metaflow's: ``.type`` ("module.Class"),
+    ``.exception`` (the message) and ``.stacktrace`` (``.message``/``.traceback`` are aliases)."""
 
     def __init__(self, type_name: str, message: str, traceback_text: str):
+        super().__init__(type_name, message, traceback_text)
         self.type = type_name
-        self.message = message
-        self.traceback = traceback_text
+        self.exception = message
+        self.stacktrace = traceback_text
+
+    @property
+    def message(self) -> str:
+        return self.exception
+
+    @property
+    def traceback(self) -> str:
+        return self.stacktrace
 
     def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
+        return f"{self.type}: {self.exception}"
 
     def __repr__(self) -> str:
-        return f"CaughtException({self.type}: {self.message!r})"
+        return f"CaughtException({self.type}: {self.exception!r})"
+
+
+def _qualified(exc: BaseException) -> str:
+    """``module.Class`` of an exception, as Metaflow's @catch names it."""
+    kind = type(exc)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _start_alarm(spec: TaskSpec) -> bool:
+    """@timeout: raise StepTimeout inside the step when its time is up (the scheduler's kill
+    stays as the backstop for code that never returns to Python)."""
+    import signal
+    import threading
+
+    if not spec.timeout or threading.current_thread() is not threading.main_thread():
+        return False
+
+    def expire(signum: int, frame: Any) -> None:
+        from keel.errors import StepTimeout
+
+        raise StepTimeout(f"step {spec.step!r} ran longer than its @timeout of {spec.timeout:g} seconds")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, spec.timeout)
+    return True
+
+
+def _stop_alarm() -> None:
+    import signal
+
+    signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 class TaskState:
@@ -122,6 +164,9 @@ class TaskState:
         return sorted(set(self.refs) | set(self.new))
 
     def merge(self, inputs: list[FlowSpec], include: list[str] | None, exclude: list[str] | None) -> None:
+        if not self.join:
+            raise KeelError(f"merge_artifacts works only in a join step (one that takes inputs), "
+                            f"not in {self.pathspec}")
         states = [inp.__dict__["_keel_state"] for inp in inputs]
         available: dict[str, list[ArtifactRef]] = {}
         for state in states:
@@ -135,7 +180,7 @@ class TaskState:
             names = list(include)
         else:
             names = [n for n in available if n not in self.params and n not in (exclude or ())]
-        conflicts = []
+        conflicts, agreed = [], {}
         for name in names:
             if name in self.new:
                 continue  # set in the join itself: the join's value wins
@@ -143,8 +188,12 @@ class TaskState:
             if len(keys) > 1:
                 conflicts.append(name)
             else:
-                self.refs[name] = available[name][0]
-        if conflicts:
+                agreed[name] = available[name][0]
+        if not conflicts:  # all or nothing, as in Metaflow
+            self.refs.update(agreed)
+            for name in agreed:
+                self.loaded.pop(name, None)
+        else:
             listed = ", ".join(repr(c) for c in conflicts)
             raise KeelError(f"merge_artifacts: the branches have different values for {listed}. Set "
                             f"them in the join step first, or pass exclude=[{listed}]")
@@ -206,7 +255,7 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
     """Run one attempt of a task and return its result (never raises for user errors)."""
     current._activate(flow_name=spec.flow, run_id=spec.run_id, step_name=spec.step, task_id=spec.task_id,
                       retry_count=spec.attempt, metrics_path=spec.metrics_path,
-                      origin_run_id=spec.origin_run_id, **spec.extras)
+                      origin_run_id=spec.origin_run_id, parameter_names=list(spec.param_names), **spec.extras)
     result: dict[str, Any] = {"ok": False, "caught": False, "tags": []}
     frames = _frames(spec, store)
     if spec.is_join:
@@ -216,8 +265,10 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         base = _refs(spec.inputs[0]) if spec.inputs else {}
     state = TaskState(store, base, spec.pathspec, params=spec.param_names, join=spec.is_join)
     flow = _flow_instance(flow_cls, state, frames, spec.step)
+    alarm = False
     try:
         os.environ.update(spec.env)
+        alarm = _start_alarm(spec)
         func = getattr(flow, spec.step)
         if spec.is_join:
             views = []
@@ -228,6 +279,9 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
             func(Inputs(views, spec.input_steps))
         else:
             func()
+        if alarm:
+            _stop_alarm()
+            alarm = False
         transition = flow.__dict__.get("_keel_transition")
         refs, own = state.persist()
         result.update(ok=True, artifacts={n: r.to_dict() for n, r in refs.items()}, own=own,
@@ -237,8 +291,11 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
             result["num_splits"] = len(state.get(transition[1]))
             result["foreach_ref"] = refs[transition[1]].to_dict()
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is the task's failure
+        if alarm:
+            _stop_alarm()
         tb = traceback.format_exc()
-        error = {"type": type(exc).__name__, "message": str(exc), "traceback": _user_traceback(tb)}
+        error = {"type": type(exc).__name__, "message": str(exc), "traceback": _user_traceback(tb),
+                 "qualified": _qualified(exc)}
         if spec.catch_now:
             result.update(_caught(spec, state, store, error))
         else:
@@ -249,14 +306,19 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
 
 
 def _caught(spec: TaskSpec, state: TaskState, store: ArtifactStore, error: dict[str, str]) -> dict[str, Any]:
-    """@catch on the last attempt: keep going with the inherited artifacts plus the exception."""
+    """@catch on the last attempt: keep going with what the step set before it failed, plus the
+    exception (Metaflow keeps those artifacts too)."""
     sys.stderr.write(f"@catch: step {spec.step!r} failed and the run goes on:\n{error['traceback']}")
-    refs = dict(state.refs)
-    own = []
+    try:
+        refs, own = state.persist()
+        refs, own = dict(refs), list(own)
+    except Exception:  # noqa: BLE001 - an artifact that cannot be stored: keep the inherited ones
+        refs, own = dict(state.refs), []
     if spec.catch_var:
-        caught = CaughtException(error["type"], error["message"], error["traceback"])
+        caught = CaughtException(error.get("qualified") or error["type"], error["message"], error["traceback"])
         refs[spec.catch_var] = store.put(caught)
-        own.append(spec.catch_var)
+        if spec.catch_var not in own:
+            own.append(spec.catch_var)
     return {"ok": True, "caught": True, "error": error, "own": own, "transition": [], "foreach": None,
             "artifacts": {n: r.to_dict() for n, r in refs.items()}}
 

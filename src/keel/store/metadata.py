@@ -287,8 +287,9 @@ class MetadataStore:
     def new_run(self, flow: str, *, params: dict[str, Any], tags: Iterable[str] = (), kind: str = "flow",
                 code_hash: str | None = None, code_key: str | None = None,
                 environment: dict[str, Any] | None = None, origin_run_id: int | None = None,
-                user: str | None = None) -> int:
-        """Create a run and return its id: the flow's largest id plus one, atomically."""
+                user: str | None = None, system_tags: Iterable[str] = ()) -> int:
+        """Create a run and return its id: the flow's largest id plus one, atomically.
+        ``system_tags`` (user:NAME, project:NAME, ...) are kept apart from the user's ``tags``."""
         from keel.store.liveness import process_identity
 
         environment = {**(environment or {}), "scheduler": process_identity()}
@@ -309,7 +310,9 @@ class MetadataStore:
                             {"flow": flow, "run_id": next_id, "name": k, "value": _json(v),
                              "num": float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None}
                             for k, v in params.items()])
-                    tag_rows = [{"flow": flow, "run_id": next_id, "tag": t, "system": False} for t in dict.fromkeys(tags)]
+                    system_set = set(system_tags)
+                    tag_rows = [{"flow": flow, "run_id": next_id, "tag": t, "system": t in system_set}
+                                for t in dict.fromkeys([*system_set, *tags])]
                     if tag_rows:
                         conn.execute(_TAGS.insert(), tag_rows)
                     return int(next_id)
@@ -372,6 +375,12 @@ class MetadataStore:
     def add_tags(self, flow: str, run_id: int, new_tags: Iterable[str], *, system: bool = False) -> None:
         with self._write() as conn:
             _insert_new_tags(conn, flow, run_id, new_tags, system)
+
+    def tag_kinds(self, flow: str, run_id: int) -> dict[str, bool]:
+        """The run's tags, each with True when it is a system tag (set by Keel, not the user)."""
+        with self.engine.connect() as conn:
+            return {r.tag: bool(r.system) for r in conn.execute(
+                sa.select(tags.c.tag, tags.c.system).where(tags.c.flow == flow, tags.c.run_id == run_id))}
 
     def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
         with self._write() as conn:
