@@ -338,7 +338,8 @@ class MetadataStore:
         p = {r.name: json.loads(r.value) for r in conn.execute(
             sa.select(params.c.name, params.c.value).where(params.c.flow == row.flow, params.c.run_id == row.run_id))}
         t = [r.tag for r in conn.execute(
-            sa.select(tags.c.tag).where(tags.c.flow == row.flow, tags.c.run_id == row.run_id).order_by(tags.c.tag))]
+            sa.select(tags.c.tag).where(tags.c.flow == row.flow, tags.c.run_id == row.run_id,
+                                        tags.c.system.is_not(True)).order_by(tags.c.tag))]  # user tags
         return RunRecord(
             flow=row.flow, run_id=row.run_id, kind=row.kind, status=row.status, created_at=row.created_at,
             finished_at=row.finished_at, heartbeat_at=row.heartbeat_at, user=row.user, hostname=row.hostname,
@@ -385,7 +386,7 @@ class MetadataStore:
     def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
         with self._write() as conn:
             conn.execute(tags.delete().where(tags.c.flow == flow, tags.c.run_id == run_id,
-                                             tags.c.tag.in_(list(old_tags))))
+                                             tags.c.tag.in_(list(old_tags)), tags.c.system.is_not(True)))
 
     def add_comment(self, flow: str, run_id: int, text: str, *, author: str | None = None) -> dict[str, Any]:
         """Keep a comment on a run, with its author (KEEL_USER or the login name) and time."""
