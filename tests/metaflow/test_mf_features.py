@@ -263,3 +263,33 @@ def test_the_client_walks_the_graph(keel_home, tmp_path):
     assert [s.id for s in run["part"].child_steps] == ["join"]
     assert run.end_task.parent_tasks[0].id == join.id
     assert start.parent_tasks == [] and run.end_task.child_tasks == []
+
+
+def test_the_flow_tag_subcommand(keel_home, tmp_path):
+    path = write_flow(tmp_path, "tagcli", '''
+        from keel import FlowSpec, step
+
+        class TagCli(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+
+        if __name__ == "__main__":
+            TagCli()
+    ''')
+    env = {"KEEL_USER": "dave"}
+    assert run_cli(str(path), "run", cwd=tmp_path, env=env).returncode == 0
+    assert run_cli(str(path), "tag", "add", "--run-id", "1", "a", "b", cwd=tmp_path).returncode == 0
+    assert run_cli(str(path), "tag", "replace", "a", "c", cwd=tmp_path).returncode == 0
+    assert run_cli(str(path), "tag", "remove", "b", cwd=tmp_path).returncode == 0
+    listed = run_cli(str(path), "tag", "list", cwd=tmp_path)
+    assert "TagCli/1 user tags: c" in listed.stdout
+    assert "user:dave" in listed.stdout
+    refused = run_cli(str(path), "tag", "remove", "user:dave", cwd=tmp_path)
+    assert refused.returncode == 2
+    assert "'user:dave' is a system tag of TagCli/1; only user tags can be removed" in refused.stderr
+    assert Flow("TagCli")["1"].system_tags.count("user:dave") == 1

@@ -23,6 +23,8 @@ Commands:
                        run the flow (--with: every step on Ray or Kubernetes)
   resume [RUN_ID] [STEP] [--origin-run-id ID]
                        a new run that reuses the tasks an earlier run finished
+  tag add|remove|replace|list [--run-id ID] TAG...
+                       change or list a run's tags (the latest run without --run-id)
   show                 print the flow's graph
   check                check the flow's graph and report every problem
   logs RUN/STEP[/TASK] [--stderr] [--follow]
@@ -116,11 +118,15 @@ def dispatch(flow_cls: type, flow_file: str, argv: list[str], prog: str) -> int:
         FlowGraph(flow_cls).check()
         sys.stdout.write(f"{flow_cls.__name__}: the graph is valid.\n")
         return 0
+    if command == "tag":
+        from keel.cli.tracking import cmd_flow_tag
+
+        return cmd_flow_tag(flow_cls.__name__, args)
     if command == "logs":
         from keel.cli.reading import cmd_logs
 
         return cmd_logs(flow_cls.__name__, args)
-    raise UsageError(f"unknown command {command!r}; commands are: run, resume, show, check, logs "
+    raise UsageError(f"unknown command {command!r}; commands are: run, resume, show, check, logs, tag "
                      f"(see {prog} --help)")
 
 
