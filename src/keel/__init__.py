@@ -24,6 +24,8 @@ _EXPORTS = {
     "Parameter": "keel.flow.parameters",
     "IncludeFile": "keel.flow.parameters",
     "JSONType": "keel.flow.parameters",
+    "Config": "keel.flow.parameters",
+    "config_expr": "keel.flow.parameters",
     "current": "keel.runtime.current",
     "parallel_map": "keel.runtime.parallel",
     "Flow": "keel.client.core",

@@ -293,3 +293,54 @@ def test_the_flow_tag_subcommand(keel_home, tmp_path):
     assert refused.returncode == 2
     assert "'user:dave' is a system tag of TagCli/1; only user tags can be removed" in refused.stderr
     assert Flow("TagCli")["1"].system_tags.count("user:dave") == 1
+
+
+CONFIGURED = '''
+    from keel import FlowSpec, step, Config, Parameter, config_expr
+
+    class Configured(FlowSpec):
+        config = Config("config", default="config.json")
+        defaults = Config("defaults", default_value={"batch": 32})
+        lr = Parameter("lr", type=float, default=config_expr("config.model.lr"))
+
+        @step
+        def start(self):
+            self.seen = (self.config.model.lr, self.config["name"], self.defaults.batch, self.lr)
+            try:
+                self.config["name"] = "changed"
+            except TypeError as exc:
+                self.frozen = str(exc)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    if __name__ == "__main__":
+        Configured()
+'''
+
+
+def test_config_is_read_at_start_and_frozen_with_the_run(keel_home, tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"name": "base", "model": {"lr": 0.1}}))
+    (tmp_path / "other.json").write_text(json.dumps({"name": "other", "model": {"lr": 0.5}}))
+    path = write_flow(tmp_path, "configured", CONFIGURED)
+    assert run_cli(str(path), "run", cwd=tmp_path).returncode == 0
+    proc = run_cli(str(path), "run", "--config", "other.json", "--lr", "0.7", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    first, second = Flow("Configured")[1], Flow("Configured")[2]
+    assert first.data.seen == (0.1, "base", 32, 0.1)
+    assert second.data.seen == (0.5, "other", 32, 0.7)
+    assert first.data.frozen == "a configuration is read-only: it is frozen with the run"
+    (tmp_path / "config.json").write_text("{}")  # the run keeps the configuration it started with
+    assert Flow("Configured")[1]["start"].task.data.config.model.lr == 0.1
+
+
+def test_a_bad_configuration_file_is_a_usage_error(keel_home, tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    path = write_flow(tmp_path, "configured", CONFIGURED)
+    proc = run_cli(str(path), "run", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--config: cannot parse the configuration 'config.json': JSONDecodeError" in proc.stderr
