@@ -21,6 +21,7 @@ _EXPORTS = {
     "ray": "keel.flow.decorators",
     "kubernetes": "keel.flow.decorators",
     "project": "keel.flow.decorators",
+    "card": "keel.flow.decorators",
     "Parameter": "keel.flow.parameters",
     "IncludeFile": "keel.flow.parameters",
     "JSONType": "keel.flow.parameters",

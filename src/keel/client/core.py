@@ -218,7 +218,27 @@ class Task:
     def artifacts(self) -> dict[str, DataArtifact]:
         r = self._record
         rows = self._store.metadata.task_artifacts(r.flow, r.run_id, r.task_id)
-        return {name: DataArtifact(self, name, info) for name, info in rows.items()}
+        return {name: DataArtifact(self, name, info) for name, info in rows.items() if not name.startswith("_keel")}
+
+    @property
+    def cards(self) -> list[Any]:
+        """The task's cards (``@card``) as ``keel.cards.Card``; while it runs, as last refreshed."""
+        import glob
+        import os
+
+        from keel.cards import CARDS_ARTIFACT, Card, live_path
+
+        r = self._record
+        info = self._store.metadata.task_artifacts(r.flow, r.run_id, r.task_id).get(CARDS_ARTIFACT)
+        if info is not None and (info.get("own") or self.reused):
+            entries = DataArtifact(self, CARDS_ARTIFACT, info).data
+            return [Card(e["id"], e["type"], self._store.artifacts.get_bytes(e["key"]).decode(), self.pathspec)
+                    for e in entries]
+        if r.status != "running":
+            return []
+        folder = os.path.dirname(live_path(str(self._store.settings.home / "cards"), self.pathspec, 0))
+        return [Card(None, "live", open(path, encoding="utf-8").read(), self.pathspec)
+                for path in sorted(glob.glob(os.path.join(folder, "*.html")))]
 
     @cached_property
     def data(self) -> TaskData:

@@ -165,6 +165,12 @@ def project(*args: Any, name: str | None = None) -> Callable[[type], type]:
     return attach
 
 
+card = _make("card", {"type": "default", "id": None, "options": {}, "timeout": 45, "save_errors": True})
+card.__doc__ = """Make an HTML card for each task of the step: ``type="default"`` shows the parameters,
+artifacts and the graph, then what ``current.card.append(...)`` added; ``type="blank"`` only the
+latter. Read it with ``keel card view FLOW/RUN/STEP`` or ``task.cards``."""
+
+
 def timeout_seconds(deco: StepDecorator | None) -> float | None:
     """The total of a @timeout decorator in seconds, or None when there is no limit."""
     if deco is None:

@@ -221,6 +221,7 @@ class Current:
         self._sampler: Any = None
         self._tags: list[str] = []
         self._extras: dict[str, Any] = {}
+        self.__dict__.pop("_card", None)  # a step's cards (@card), set by the task body
         self.__dict__.pop("_tags_path", None)  # set for project jobs by _activate_from_env
 
     def _activate(self, *, flow_name: str, run_id: int | str, step_name: str, task_id: int, retry_count: int,
@@ -240,6 +241,16 @@ class Current:
         if name in extras:
             return extras[name]
         raise AttributeError(f"current has no attribute {name!r}")
+
+    @property
+    def card(self) -> Any:
+        """The task's cards (``@card``): ``current.card.append(Markdown("# hi"))``, ``refresh()``."""
+        cards = self.__dict__.get("_card")
+        if cards is None:
+            from keel.cards import NoCards
+
+            cards = NoCards()
+        return cards
 
     @property
     def tags(self) -> frozenset[str]:

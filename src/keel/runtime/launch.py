@@ -242,7 +242,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
         flow, params=req.params, tags=req.tags, kind=req.kind, code_hash=code_key, code_key=code_key,
         environment=environment, origin_run_id=req.origin_run_id, user=context.username,
         system_tags=context.system_tags)
-    req.options.task_context = context.task_fields(flow, req.tags)
+    req.options.task_context = {**context.task_fields(flow, req.tags), "card_dir": str(store.settings.home / "cards")}
     if on_started is not None:
         on_started(run_id)
     steps = graph.sorted_nodes()

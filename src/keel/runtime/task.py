@@ -265,6 +265,7 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         base = _refs(spec.inputs[0]) if spec.inputs else {}
     state = TaskState(store, base, spec.pathspec, params=spec.param_names, join=spec.is_join)
     flow = _flow_instance(flow_cls, state, frames, spec.step)
+    cards = _start_cards(spec, flow_cls, state)
     alarm = False
     try:
         os.environ.update(spec.env)
@@ -282,6 +283,8 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         if alarm:
             _stop_alarm()
             alarm = False
+        if cards is not None:
+            _finish_cards(cards, state, store)
         transition = flow.__dict__.get("_keel_transition")
         refs, own = state.persist()
         result.update(ok=True, artifacts={n: r.to_dict() for n, r in refs.items()}, own=own,
@@ -297,12 +300,48 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         error = {"type": type(exc).__name__, "message": str(exc), "traceback": _user_traceback(tb),
                  "qualified": _qualified(exc)}
         if spec.catch_now:
+            if cards is not None:
+                _finish_cards(cards, state, store)
             result.update(_caught(spec, state, store, error))
         else:
             result["error"] = error
             sys.stderr.write(error["traceback"])
     result["tags"] = current._finish()
     return result
+
+
+def _start_cards(spec: TaskSpec, flow_cls: type, state: TaskState) -> Any:
+    """@card: ``current.card`` for this task (None when the step has no card)."""
+    from keel.flow.decorators import find_decorator
+
+    deco = find_decorator(getattr(flow_cls, spec.step), "card")
+    if deco is None:
+        return None
+    from keel.cards import TaskCards
+    from keel.flow.graph import FlowGraph
+
+    def context() -> dict[str, Any]:
+        params = {n: state.get(n) for n in spec.param_names if n in state.refs}
+        return {"params": params, "artifacts": dict(state.new), "graph": FlowGraph(flow_cls).to_text()}
+
+    cards = TaskCards(spec.pathspec, [(deco.id, deco.type)], spec.extras.get("card_dir"), context)
+    current.__dict__["_card"] = cards
+    return cards
+
+
+def _finish_cards(cards: Any, state: TaskState, store: ArtifactStore) -> None:
+    """Render the task's cards and keep them; a card that fails to render never fails the task."""
+    from keel.cards import CARDS_ARTIFACT, write_live
+
+    try:
+        kept = []
+        for handle, text in cards.render():
+            kept.append({"id": handle.id, "type": handle.type, "key": store.put_bytes(text.encode())})
+            if cards._live_dir:
+                write_live(cards._live_dir, cards.pathspec, handle.index, text)
+        state.new[CARDS_ARTIFACT] = kept
+    except Exception as exc:  # noqa: BLE001 - a card is a report: the step's work stands without it
+        sys.stderr.write(f"[keel] the card of {cards.pathspec} could not be rendered: {type(exc).__name__}: {exc}\n")
 
 
 def _caught(spec: TaskSpec, state: TaskState, store: ArtifactStore, error: dict[str, str]) -> dict[str, Any]:
