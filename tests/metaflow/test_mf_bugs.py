@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from keel_testing import load_flow, run_cli, run_in_process, write_flow
+from keel_testing import run_cli, run_in_process, write_flow
 from keel import Flow
 from keel.errors import DefinitionError
 

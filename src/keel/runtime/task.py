@@ -95,29 +95,31 @@ def _qualified(exc: BaseException) -> str:
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _start_alarm(spec: TaskSpec) -> bool:
+def _start_alarm(spec: TaskSpec) -> Any:
     """@timeout: raise StepTimeout inside the step when its time is up (the scheduler's kill
     stays as the backstop for code that never returns to Python)."""
     import signal
     import threading
 
     if not spec.timeout or threading.current_thread() is not threading.main_thread():
-        return False
+        return None
 
     def expire(signum: int, frame: Any) -> None:
         from keel.errors import StepTimeout
 
         raise StepTimeout(f"step {spec.step!r} ran longer than its @timeout of {spec.timeout:g} seconds")
 
-    signal.signal(signal.SIGALRM, expire)
+    previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, spec.timeout)
-    return True
+    return previous if previous is not None else signal.SIG_DFL
 
 
-def _stop_alarm() -> None:
+def _stop_alarm(previous: Any) -> None:
+    """Disarm the @timeout alarm and put back the handler it replaced (a Ray worker runs on)."""
     import signal
 
     signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 class TaskState:
@@ -266,7 +268,7 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
     state = TaskState(store, base, spec.pathspec, params=spec.param_names, join=spec.is_join)
     flow = _flow_instance(flow_cls, state, frames, spec.step)
     cards = _start_cards(spec, flow_cls, state)
-    alarm = False
+    alarm = None
     try:
         os.environ.update(spec.env)
         alarm = _start_alarm(spec)
@@ -280,9 +282,9 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
             func(Inputs(views, spec.input_steps))
         else:
             func()
-        if alarm:
-            _stop_alarm()
-            alarm = False
+        if alarm is not None:
+            _stop_alarm(alarm)
+            alarm = None
         if cards is not None:
             _finish_cards(cards, state, store)
         transition = flow.__dict__.get("_keel_transition")
@@ -294,8 +296,8 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
             result["num_splits"] = len(state.get(transition[1]))
             result["foreach_ref"] = refs[transition[1]].to_dict()
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is the task's failure
-        if alarm:
-            _stop_alarm()
+        if alarm is not None:
+            _stop_alarm(alarm)
         tb = traceback.format_exc()
         error = {"type": type(exc).__name__, "message": str(exc), "traceback": _user_traceback(tb),
                  "qualified": _qualified(exc)}
