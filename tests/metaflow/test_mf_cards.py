@@ -107,3 +107,43 @@ def test_keel_card_view_writes_the_html(keel_home, tmp_path):
     missing = run_cli("card", "view", "Carded/1/end", cwd=tmp_path)
     assert missing.returncode == 2
     assert "task Carded/1/end/2 has no card; add @card to its step to make one" in missing.stderr
+
+
+def test_several_cards_on_a_step_are_reached_by_id(keel_home, tmp_path):
+    path = write_flow(tmp_path, "twocards", '''
+        from keel import FlowSpec, step, card, current
+        from keel.cards import Markdown
+
+        class TwoCards(FlowSpec):
+            @card
+            @card(type="blank", id="summary")
+            @step
+            def start(self):
+                current.card.append(Markdown("to the default card"))
+                current.card["summary"].append(Markdown("to the summary"))
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    ''')
+    assert run_in_process(path).status == "succeeded"
+    task = Flow("TwoCards").latest_run["start"].task
+    (summary,) = get_cards(task, "summary")
+    (default,) = [c for c in task.cards if c.id is None]
+    assert summary.type == "blank" and "to the summary" in summary.html and "Artifacts" not in summary.html
+    assert "to the default card" in default.html and "to the summary" not in default.html
+
+
+def test_two_cards_with_one_id_are_refused():
+    import pytest
+
+    from keel import card, step
+    from keel.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match="has two @card with id 'x'; give each card its own id="):
+        @card(id="x")
+        @card(id="x")
+        @step
+        def start(self):
+            pass

@@ -103,7 +103,11 @@ def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = ()) ->
             if decos is None:
                 decos = []
                 setattr(func, _DECORATORS_ATTR, decos)
-            if any(d.name == name for d in decos):
+            if name == "card":  # several cards on one step, as in Metaflow, each with its own id
+                if any(d.name == name and d.attributes.get("id") == attrs.get("id") for d in decos):
+                    raise DefinitionError(f"{file}:{line}: step {func.__name__!r} has two @card with id "
+                                          f"{attrs.get('id')!r}; give each card its own id=")
+            elif any(d.name == name for d in decos):
                 raise DefinitionError(f"{file}:{line}: @{name} is applied twice to step {func.__name__!r}")
             decos.insert(0, cls(attributes=attrs, file=file, line=line))
             return func

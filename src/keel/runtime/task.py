@@ -314,10 +314,10 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
 
 def _start_cards(spec: TaskSpec, flow_cls: type, state: TaskState) -> Any:
     """@card: ``current.card`` for this task (None when the step has no card)."""
-    from keel.flow.decorators import find_decorator
+    from keel.flow.decorators import step_decorators
 
-    deco = find_decorator(getattr(flow_cls, spec.step), "card")
-    if deco is None:
+    decos = [d for d in step_decorators(getattr(flow_cls, spec.step)) if d.name == "card"]
+    if not decos:
         return None
     from keel.cards import TaskCards
     from keel.flow.graph import FlowGraph
@@ -326,7 +326,7 @@ def _start_cards(spec: TaskSpec, flow_cls: type, state: TaskState) -> Any:
         params = {n: state.get(n) for n in spec.param_names if n in state.refs}
         return {"params": params, "artifacts": dict(state.new), "graph": FlowGraph(flow_cls).to_text()}
 
-    cards = TaskCards(spec.pathspec, [(deco.id, deco.type)], spec.extras.get("card_dir"), context)
+    cards = TaskCards(spec.pathspec, [(d.id, d.type) for d in decos], spec.extras.get("card_dir"), context)
     current.__dict__["_card"] = cards
     return cards
 
