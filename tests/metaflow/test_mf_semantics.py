@@ -152,3 +152,15 @@ def test_a_task_killed_by_a_signal_says_so_in_its_stderr_and_catch_stores_the_ca
     assert "[keel] the task process was killed by SIGKILL" in task.stderr
     assert run.data.ex.type == "keel.errors.FailureHandledByCatch"
     assert "killed by SIGKILL" in run.data.ex.exception
+
+
+def test_a_catch_value_stored_before_the_metaflow_shape_still_loads():
+    import pickle
+
+    from keel.runtime.task import CaughtException
+
+    old = CaughtException.__new__(CaughtException)
+    old.__dict__.update(type="TaskCrashed", message="it died", traceback="")  # an earlier release's value
+    value = pickle.loads(pickle.dumps(old))
+    assert (value.type, value.exception, value.stacktrace, str(value)) == ("TaskCrashed", "it died", "",
+                                                                           "TaskCrashed: it died")

@@ -204,9 +204,8 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
               store: Store | None = None, on_started: Callable[[int], None] | None = None) -> RunResult:
     """Run a flow to the end and return how it went. Raises only for problems found up front."""
     from keel.runtime.console import RunConsole
-    from keel.runtime.executors.local import LocalExecutor, machine_budget
-
     from keel.runtime.context import run_context
+    from keel.runtime.executors.local import LocalExecutor, machine_budget
 
     graph = FlowGraph(req.flow_cls)
     graph.check()
@@ -242,7 +241,8 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
         flow, params=req.params, tags=req.tags, kind=req.kind, code_hash=code_key, code_key=code_key,
         environment=environment, origin_run_id=req.origin_run_id, user=context.username,
         system_tags=context.system_tags)
-    req.options.task_context = {**context.task_fields(flow, req.tags), "card_dir": str(store.settings.home / "cards")}
+    req.options.task_context = {**context.task_fields(flow, req.tags),
+                                "card_dir": str(store.settings.home / "cards")}  # current.card.refresh()
     if on_started is not None:
         on_started(run_id)
     steps = graph.sorted_nodes()

@@ -64,12 +64,12 @@ class TaskSpec:
         return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
 
 
-class CaughtException(Exception):
+class CaughtException:
     """What @catch stores in its artifact, shaped like Metaflow's: ``.type`` ("module.Class"),
-    ``.exception`` (the message) and ``.stacktrace`` (``.message``/``.traceback`` are aliases)."""
+    ``.exception`` (the message) and ``.stacktrace`` (``.message``/``.traceback`` are aliases).
+    A plain object, not an Exception, so that values stored by earlier releases still load."""
 
     def __init__(self, type_name: str, message: str, traceback_text: str):
-        super().__init__(type_name, message, traceback_text)
         self.type = type_name
         self.exception = message
         self.stacktrace = traceback_text
@@ -81,6 +81,12 @@ class CaughtException(Exception):
     @property
     def traceback(self) -> str:
         return self.stacktrace
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "exception" not in state:  # stored before the Metaflow shape: type, message, traceback
+            state = {"type": state.get("type"), "exception": state.get("message", ""),
+                     "stacktrace": state.get("traceback", "")}
+        self.__dict__.update(state)
 
     def __str__(self) -> str:
         return f"{self.type}: {self.exception}"
