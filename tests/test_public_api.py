@@ -8,8 +8,9 @@ import sys
 
 import keel
 
-PUBLIC = ["Flow", "FlowSpec", "IncludeFile", "JSONType", "Parameter", "Run", "Step", "Task", "catch", "current",
-          "environment", "kubernetes", "parallel_map", "ray", "resources", "retry", "step", "timeout"]
+PUBLIC = ["Config", "Flow", "FlowSpec", "IncludeFile", "JSONType", "Parameter", "Run", "Step", "Task", "card",
+          "catch", "config_expr", "current", "default_namespace", "environment", "get_namespace", "kubernetes",
+          "namespace", "parallel_map", "project", "ray", "resources", "retry", "step", "timeout"]
 
 
 def test_all_is_sorted_and_pinned():

@@ -167,6 +167,10 @@ from keel.cli.tracking import register as _register_tracking  # noqa: E402 - tag
 
 _register_tracking(cli)
 
+from keel.cli.cards import register as _register_cards  # noqa: E402 - keel card view
+
+_register_cards(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:
