@@ -8,8 +8,9 @@ import sys
 
 import keel
 
-PUBLIC = ["Flow", "FlowSpec", "IncludeFile", "JSONType", "Parameter", "Run", "Step", "Task", "cache", "catch", "current",
-          "environment", "kubernetes", "parallel_map", "queue", "ray", "resources", "retry", "spark", "step", "timeout"]
+PUBLIC = ["Config", "Flow", "FlowSpec", "IncludeFile", "JSONType", "Parameter", "Run", "Step", "Task", "cache", "card",
+          "catch", "config_expr", "current", "default_namespace", "environment", "get_namespace", "kubernetes",
+          "namespace", "parallel_map", "project", "queue", "ray", "resources", "retry", "spark", "step", "timeout"]
 
 
 def test_all_is_sorted_and_pinned():

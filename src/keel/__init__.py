@@ -21,10 +21,14 @@ _EXPORTS = {
     "environment": "keel.flow.decorators",
     "ray": "keel.flow.decorators",
     "kubernetes": "keel.flow.decorators",
+    "project": "keel.flow.decorators",
+    "card": "keel.flow.decorators",
     "spark": "keel.flow.decorators",
     "Parameter": "keel.flow.parameters",
     "IncludeFile": "keel.flow.parameters",
     "JSONType": "keel.flow.parameters",
+    "Config": "keel.flow.parameters",
+    "config_expr": "keel.flow.parameters",
     "current": "keel.runtime.current",
     "parallel_map": "keel.runtime.parallel",
     "queue": "keel.addons.queue",
@@ -32,6 +36,9 @@ _EXPORTS = {
     "Run": "keel.client.core",
     "Step": "keel.client.core",
     "Task": "keel.client.core",
+    "namespace": "keel.client.core",
+    "get_namespace": "keel.client.core",
+    "default_namespace": "keel.client.core",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -10,6 +10,8 @@
     │   └── QueryError             a bad --where/--sort query; .column points at the mistake
     ├── ExecutionError             a run that started and did not succeed
     │   ├── TaskFailed             a user step raised, crashed or timed out
+    │   ├── StepTimeout            raised inside a step that ran past its @timeout (also a TimeoutError)
+    │   ├── FailureHandledByCatch  what @catch stores when the task died without a Python exception
     │   └── RunInterrupted         Ctrl-C or SIGTERM
     ├── StoreError                 the store could not keep or give back something
     │   ├── ArtifactNotFound
@@ -101,6 +103,14 @@ class ExecutionError(KeelError):
 
 class TaskFailed(ExecutionError):
     """A task of the run failed after its retries."""
+
+
+class StepTimeout(ExecutionError, TimeoutError):
+    """Raised inside a step that ran longer than its ``@timeout`` (``@catch`` can store it)."""
+
+
+class FailureHandledByCatch(ExecutionError):
+    """What ``@catch`` stores when the task died without a Python exception (a signal, os._exit)."""
 
 
 class RunInterrupted(ExecutionError):

@@ -124,3 +124,26 @@ def test_logs_follow_streams_while_the_run_goes_and_stops_when_it_ends(keel_home
     assert run.wait(timeout=30) == 0
     assert follow.returncode == 0, follow.stderr
     assert follow.stdout == "".join(f"line {i}\n" for i in range(5))
+
+
+def test_run_id_file_and_project_options_before_or_after_the_command(keel_home, tmp_path):
+    flow = tmp_path / "proj.py"
+    flow.write_text(
+        "from keel import FlowSpec, step, project, current\n"
+        "@project(name='demo')\n"
+        "class Proj(FlowSpec):\n"
+        "    @step\n"
+        "    def start(self):\n"
+        "        print('branch', current.branch_name)\n"
+        "        self.next(self.end)\n"
+        "    @step\n"
+        "    def end(self):\n"
+        "        pass\n"
+        "if __name__ == '__main__':\n"
+        "    Proj()\n")
+    before = run_cli(str(flow), "--branch", "exp", "run", "--run-id-file", "rid", cwd=tmp_path)
+    assert before.returncode == 0, before.stderr
+    assert "branch test.exp" in before.stdout and (tmp_path / "rid").read_text() == "1"
+    after = run_cli("run", str(flow), "--production", "--run-id-file", "rid", cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert "branch prod" in after.stdout and (tmp_path / "rid").read_text() == "2"

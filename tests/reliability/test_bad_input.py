@@ -21,7 +21,7 @@ CASES = [
     ([FLOW, "run", "--bogus", "1"], "unknown parameter --bogus. The flow's parameters are: --n, --pause, --spawn"),
     (["run", FLOW, "--bogus", "1"], "unknown parameter --bogus. The flow's parameters are: --n, --pause, --spawn"),
     ([FLOW, "resume", "--n", "3"], "resume does not take --n: parameters come from the origin run"),
-    ([FLOW, "frob"], "unknown command 'frob'; commands are: run, resume, show, check, logs "
+    ([FLOW, "frob"], "unknown command 'frob'; commands are: run, resume, show, check, logs, tag "
                      "(see python counted.py --help)"),
     # unknown run ids
     ([FLOW, "resume", "99"], "no run Counted/99 to resume; list the runs with: keel runs Counted"),

@@ -67,10 +67,11 @@ def test_retry_catch_timeout_environment(keel_home, tmp_path):
     assert run.data.f == 2
     flaky = run["flaky"].task
     assert flaky.attempts == 3 and flaky.retry_count == 2
-    assert run.data.err.type == "TaskCrashed"
-    assert str(run.data.err) == ("TaskCrashed: the task process exited with status 3 before it finished "
-                                 "(os._exit or sys.exit?)")
-    assert str(run.data.terr) == "TimeoutError: step 'slow' ran longer than its @timeout of 1 seconds"
+    assert run.data.err.type == "keel.errors.FailureHandledByCatch"  # Metaflow's name for a death
+    assert str(run.data.err) == ("keel.errors.FailureHandledByCatch: task execution kept failing over 1 "
+                                 "attempt(s) without a Python exception: the task process exited with status 3 "
+                                 "before it finished (os._exit or sys.exit?)")
+    assert str(run.data.terr) == "keel.errors.StepTimeout: step 'slow' ran longer than its @timeout of 1 seconds"
     assert run["boom"].task.status == "caught"
 
 

@@ -85,6 +85,18 @@ def test_tags_and_comments(md):
                                                                                              "looks good")]
 
 
+def test_system_tags_are_kept_apart_from_user_tags_and_never_removed(md):
+    run_id = md.runs.new_run("A", params={}, tags=["mine"], system_tags=["user:alice", "runtime:dev"])
+    md.annotations.add_tags("A", run_id, ["later"])
+    assert md.runs.get_run("A", run_id).tags == ["later", "mine"]          # the contract's tags: user tags
+    assert md.annotations.tag_kinds("A", run_id) == {"user:alice": True, "runtime:dev": True,
+                                                     "mine": False, "later": False}
+    md.annotations.remove_tags("A", run_id, ["user:alice", "mine"])
+    assert md.annotations.tag_kinds("A", run_id) == {"user:alice": True, "runtime:dev": True, "later": False}
+    found = md.query.search_runs(flow="A", where='"user:alice" in tags')   # a namespace is a system tag
+    assert [(r.run_id, r.tags) for r in found] == [(run_id, ["later"])]
+
+
 def test_a_cron_time_is_claimed_once(md):
     assert md.schedules.claim_fire("p", "job", 60.0)
     assert not md.schedules.claim_fire("p", "job", 60.0)

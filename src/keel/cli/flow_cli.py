@@ -1,8 +1,10 @@
-"""The commands of one flow: ``python flow.py run|resume|show|check|logs ...``, built with click.
+"""The commands of one flow: ``python flow.py run|resume|show|check|logs|tag ...``, built with click.
 
 ``flow_cli(flow_cls)`` makes the click group; its ``run`` command has one option per
 :class:`~keel.flow.parameters.Parameter` (help text, type and default shown by ``--help``)
-beside the runtime's own options. ``keel run flow.py ...`` lands here too after loading the
+beside the runtime's own options (``--config PATH`` for a ``Config`` named config is one of those
+Parameter options; ``--branch``/``--production`` for ``@project``, before or after the command, as
+in Metaflow; ``--run-id-file``). ``keel run flow.py ...`` lands here too after loading the
 file. Bad input is one line and exit 2, in the words the tests pin (click's own wording is
 translated in :class:`_OneLineErrors`).
 """
@@ -21,9 +23,9 @@ from keel.errors import KeelError, UsageError
 from keel.flow.loader import load_flow_file
 
 __all__ = ["RunOptions", "dispatch", "dispatch_command", "exit_status", "flow_cli", "generic_help", "invoke", "load_flow_file",
-           "logs_command", "parse_run_args", "run_command", "run_flow_cli"]
+           "logs_command", "parse_run_args", "run_command", "run_flow_cli", "run_id_writer", "tag_command"]
 
-_COMMANDS = ("run", "resume", "show", "check", "logs")
+_COMMANDS = ("run", "resume", "show", "check", "logs", "tag")
 _HELP = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -44,6 +46,9 @@ class RunOptions:
     quiet: bool = False
     cache: bool | None = None                                 # --cache (every step) / --no-cache / neither
     params: dict[str, str] = field(default_factory=dict)     # parameter name -> the text given (run only)
+    branch: str | None = None                                # @project: --branch B (test.B)
+    production: bool = False                                 # @project: --production (prod)
+    run_id_file: str | None = None                           # the new run's id is written there at its start
 
 
 # -- option types ----------------------------------------------------------------------------------
@@ -69,12 +74,12 @@ _METAVARS = {int: "INTEGER", float: "FLOAT", bool: "BOOLEAN", str: "TEXT"}
 def _parameter_options(flow_cls: type) -> list[click.Option]:
     """One click option per Parameter. Values stay text here and are parsed by the Parameter
     itself (Parameter.resolve), so ``python flow.py run``, a project job and a sweep trial agree."""
-    from keel.flow.parameters import IncludeFile, as_text, flow_parameters
+    from keel.flow.parameters import Config, IncludeFile, as_text, flow_parameters
 
     options: list[click.Option] = []
     for i, (name, p) in enumerate(flow_parameters(flow_cls).items()):
         decls = [f"--{name}"] + ([f"--{p.attr}"] if p.attr != name else []) + [f"_param_{i}"]
-        metavar = "PATH" if isinstance(p, IncludeFile) else _METAVARS.get(p.type, "JSON")
+        metavar = "PATH" if isinstance(p, (IncludeFile, Config)) else _METAVARS.get(p.type, "JSON")
         try:
             default = p.default
         except Exception:  # noqa: BLE001 - a default function that needs a run
@@ -102,6 +107,11 @@ def _runtime_options(resume: bool = False) -> list[click.Option]:
         click.Option(["--cache/--no-cache"], default=None,
                      help="--cache: reuse every step's outputs from an earlier run with the same inputs and "
                           "code (not only @cache steps); --no-cache: compute every step"),
+        click.Option(["--branch"], default=None, metavar="BRANCH",
+                     help="@project: run on the branch test.BRANCH (prod.BRANCH with --production)"),
+        click.Option(["--production"], is_flag=True, default=False, help="@project: run on the production branch"),
+        click.Option(["--run-id-file"], default=None, metavar="PATH",
+                     help="write the new run's id to this file as soon as it exists"),
     ]
     if resume:
         opts.append(click.Option(["--origin-run-id"], default=None, metavar="ID",
@@ -182,9 +192,27 @@ def _run_options(kwargs: dict[str, Any]) -> dict[str, Any]:
 
     for item in kwargs.get("executors") or ():
         parse_with(item)  # a bad --with is a usage error, before anything runs
+    # @project's --branch/--production may also come before the command (Metaflow's place for them)
+    ctx = click.get_current_context(silent=True)
+    group = ctx.find_root().params if ctx is not None else {}
+    branch = kwargs.get("branch") or group.get("branch")
+    production = bool(kwargs.get("production") or group.get("production"))
     return {"max_workers": kwargs["max_workers"], "max_num_splits": kwargs["max_num_splits"],
             "tags": tuple(kwargs["tags"]), "executors": tuple(kwargs["executors"]), "quiet": kwargs["quiet"],
-            "cache": kwargs.get("cache")}
+            "cache": kwargs.get("cache"),
+            "branch": branch, "production": production, "run_id_file": kwargs.get("run_id_file")}
+
+
+def run_id_writer(path: str | None) -> Any:
+    """``--run-id-file PATH``: a callback that writes the new run's id there (None without a path)."""
+    if not path:
+        return None
+
+    def write(run_id: int) -> None:
+        with open(path, "w") as fh:
+            fh.write(str(run_id))
+
+    return write
 
 
 def _given(flow_cls: type, kwargs: dict[str, Any]) -> dict[str, str]:
@@ -214,8 +242,8 @@ def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
                          options=Options(max_workers=opts.max_workers, max_num_splits=opts.max_num_splits,
                                          cache=opts.cache),
                          quiet=opts.quiet, command=f"{prog} resume" if prog.startswith("python") else "",
-                         executors=list(opts.executors))
-        return exit_status(run(req))
+                         executors=list(opts.executors), branch=opts.branch, production=opts.production)
+        return exit_status(run(req, on_started=run_id_writer(opts.run_id_file)))
 
     return _RunCommand("run", callback=callback, flow_cls=flow_cls, context_settings=_HELP,
                        params=[*_parameter_options(flow_cls), *_runtime_options()],
@@ -232,10 +260,14 @@ def parse_run_args(flow_cls: type, args: list[str]) -> RunOptions:
 
 
 def flow_cli(flow_cls: type, flow_file: str, prog: str) -> click.Group:
-    """The click group of one flow: run, resume, show, check, logs."""
+    """The click group of one flow: run, resume, show, check, logs, tag."""
     group = _FlowGroup(name=prog, prog=prog, context_settings=_HELP,
                        help=f"The commands of {flow_cls.__name__} ({os.path.basename(flow_file)}).",
-                       params=[click.Option(["--no-pylint", "--quiet-pylint"], is_flag=True, hidden=True)])
+                       params=[click.Option(["--no-pylint", "--quiet-pylint"], is_flag=True, hidden=True),
+                               click.Option(["--branch"], default=None, metavar="BRANCH",
+                                            help="@project: the branch of run and resume (test.BRANCH)"),
+                               click.Option(["--production"], is_flag=True,
+                                            help="@project: run and resume on the production branch")])
     group.add_command(run_command(flow_cls, flow_file, prog))
 
     def resume(positional: tuple[str, ...], origin_run_id: str | None, **kwargs: Any) -> int:
@@ -272,7 +304,25 @@ def flow_cli(flow_cls: type, flow_file: str, prog: str) -> click.Group:
                                      help="Check the flow's graph and report every problem at once.",
                                      short_help="check the graph"))
     group.add_command(logs_command(flow_cls.__name__))
+    group.add_command(tag_command(flow_cls.__name__))
     return group
+
+
+def tag_command(flow: str) -> click.Command:
+    """Metaflow's ``tag add|remove|replace|list [--run-id ID] TAG...`` (the latest run without
+    ``--run-id``); system tags (user:NAME, project:NAME, ...) are listed but never removed."""
+
+    def tag(args: tuple[str, ...]) -> int:
+        from keel.cli.tracking import cmd_flow_tag
+
+        return cmd_flow_tag(flow, list(args))
+
+    return _OneLineErrors("tag", callback=tag, params=[
+        click.Argument(["args"], nargs=-1, type=click.UNPROCESSED, metavar="add|remove|replace|list [--run-id ID] TAG...")],
+        context_settings={**_HELP, "ignore_unknown_options": True, "allow_interspersed_args": False},
+        help="Change or list a run's tags: tag add|remove TAG... [--run-id ID], tag replace OLD NEW "
+             "[--run-id ID], tag list [--run-id ID] (the latest run without --run-id).",
+        short_help="change or list a run's tags")
 
 
 def logs_command(flow: str | None) -> click.Command:

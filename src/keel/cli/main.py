@@ -186,6 +186,10 @@ from keel.cli.cache import register as _register_cache  # noqa: E402 - cache exp
 
 _register_cache(cli)
 
+from keel.cli.cards import register as _register_cards  # noqa: E402 - keel card view
+
+_register_cards(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

@@ -10,6 +10,7 @@ from keel.store import Store
 
 def cmd_resume(flow_cls: type, flow_file: str, positional: list[str], opts: Any, prog: str) -> int:
     """``positional``: [RUN_ID] [STEP] (a run id may be FLOW/RUN); ``opts``: flow_cli.RunOptions."""
+    from keel.cli.flow_cli import run_id_writer
     from keel.runtime.entry import exit_status, run
     from keel.runtime.resume import plan_resume, resume_request
 
@@ -31,5 +32,6 @@ def cmd_resume(flow_cls: type, flow_file: str, positional: list[str], opts: Any,
     req = resume_request(flow_cls, flow_file, plan, tags=list(opts.tags), quiet=opts.quiet,
                          command=f"{prog} resume" if prog.startswith("python") else "",
                          executors=list(opts.executors),  # resume --with ray: the rest of the run on Ray
-                         max_workers=opts.max_workers, max_num_splits=opts.max_num_splits)
-    return exit_status(run(req, store=store))
+                         max_workers=opts.max_workers, max_num_splits=opts.max_num_splits,
+                         branch=opts.branch, production=opts.production)
+    return exit_status(run(req, store=store, on_started=run_id_writer(opts.run_id_file)))

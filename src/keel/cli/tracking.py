@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from keel.errors import UsageError
+from keel.errors import NotFoundError, UsageError
 
 
 def _store() -> Any:
@@ -98,6 +98,60 @@ def cmd_tag(pathspec: str, tags: list[str], remove: bool) -> int:
         md.add_tags(r.flow, r.run_id, tags)
     now = md.get_run(r.flow, r.run_id)
     print(f"{r.pathspec} tags: {', '.join(now.tags) if now and now.tags else '(none)'}")
+    return 0
+
+
+_FLOW_TAG_USAGE = ("tag add|remove TAG... [--run-id ID], tag replace OLD NEW [--run-id ID], "
+                   "tag list [--run-id ID] (the latest run without --run-id)")
+
+
+def cmd_flow_tag(flow: str, args: list[str]) -> int:
+    """Metaflow's ``python flow.py tag add|remove|replace|list [--run-id ID] TAG...``."""
+    run_id, rest = None, []
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name == "--run-id":
+            if not eq:
+                if i + 1 >= len(args):
+                    raise UsageError("--run-id needs a run id")
+                i += 1
+                value = args[i]
+            run_id = value
+        else:
+            rest.append(args[i])
+        i += 1
+    if not rest or rest[0] not in ("add", "remove", "replace", "list"):
+        raise UsageError(f"usage: {_FLOW_TAG_USAGE}")
+    action, tags = rest[0], rest[1:]
+    from keel.cli.reading import resolve_run
+
+    if run_id is None:
+        from keel.store import Store
+
+        latest = Store.from_env().metadata.latest_run_id(flow)
+        if latest is None:
+            raise NotFoundError(f"{flow} has no run to tag yet; start one with: run")
+        run_id = str(latest)
+    md, r = resolve_run(f"{flow}/{run_id.rsplit('/', 1)[-1]}")
+    system = {t for t, is_system in md.tag_kinds(r.flow, r.run_id).items() if is_system}
+    if action == "list":
+        print(f"{r.pathspec} user tags: {', '.join(r.tags) or '(none)'}")
+        print(f"{r.pathspec} system tags: {', '.join(sorted(system)) or '(none)'}")
+        return 0
+    if action == "replace":
+        if len(tags) != 2:
+            raise UsageError(f"tag replace takes OLD NEW, got {len(tags)} tag(s)")
+        tags_to_remove, tags = [tags[0]], [tags[1]]
+    else:
+        tags_to_remove = tags if action == "remove" else []
+    if system & set(tags_to_remove):
+        raise UsageError(f"{sorted(system & set(tags_to_remove))[0]!r} is a system tag of {r.pathspec}; "
+                         f"only user tags can be removed")
+    if tags_to_remove:
+        cmd_tag(r.pathspec, tags_to_remove, remove=True)
+    if action != "remove":
+        cmd_tag(r.pathspec, tags, remove=False)
     return 0
 
 

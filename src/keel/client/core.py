@@ -23,6 +23,29 @@ from keel.store import Store
 
 _store: Store | None = None
 _store_key: tuple[str | None, ...] | None = None
+_namespace: str | None = None  # None: every run (Keel's default); "user:alice", "project:x", ...
+
+
+def namespace(ns: str | None) -> str | None:
+    """Show only runs tagged ``ns`` (``"user:alice"``, ``"project_branch:prod"``...) from now on;
+    ``namespace(None)`` shows every run again. Returns ``ns``."""
+    global _namespace
+    if ns is not None and (not isinstance(ns, str) or not ns):
+        raise UsageError(f"a namespace is a tag such as 'user:alice', or None for every run; got {ns!r}")
+    _namespace = ns
+    return ns
+
+
+def get_namespace() -> str | None:
+    """The namespace the client reads in (None: every run)."""
+    return _namespace
+
+
+def default_namespace() -> str:
+    """Go back to Metaflow's default namespace, ``user:<you>``, and return it."""
+    from keel.runtime.context import username
+
+    return namespace(f"user:{username()}") or ""
 
 
 def _default_store() -> Store:
@@ -200,7 +223,27 @@ class Task:
     def artifacts(self) -> dict[str, DataArtifact]:
         r = self._record
         rows = self._store.metadata.task_artifacts(r.flow, r.run_id, r.task_id)
-        return {name: DataArtifact(self, name, info) for name, info in rows.items()}
+        return {name: DataArtifact(self, name, info) for name, info in rows.items() if not name.startswith("_keel")}
+
+    @property
+    def cards(self) -> list[Any]:
+        """The task's cards (``@card``) as ``keel.cards.Card``; while it runs, as last refreshed."""
+        import glob
+        import os
+
+        from keel.cards import CARDS_ARTIFACT, Card, live_path
+
+        r = self._record
+        info = self._store.metadata.task_artifacts(r.flow, r.run_id, r.task_id).get(CARDS_ARTIFACT)
+        if info is not None and (info.get("own") or self.reused):
+            entries = DataArtifact(self, CARDS_ARTIFACT, info).data
+            return [Card(e["id"], e["type"], self._store.artifacts.get_bytes(e["key"]).decode(), self.pathspec)
+                    for e in entries]
+        if r.status != "running":
+            return []
+        folder = os.path.dirname(live_path(str(self._store.settings.home / "cards"), self.pathspec, 0))
+        return [Card(None, "live", open(path, encoding="utf-8").read(), self.pathspec)
+                for path in sorted(glob.glob(os.path.join(folder, "*.html")))]
 
     @cached_property
     def data(self) -> TaskData:
@@ -222,13 +265,30 @@ class Task:
 
     @property
     def exception(self) -> dict[str, Any] | None:
-        """The last failed attempt's error (type, message, traceback), if any."""
+        """The last failed attempt's error (type, message, traceback), if any. None for a task
+        that @catch handled: the run went on and the error is in the catch artifact."""
         r = self._record
+        if r.status == "caught":
+            return None
         failed = [a for a in self._store.metadata.list_attempts(r.flow, r.run_id, r.task_id) if a["error_type"]]
         if not failed:
             return None
         a = failed[-1]
         return {"type": a["error_type"], "message": a["error_message"], "traceback": a["traceback"]}
+
+    @property
+    def parent_tasks(self) -> list["Task"]:
+        """The tasks this one took its inputs from (several for a join, none for start)."""
+        r = self._record
+        found = [self._store.metadata.get_task(r.flow, r.run_id, pid) for pid in r.parents]
+        return [Task(_record=t, _store=self._store) for t in found if t is not None]
+
+    @property
+    def child_tasks(self) -> list["Task"]:
+        """The tasks that took their inputs from this one."""
+        r = self._record
+        return [Task(_record=t, _store=self._store) for t in self._store.metadata.list_tasks(r.flow, r.run_id)
+                if r.task_id in (t.parents or [])]
 
     @property
     def metrics(self) -> dict[str, list[tuple[Any, float, float]]]:
@@ -292,6 +352,18 @@ class Step:
     def finished_at(self) -> _dt.datetime | None:
         times = [t._record.finished_at for t in self._tasks if t._record.finished_at]
         return _time(max(times)) if times else None
+
+    @property
+    def parent_steps(self) -> list["Step"]:
+        """The steps whose tasks fed this step's tasks, in run order."""
+        names = {p.step_name for t in self._tasks for p in t.parent_tasks}
+        return [self._run[n] for n in self._run._steps if n in names]
+
+    @property
+    def child_steps(self) -> list["Step"]:
+        """The steps whose tasks took their inputs from this step's tasks, in run order."""
+        names = {c.step_name for t in self._tasks for c in t.child_tasks}
+        return [self._run[n] for n in self._run._steps if n in names]
 
     def __repr__(self) -> str:
         return f"Step('{self.pathspec}')"
@@ -419,11 +491,48 @@ class Run:
         """Every metric of the run: name -> [(step, value, timestamp), ...] in logging order."""
         return self._store.metadata.run_metrics(self._record.flow, self._record.run_id)
 
+    @property
+    def user_tags(self) -> list[str]:
+        """The tags people gave the run (``--tag``, ``current.tag``, ``add_tag``)."""
+        kinds = self._store.metadata.tag_kinds(self._record.flow, self._record.run_id)
+        return sorted(t for t, system in kinds.items() if not system)
+
+    @property
+    def system_tags(self) -> list[str]:
+        """The tags Keel gave the run: ``user:NAME``, ``runtime:dev``, ``project:NAME``..."""
+        kinds = self._store.metadata.tag_kinds(self._record.flow, self._record.run_id)
+        return sorted(t for t, system in kinds.items() if system)
+
     def add_tag(self, *tags: str) -> None:
+        """Add user tags (Metaflow's ``add_tag``; several at once also work)."""
+        for tag in tags:
+            if not isinstance(tag, str) or not tag.strip():
+                raise UsageError(f"a tag must be a non-empty string, got {tag!r}")
         self._store.metadata.add_tags(self._record.flow, self._record.run_id, tags)
+        self._refresh()
+
+    def add_tags(self, tags: list[str]) -> None:
+        self.add_tag(*tags)
 
     def remove_tag(self, *tags: str) -> None:
+        """Remove user tags; a system tag cannot be removed."""
+        system = set(self.system_tags) & set(tags)
+        if system:
+            raise UsageError(f"{sorted(system)[0]!r} is a system tag of {self.pathspec}; only user tags "
+                             f"can be removed")
         self._store.metadata.remove_tags(self._record.flow, self._record.run_id, tags)
+        self._refresh()
+
+    def remove_tags(self, tags: list[str]) -> None:
+        self.remove_tag(*tags)
+
+    def replace_tag(self, tag_to_remove: str, tag_to_add: str) -> None:
+        """Swap one user tag for another."""
+        self.replace_tags([tag_to_remove], [tag_to_add])
+
+    def replace_tags(self, tags_to_remove: list[str], tags_to_add: list[str]) -> None:
+        self.remove_tag(*tags_to_remove)
+        self.add_tag(*tags_to_add)
 
     def comment(self, text: str, *, author: str | None = None) -> dict[str, Any]:
         """Keep a comment on the run (author: KEEL_USER or the login name; time: now)."""
@@ -469,6 +578,8 @@ class Flow:
         """
         from keel.tracking.search import search_runs  # one query for the runs, bulk reads for the rest
 
+        if _namespace is not None:
+            tags = (_namespace, *tags)
         if tags:
             tag_query = " and ".join(f"{_json_str(t)} in tags" for t in tags)
             where = f"({where}) and {tag_query}" if where else tag_query
@@ -482,6 +593,10 @@ class Flow:
         return Run(f"{self.name}/{run_id}", _store=self._store)
 
     def _latest(self, status: str | None = None) -> Run | None:
+        if _namespace is not None:  # the newest run in the namespace
+            where = f"status = {_json_str(status)}" if status else None
+            found = self.runs(where=where, limit=1)
+            return found[0] if found else None
         run_id = self._store.metadata.latest_run_id(self.name, status)
         return Run(f"{self.name}/{run_id}", _store=self._store) if run_id is not None else None
 

@@ -108,7 +108,11 @@ def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = (),
             if decos is None:
                 decos = []
                 setattr(func, _DECORATORS_ATTR, decos)
-            if any(d.name == name for d in decos):
+            if name == "card":  # several cards on one step, as in Metaflow, each with its own id
+                if any(d.name == name and d.attributes.get("id") == attrs.get("id") for d in decos):
+                    raise DefinitionError(f"{file}:{line}: step {func.__name__!r} has two @card with id "
+                                          f"{attrs.get('id')!r}; give each card its own id=")
+            elif any(d.name == name for d in decos):
                 raise DefinitionError(f"{file}:{line}: @{name} is applied twice to step {func.__name__!r}")
             decos.insert(0, cls(attributes=attrs, file=file, line=line))
             return func
@@ -161,6 +165,29 @@ code it reaches, the constants and closure values it reads, decorator settings, 
 input artifacts, files it reads and package versions. ``version`` forces a new key,
 ``ignore`` leaves named globals out, ``key`` adds inputs Keel cannot see (a value or a
 zero-argument callable), ``behavior="recompute"`` always runs, ``"disable"`` never caches."""
+
+
+def project(*args: Any, name: str | None = None) -> Callable[[type], type]:
+    """Put a flow in a project, as Metaflow's ``@project(name="weather")``: runs carry the project
+    and its branch (``user.NAME``; ``--branch B`` makes ``test.B``, ``--production`` ``prod``) in
+    ``current`` and in their system tags, so branches of one flow stay apart."""
+    import re
+
+    if args or not isinstance(name, str) or not re.match(r"^[a-z0-9_]{1,128}$", name):
+        raise DefinitionError(f"@project takes name=, lowercase letters, digits and '_', e.g. "
+                              f"@project(name='weather'); got {(args[0] if args else name)!r}")
+
+    def attach(flow_cls: type) -> type:
+        flow_cls._keel_project = name  # type: ignore[attr-defined]
+        return flow_cls
+
+    return attach
+
+
+card = _make("card", {"type": "default", "id": None, "options": {}, "timeout": 45, "save_errors": True})
+card.__doc__ = """Make an HTML card for each task of the step: ``type="default"`` shows the parameters,
+artifacts and the graph, then what ``current.card.append(...)`` added; ``type="blank"`` only the
+latter. Read it with ``keel card view FLOW/RUN/STEP`` or ``task.cards``."""
 
 
 def timeout_seconds(deco: StepDecorator | None) -> float | None:

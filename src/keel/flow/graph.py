@@ -46,8 +46,10 @@ class Node:
     """One step of a flow and its place in the graph.
 
     ``kind`` is the step's transition: ``"linear"`` (one next step), ``"split"`` (several,
-    run side by side), ``"foreach"`` (one, run once per element of ``foreach_param``) or
-    ``"end"`` (no ``self.next``). ``is_join`` is separate: a join takes ``inputs``.
+    run side by side), ``"foreach"`` (one, run once per element of ``foreach_param``),
+    ``"switch"`` (one of several, chosen by the value of ``condition``:
+    ``self.next({"a": self.a, "b": self.b}, condition="mode")``) or ``"end"`` (no
+    ``self.next``). ``is_join`` is separate: a join takes ``inputs``.
     """
 
     name: str
@@ -63,6 +65,8 @@ class Node:
     matching_join: str | None = None
     decorators: list[Any] = field(default_factory=list)
     doc: str = ""
+    condition: str | None = None                                  # a switch: the attribute that chooses
+    switch_cases: dict[str, str] = field(default_factory=dict)   # a switch: value -> step
 
 
 class FlowGraph:
@@ -154,6 +158,9 @@ class FlowGraph:
                 lines.append("    " + _format_decorator(deco))
             if node.kind == "foreach":
                 lines.append(f"    foreach over {node.foreach_param} => " + ", ".join(node.out_funcs))
+            elif node.kind == "switch":
+                cases = ", ".join(f"{k!r}: {v}" for k, v in node.switch_cases.items())
+                lines.append(f"    by {node.condition} => {{{cases}}}")
             elif node.out_funcs:
                 lines.append("    => " + ", ".join(node.out_funcs))
         return "\n".join(lines) + "\n"
@@ -218,8 +225,46 @@ class FlowGraph:
             self._issue(node, call.lineno, "step 'end' must not call self.next: the run finishes at end.")
         return node
 
+    def _parse_switch(self, node: Node, call: ast.Call, text: str) -> None:
+        """``self.next({"a": self.a, "b": self.b}, condition="attr")``: one branch, chosen at run time."""
+        node.kind = "switch"
+        cases = call.args[0]
+        assert isinstance(cases, ast.Dict)
+        if len(call.args) > 1:
+            self._issue(node, call.lineno, f"step {node.name!r} calls {text}: a conditional transition takes "
+                        "one dict of value -> step and condition=\"attr\", nothing else.")
+        for key, value in zip(cases.keys, cases.values):
+            target = _self_attribute(value)
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, (str, int, bool))) or target is None:
+                shown = ast.unparse(key) if key is not None else "**..."
+                self._issue(node, call.lineno, f"step {node.name!r} calls {text}: each case must be a constant "
+                            f"and a step, e.g. {{\"a\": self.a}}; found {shown}: {ast.unparse(value)}.")
+                continue
+            node.switch_cases[str(key.value)] = target
+            if target not in node.out_funcs:
+                node.out_funcs.append(target)
+        if not node.switch_cases:
+            self._issue(node, call.lineno, f"step {node.name!r} calls {text} with no case. Give at least one: "
+                        f"self.next({{\"a\": self.a}}, condition=\"attr\").")
+        condition = [kw for kw in call.keywords if kw.arg == "condition"]
+        others = [kw for kw in call.keywords if kw.arg != "condition"]
+        for kw in others:
+            self._issue(node, call.lineno, f"step {node.name!r} calls {text}: a conditional transition takes no "
+                        f"argument {kw.arg or '**...'}=...; use condition=\"attr\" only.")
+        if not condition:
+            self._issue(node, call.lineno, f"step {node.name!r} calls {text} without condition=\"attr\": name "
+                        "the attribute whose value chooses the branch.")
+        elif not (isinstance(condition[0].value, ast.Constant) and isinstance(condition[0].value.value, str)):
+            self._issue(node, call.lineno, f"step {node.name!r} calls {text}: condition must be the name of an "
+                        f"attribute as a string, e.g. condition=\"mode\", not {ast.unparse(condition[0].value)}.")
+        else:
+            node.condition = condition[0].value.value
+
     def _parse_next_call(self, node: Node, call: ast.Call) -> None:
         text = ast.unparse(call)
+        if call.args and isinstance(call.args[0], ast.Dict):
+            self._parse_switch(node, call, text)
+            return
         for arg in call.args:
             if _self_attribute(arg) is None:
                 self._issue(node, call.lineno, f"step {node.name!r} calls {text}: {ast.unparse(arg)} is not a "
@@ -231,7 +276,10 @@ class FlowGraph:
                         "than once. Name each branch once.")
         foreach = None
         for kw in call.keywords:
-            if kw.arg != "foreach":
+            if kw.arg == "condition":
+                self._issue(node, call.lineno, f"step {node.name!r} calls {text}: condition= needs a dict of "
+                            f"value -> step, e.g. self.next({{\"a\": self.a, \"b\": self.b}}, condition=\"mode\").")
+            elif kw.arg != "foreach":
                 shown = f"{kw.arg}=..." if kw.arg else "**..."
                 self._issue(node, call.lineno, f"step {node.name!r} calls {text}: self.next takes no argument "
                             f"{shown}. Its arguments are the next steps and, for a foreach, foreach=\"attr\".")
@@ -412,12 +460,14 @@ class FlowGraph:
                 preds[v].append(u)
         out_stack: dict[str, tuple[str, ...]] = {}
         closed: set[str] = set()
+        switched = self._after_switches()
         for name in order:
             node = self.nodes[name]
             incoming = [(out_stack[p], p) for p in preds[name]] or [((), "")]
             stacks = list(dict.fromkeys(s for s, _ in incoming))
-            if not node.is_join and len(incoming) == 1:
-                stack = own = stacks[0]
+            if not node.is_join and (len(incoming) == 1
+                                     or (len(stacks) == 1 and all(p in switched for _, p in incoming))):
+                stack = own = stacks[0]  # one path, or the branches of a switch meeting again
             elif len(stacks) > 1:
                 self._mixed_join(node, incoming)
                 own = min(stacks, key=len)
@@ -439,6 +489,19 @@ class FlowGraph:
                     if split not in closed:
                         closed.add(split)
                         self._never_joined(self.nodes[split])
+
+    def _after_switches(self) -> set[str]:
+        """Steps on a branch of a conditional transition (only one of its branches runs, so they
+        may meet again in a step that is not a join)."""
+        seen: set[str] = set()
+        todo = [n.name for n in self.nodes.values() if n.kind == "switch"]
+        seen.update(todo)
+        while todo:
+            for v in self._targets(todo.pop()):
+                if v not in seen:
+                    seen.add(v)
+                    todo.append(v)
+        return seen
 
     def _join(self, node: Node, incoming: list[tuple[tuple[str, ...], str]],
               stack: tuple[str, ...], closed: set[str]) -> None:

@@ -43,19 +43,33 @@ class Parameter:
     """A value given on the command line (``--name VALUE``), typed from ``default`` or ``type``."""
 
     def __init__(self, name: str, default: Any = None, type: type | None = None, help: str | None = None,
-                 required: bool = False, **kwargs: Any):
+                 required: bool = False, separator: str | None = None, show_default: bool = True,
+                 **kwargs: Any):
         if not isinstance(name, str) or not name.replace("_", "a").replace("-", "a").isalnum():
             raise DefinitionError(f"Parameter name {name!r} must be letters, digits, '_' or '-'")
+        if kwargs:
+            raise DefinitionError(
+                f"Parameter {name!r} has no argument {sorted(kwargs)[0]!r}; its arguments are: name, default, "
+                f"type, help, required, separator, show_default")
         self.name = name
         self.attr = name.replace("-", "_")
         self._default = default
-        self.type = type if type is not None else _infer_type(default() if callable(default) else default)
+        sample = default() if callable(default) and not isinstance(default, ConfigExpr) else default
+        if isinstance(sample, ConfigExpr):
+            sample = None  # typed when the config is read; give type= to parse CLI values
+        if separator is not None and isinstance(sample, (list, tuple)):
+            sample = sample[0] if sample else ""
+        self.type = type if type is not None else _infer_type(sample)
         if self.type not in _TYPE_NAMES:
             raise DefinitionError(f"Parameter {name!r}: type must be int, float, bool, str or JSONType, "
                                   f"not {getattr(self.type, '__name__', self.type)!r}")
+        if separator is not None and (not isinstance(separator, str) or not separator):
+            raise DefinitionError(f"Parameter {name!r}: separator must be a non-empty string, got {separator!r}")
         self.help = help or ""
         self.required = required
-        self.kwargs = kwargs
+        self.separator = separator
+        self.show_default = show_default
+        self.kwargs: dict[str, Any] = {}
 
     def __set_name__(self, owner: type, attr: str) -> None:
         self.attr = attr
@@ -71,7 +85,23 @@ class Parameter:
 
     @property
     def default(self) -> Any:
-        return self._default() if callable(self._default) else self._default
+        if isinstance(self._default, ConfigExpr):
+            return self._default  # evaluated once the run's configs are read (resolve_config_exprs)
+        value = self._default() if callable(self._default) else self._default
+        if isinstance(value, str) and (self.separator is not None or self.type not in (str,)):
+            return self.parse(value)  # Metaflow parses a string default like a value given on the CLI
+        return value
+
+    def env_value(self) -> str | None:
+        """The value from ``METAFLOW_RUN_<NAME>`` or ``KEEL_RUN_<NAME>`` (read when a run starts)."""
+        import os
+
+        key = self.name.upper().replace("-", "_")
+        for prefix in ("KEEL_RUN_", "METAFLOW_RUN_"):
+            value = os.environ.get(prefix + key)
+            if value is not None:
+                return value
+        return None
 
     @property
     def type_name(self) -> str:
@@ -79,6 +109,11 @@ class Parameter:
 
     def parse(self, text: str) -> Any:
         """The value of ``--name text``; ParameterError when it does not fit the type."""
+        if self.separator is not None:
+            return [self._parse_one(part) for part in text.split(self.separator)]
+        return self._parse_one(text)
+
+    def _parse_one(self, text: str) -> Any:
         kind = self.type
         try:
             if kind is bool:
@@ -91,13 +126,15 @@ class Parameter:
             if kind is JSONType:
                 return json.loads(text)
             return kind(text)
-        except ValueError:
+        except (ValueError, TypeError):
             example = {int: "5", float: "0.5", bool: "true", JSONType: "'{\"k\": 1}'"}.get(kind, "text")
             raise ParameterError(f"--{self.name} expects {self.type_name}, got {text!r} "
                                  f"(e.g. --{self.name} {example})") from None
 
     def resolve(self, raw: str | None) -> Any:
-        """The parameter's value for a run: parsed from ``raw`` or the default."""
+        """The parameter's value for a run: parsed from ``raw``, the environment, or the default."""
+        if raw is None:
+            raw = self.env_value()
         if raw is None:
             if self.required and self._default is None:
                 raise ParameterError(f"--{self.name} is required ({self.help or self.type_name})")
@@ -131,6 +168,8 @@ class IncludeFile(Parameter):
         return data.decode(self.encoding) if self.is_text else data
 
     def resolve(self, raw: str | None) -> Any:
+        if raw is None:
+            raw = self.env_value()
         if raw is None:
             if self._default is None:
                 if self.required:
@@ -176,7 +215,7 @@ def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
             guess = f" Did you mean --{hint[0]}?" if hint else ""
             raise ParameterError(f"unknown parameter --{key}.{guess} The flow's parameters are: {known}")
         raw[p.name] = as_text(value)
-    return {p.attr: p.resolve(raw.get(name)) for name, p in params.items()}
+    return resolve_config_exprs(flow_cls, {p.attr: p.resolve(raw.get(name)) for name, p in params.items()})
 
 
 def defaults_or_given(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
@@ -193,7 +232,131 @@ def defaults_or_given(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and p.type is not str:
             value = p.parse(value)
         out[p.attr] = p.resolve(None) if value is None else value
-    return out
+    return resolve_config_exprs(flow_cls, out)
 
 
 ParameterDefault = Callable[[], Any]
+
+
+class ConfigValue(dict):  # type: ignore[type-arg]
+    """A configuration as a read-only mapping whose keys are also attributes: ``self.config.model.lr``."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            value = self[name]
+        except KeyError:
+            raise AttributeError(f"the configuration has no key {name!r}; its keys are: "
+                                 f"{', '.join(map(str, self)) or 'none'}") from None
+        return ConfigValue(value) if isinstance(value, dict) and not isinstance(value, ConfigValue) else value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a configuration is read-only: it is frozen with the run")
+
+    def _frozen(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a configuration is read-only: it is frozen with the run")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen  # type: ignore[assignment]
+
+    def __reduce__(self) -> Any:
+        return (ConfigValue, (dict(self),))
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(self))
+
+
+class Config(Parameter):
+    """A configuration file read when the run starts and frozen with it, as Metaflow's ``Config``::
+
+        config = Config("config", default="config.json")          # --config other.json picks another
+        defaults = Config("defaults", default_value={"lr": 0.1})   # no file needed
+        lr = Parameter("lr", default=config_expr("config.lr"))    # a parameter's default from it
+
+    The value is a read-only mapping whose keys are also attributes (``self.config.lr``). The file
+    is JSON unless ``parser`` (a callable taking the text) says otherwise.
+    """
+
+    def __init__(self, name: str, default: str | None = None, default_value: Any = None, help: str | None = None,
+                 required: bool = False, parser: Callable[[str], Any] | None = None):
+        super().__init__(name, default=default, type=str, help=help, required=required)
+        if parser is not None and not callable(parser):
+            raise DefinitionError(f"Config {name!r}: parser must be a callable taking the file's text")
+        self.default_value = default_value
+        self.parser = parser
+
+    @property
+    def type_name(self) -> str:
+        return "a configuration file path"
+
+    @property
+    def default(self) -> Any:
+        return self._default
+
+    def parse(self, text: str) -> Any:
+        path = Path(text).expanduser()
+        try:
+            content = path.read_text()
+        except OSError as exc:
+            raise ParameterError(f"--{self.name}: cannot read the configuration {text!r} ({exc.strerror}); "
+                                 f"give the path of an existing file") from None
+        try:
+            value = self.parser(content) if self.parser else json.loads(content)
+        except Exception as exc:  # noqa: BLE001 - the user's parser or bad JSON: say where
+            raise ParameterError(f"--{self.name}: cannot parse the configuration {text!r}: "
+                                 f"{type(exc).__name__}: {exc}") from None
+        return _freeze(value)
+
+    def resolve(self, raw: str | None) -> Any:
+        if raw is None:
+            raw = self.env_value()
+        if raw is not None:
+            return self.parse(raw)
+        if self._default is not None:
+            return self.parse(str(self._default))
+        if self.default_value is not None:
+            return _freeze(self.default_value)
+        if self.required:
+            raise ParameterError(f"--{self.name} is required: give a configuration file path")
+        return None
+
+
+def _freeze(value: Any) -> Any:
+    return ConfigValue(value) if isinstance(value, dict) else value
+
+
+class ConfigExpr:
+    """``config_expr("config.model.lr")``: a value taken from a Config when the run starts."""
+
+    def __init__(self, expression: str):
+        parts = expression.split(".") if isinstance(expression, str) else []
+        if not parts or not all(p.isidentifier() for p in parts):
+            raise DefinitionError(f"config_expr({expression!r}): expected CONFIG.KEY.KEY..., e.g. 'config.lr'")
+        self.expression = expression
+        self.parts = parts
+
+    def evaluate(self, configs: dict[str, Any]) -> Any:
+        if self.parts[0] not in configs:
+            raise ParameterError(f"config_expr({self.expression!r}): the flow has no Config {self.parts[0]!r}; "
+                                 f"its configs are: {', '.join(configs) or 'none'}")
+        value = configs[self.parts[0]]
+        for key in self.parts[1:]:
+            if not isinstance(value, dict) or key not in value:
+                raise ParameterError(f"config_expr({self.expression!r}): the configuration has no key {key!r}")
+            value = value[key]
+        return value
+
+    def __repr__(self) -> str:
+        return f"config_expr({self.expression!r})"
+
+
+def config_expr(expression: str) -> ConfigExpr:
+    """A value read from a ``Config`` when the run starts: ``Parameter("lr", default=config_expr("config.lr"))``."""
+    return ConfigExpr(expression)
+
+
+def resolve_config_exprs(flow_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Replace parameter values that are ``config_expr(...)`` by what the run's configs say."""
+    params = flow_parameters(flow_cls).values()
+    configs = {p.attr: values.get(p.attr) for p in params if isinstance(p, Config)}
+    return {k: (v.evaluate(configs) if isinstance(v, ConfigExpr) else v) for k, v in values.items()}

@@ -97,15 +97,25 @@ class FlowSpec:
         if descriptor is not None and hasattr(descriptor, "__set__"):
             descriptor.__set__(self, value)  # parameters say they are read-only
             return
+        if descriptor is not None or hasattr(type(self), name):
+            raise KeelError(
+                f"step {self.__dict__.get('_keel_step')!r} sets self.{name}, but {name!r} is a class-level "
+                f"constant of {type(self).__name__} (later steps would still read the class value). "
+                f"Store the value under another name, e.g. self.{name}_value")
         state.set(name, value)
 
     def __delattr__(self, name: str) -> None:
         raise KeelError(f"artifacts cannot be deleted; set self.{name} = None instead")
 
     # -- the graph at run time -----------------------------------------------------------
-    def next(self, *steps: Any, foreach: str | None = None) -> None:
+    def next(self, *steps: Any, foreach: str | None = None, condition: str | None = None) -> None:
         """Go to the next step(s): ``self.next(self.a)``, ``self.next(self.a, self.b)``,
-        or ``self.next(self.part, foreach="items")``."""
+        ``self.next(self.part, foreach="items")``, or one of several chosen by an artifact's
+        value: ``self.next({"fast": self.fast, "slow": self.slow}, condition="mode")``."""
+        if steps and isinstance(steps[0], dict):
+            steps = (self._keel_switch(steps[0], condition),)
+        elif condition is not None:
+            raise KeelError('condition= needs a dict of value -> step: self.next({"a": self.a}, condition="mode")')
         names = []
         for target in steps:
             name = getattr(target, "__name__", None)
@@ -129,6 +139,22 @@ class FlowSpec:
         if self.__dict__.get("_keel_transition") is not None:
             raise KeelError("self.next() was called twice in one step; call it once, at the end")
         object.__setattr__(self, "_keel_transition", (tuple(names), foreach))
+
+    def _keel_switch(self, cases: dict[Any, Any], condition: str | None) -> Any:
+        if not condition:
+            raise KeelError('a dict in self.next(...) needs condition="attr": the attribute whose value '
+                            'chooses the step')
+        try:
+            value = getattr(self, condition)
+        except AttributeError:
+            raise KeelError(f"condition={condition!r}: the step did not set self.{condition}") from None
+        by_text = {str(k): v for k, v in cases.items()}
+        target = cases.get(value, by_text.get(str(value)))
+        if target is None:
+            choices = ", ".join(repr(k) for k in cases)
+            raise KeelError(f"condition={condition!r}: self.{condition} is {value!r}, which is none of the "
+                            f"cases ({choices}); set it to one of them or add a case")
+        return target
 
     @property
     def input(self) -> Any:

@@ -194,7 +194,7 @@ class Current:
         if not (env.get("KEEL_RUN_ID") and env.get("KEEL_STEP_NAME") and env.get("KEEL_TASK_ID")):
             return
         try:
-            self._activate(flow_name=env.get("KEEL_FLOW_NAME", ""), run_id=int(env["KEEL_RUN_ID"]),
+            self._activate(flow_name=env.get("KEEL_FLOW_NAME", ""), run_id=str(int(env["KEEL_RUN_ID"])),
                            step_name=env["KEEL_STEP_NAME"], task_id=int(env["KEEL_TASK_ID"]),
                            retry_count=int(env.get("KEEL_RETRY_COUNT") or 0),
                            metrics_path=env.get("KEEL_METRICS_PATH") or None,
@@ -211,23 +211,25 @@ class Current:
 
     def _reset(self) -> None:
         self.flow_name: str | None = None
-        self.run_id: int | None = None
+        self.run_id: str | None = None  # a string, as in Metaflow: open(f).read() == current.run_id
         self.step_name: str | None = None
         self.task_id: int | None = None
         self.retry_count: int = 0
-        self.origin_run_id: int | None = None
+        self.origin_run_id: str | None = None  # resume: the run this one resumes
         self.is_running_flow = False
         self._spool: MetricSpool | None = None
         self._sampler: Any = None
         self._tags: list[str] = []
         self._extras: dict[str, Any] = {}
+        self.__dict__.pop("_card", None)  # a step's cards (@card), set by the task body
         self.__dict__.pop("_tags_path", None)  # set for project jobs by _activate_from_env
 
-    def _activate(self, *, flow_name: str, run_id: int, step_name: str, task_id: int, retry_count: int,
-                  metrics_path: str | None, **extras: Any) -> None:
+    def _activate(self, *, flow_name: str, run_id: int | str, step_name: str, task_id: int, retry_count: int,
+                  metrics_path: str | None, origin_run_id: int | str | None = None, **extras: Any) -> None:
         self._reset()
-        self.flow_name, self.run_id, self.step_name = flow_name, run_id, step_name
+        self.flow_name, self.run_id, self.step_name = flow_name, str(run_id), step_name
         self.task_id, self.retry_count = task_id, retry_count
+        self.origin_run_id = None if origin_run_id is None else str(origin_run_id)
         self.is_running_flow = True
         self._spool = MetricSpool(metrics_path) if metrics_path else None
         self._extras = extras
@@ -239,6 +241,21 @@ class Current:
         if name in extras:
             return extras[name]
         raise AttributeError(f"current has no attribute {name!r}")
+
+    @property
+    def card(self) -> Any:
+        """The task's cards (``@card``): ``current.card.append(Markdown("# hi"))``, ``refresh()``."""
+        cards = self.__dict__.get("_card")
+        if cards is None:
+            from keel.cards import NoCards
+
+            cards = NoCards()
+        return cards
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """The run's tags, user and system (``user:NAME``, ...), and those this task added."""
+        return frozenset(self._extras.get("run_tags", ())) | frozenset(self._tags)
 
     @property
     def pathspec(self) -> str | None:

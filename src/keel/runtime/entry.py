@@ -16,7 +16,7 @@ with a request written by :func:`write_request`: a JSON object,
 
     {"kind": "flow", "flow_file": "flow.py", "flow_name": null, "params": {"alpha": "0.5"},
      "params_file": null, "tags": [], "max_workers": 16, "max_num_splits": 100,
-     "executors": [], "quiet": false, "command": ""}
+     "executors": [], "quiet": false, "command": "", "branch": null, "production": false}
     {"kind": "project", "project_file": "keel.yaml", "jobs": ["ingest"], "with_deps": false,
      "downstream": true, "tags": [], "quiet": false}
 
@@ -98,7 +98,8 @@ def read_request(data: dict[str, Any]) -> Request:
                           max_num_splits=int(data.get("max_num_splits") or 100))
         return RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=list(data.get("tags") or []),
                           options=options, quiet=bool(data.get("quiet")), command=str(data.get("command") or ""),
-                          executors=list(data.get("executors") or []))
+                          executors=list(data.get("executors") or []),
+                          branch=data.get("branch") or None, production=bool(data.get("production")))
     if kind == "project":
         from keel.flow.loader import load_flow_file
         from keel.flow.project import load_project

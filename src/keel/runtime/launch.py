@@ -38,6 +38,8 @@ class RunRequest:
     origin_run_id: int | None = None
     command: str = ""              # e.g. "python flow.py resume": the hint after a failure adds the id
     executors: list[str] = field(default_factory=list)  # --with NAME[:key=value,...] (ray, kubernetes)
+    branch: str | None = None      # @project: --branch B (test.B)
+    production: bool = False       # @project: --production (prod)
 
 
 @dataclass
@@ -227,10 +229,12 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
               store: Store | None = None, on_started: Callable[[int], None] | None = None) -> RunResult:
     """Run a flow to the end and return how it went. Raises only for problems found up front."""
     from keel.runtime.console import RunConsole
+    from keel.runtime.context import run_context
     from keel.runtime.executors.local import LocalExecutor, machine_budget
 
     graph = FlowGraph(req.flow_cls)
     graph.check()
+    context = run_context(req.flow_cls, req.branch, req.production)
     budget = machine_budget()
     from keel.runtime.placement import plan_placement  # where each step runs (--with, @ray, @kubernetes)
 
@@ -238,6 +242,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     check_resources(graph, budget, placement.remote_steps)
     req.options.budget = budget
     req.options.remote_steps = placement.remote_steps
+    req.options.origin_run_id = req.origin_run_id
     store = store or Store.from_env()
     flow = graph.name
     artifacts = store.artifacts
@@ -259,7 +264,10 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
             snapshot_warning = f"the code snapshot could not be taken ({exc}); the run keeps only the flow file"
     run_id = store.metadata.new_run(
         flow, params=req.params, tags=req.tags, kind=req.kind, code_hash=code_key, code_key=code_key,
-        environment=environment, origin_run_id=req.origin_run_id)
+        environment=environment, origin_run_id=req.origin_run_id, user=context.username,
+        system_tags=context.system_tags)
+    req.options.task_context = {**context.task_fields(flow, req.tags),
+                                "card_dir": str(store.settings.home / "cards")}  # current.card.refresh()
     if on_started is not None:
         on_started(run_id)
     steps = graph.sorted_nodes()

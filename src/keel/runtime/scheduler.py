@@ -58,6 +58,10 @@ class Options:
     remote_steps: frozenset[str] = frozenset()
     # step caching: True for run --cache (every step), False for --no-cache, None for @cache steps only
     cache: bool | None = None
+    # resume: the run this one resumes (current.origin_run_id in every task)
+    origin_run_id: int | None = None
+    # what `current` shows in every task: username, namespace, project, branch, run tags
+    task_context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -72,6 +76,10 @@ class _StepPolicy:
     cpu: float = 0.0
     memory: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
+
+
+def _backstop_grace(timeout: float) -> float:
+    return min(max(2.0, 0.1 * timeout), 60.0)
 
 
 def step_policy(node: Any) -> _StepPolicy:
@@ -154,6 +162,10 @@ class Scheduler:
         self.policies = self._policies()
         for name in options.remote_steps & set(self.policies):
             self.policies[name].cpu = self.policies[name].memory = 0.0
+        for name in set(self.policies) - options.remote_steps:
+            # Metaflow's local runtime retries at once; the wait matters on a cluster (a node
+            # coming back, a quota freeing up), so it is kept for remote steps only.
+            self.policies[name].retry_delay = 0.0
         self._ids = itertools.count(1)
         self.ready: deque[_Task] = deque()
         self.delayed: list[_Task] = []
@@ -310,6 +322,8 @@ class Scheduler:
     def _take(self, task: _Task, origin: ReusedTask, now: float, status: str) -> bool:
         """Record ``task`` as done by ``origin`` (resume or cache) and move on, copying no bytes."""
         node = self.graph[task.step]
+        if node.kind == "switch":
+            return False  # which branch it chose is not kept: run it again (it is one task)
         result: dict[str, Any] = {"ok": True, "artifacts": origin.artifacts, "own": [],
                                   "transition": list(node.out_funcs), "foreach": node.foreach_param}
         if node.kind == "foreach":
@@ -333,7 +347,11 @@ class Scheduler:
         task.spec = spec
         task.started_at = now
         task.timed_out = False
-        task.deadline = now + policy.timeout if policy.timeout else None
+        # A flow step raises StepTimeout itself at its @timeout (spec.timeout); this kill is the
+        # backstop for code that does not return to Python (a long C call, a signal handler
+        # swallowed). A command task (project job) cannot raise: it is killed at its timeout.
+        grace = _backstop_grace(policy.timeout) if policy.timeout and spec.timeout else 0.0
+        task.deadline = now + policy.timeout + grace if policy.timeout else None
         self.used["cpu"] += policy.cpu
         self.used["memory"] += policy.memory
         self.running[(task.task_id, task.attempt)] = task
@@ -353,7 +371,9 @@ class Scheduler:
             record_reads=task.cache_miss,
             result_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.result"),
             metrics_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.metrics"),
-            extras=self.task_extras(task.step),
+            origin_run_id=self.options.origin_run_id,
+            extras={**self.options.task_context, **self.task_extras(task.step)},
+            timeout=policy.timeout,
         )
 
     def _check_timeouts(self) -> None:
@@ -405,14 +425,18 @@ class Scheduler:
     def _death(self, task: _Task, outcome: Outcome) -> dict[str, str]:
         policy = self.policies[task.step]
         if task.timed_out:
-            return {"type": "TimeoutError", "traceback": "",
-                    "message": f"step {task.step!r} ran longer than its @timeout of {policy.timeout:g} seconds"}
+            return {"type": "StepTimeout", "traceback": "",
+                    "message": f"step {task.step!r} ran longer than its @timeout of {policy.timeout:g} seconds "
+                               f"and did not stop when told, so it was killed"}
         return {"type": "TaskCrashed", "message": outcome.reason or "the task ended without a result",
                 "traceback": ""}
 
     def _check_transition(self, task: _Task, result: dict[str, Any]) -> str | None:
         node = self.graph[task.step]
         if result.get("caught"):
+            if node.kind == "switch":
+                return (f"step {task.step!r} failed before it chose a branch, so @catch cannot continue "
+                        f"past it; fix the step or remove @catch")
             if node.kind == "foreach":
                 return (f"step {task.step!r} failed before it could fan out, so @catch cannot continue "
                         f"past it; fix the step or remove @catch")
@@ -423,6 +447,11 @@ class Scheduler:
         if not went:
             return (f"step {task.step!r} finished without calling self.next(...); every step except "
                     f"'end' must end with self.next")
+        if node.kind == "switch":
+            if len(went) != 1 or went[0] not in node.out_funcs:
+                return (f"step {task.step!r} went to {', '.join(went)}, which is not one of its cases "
+                        f"({', '.join(node.out_funcs)})")
+            return None
         if list(went) != list(node.out_funcs) or (result.get("foreach") or None) != (node.foreach_param or None):
             return (f"step {task.step!r} called self.next({', '.join('self.' + w for w in went)}) but its "
                     f"graph goes to {', '.join(node.out_funcs)}; a step must always take the same transition")
@@ -467,7 +496,9 @@ class Scheduler:
             return
         if policy.catch and outcome.result is None:
             # The task died on its last attempt: carry on as @catch promises, with its inputs.
-            caught = CaughtException(error["type"], error["message"], error.get("traceback", ""))
+            caught = CaughtException("keel.errors.FailureHandledByCatch",
+                                     f"task execution kept failing over {task.attempt + 1} attempt(s) without a "
+                                     f"Python exception: {error['message']}", error.get("traceback", ""))
             namespace = dict(task.inputs[0]) if task.inputs and not self.graph[task.step].is_join else dict(self.params)
             own = []
             if policy.catch_var:
@@ -513,6 +544,8 @@ class Scheduler:
                 frame = FrameSpec(step=task.step, var=var, index=i, num_splits=n, ref=result["foreach_ref"])
                 split = SplitFrame("foreach", task.step, task.task_id, i, n)
                 self._next(target, task, namespace, task.frames + [frame], task.splits + [split])
+        elif node.kind == "switch":  # one branch, the one the step chose
+            self._next(result["transition"][0], task, namespace, task.frames, task.splits)
         elif node.kind == "split":
             count = len(node.out_funcs)
             for i, target in enumerate(node.out_funcs):

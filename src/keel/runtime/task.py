@@ -64,6 +64,7 @@ class TaskSpec:
     extras: dict[str, Any] = field(default_factory=dict)
     command: CommandTask | None = None          # a command task (project job): no FlowSpec step to run
     record_reads: bool = False                  # a cached step: note the files it opens for reading
+    timeout: float | None = None                # @timeout: raised inside the step (SIGALRM)
 
     @property
     def pathspec(self) -> str:
@@ -71,18 +72,67 @@ class TaskSpec:
 
 
 class CaughtException:
-    """What @catch stores in its artifact: the exception's type, message and traceback."""
+    """What @catch stores in its artifact, shaped like Metaflow's: ``.type`` ("module.Class"),
+    ``.exception`` (the message) and ``.stacktrace`` (``.message``/``.traceback`` are aliases).
+    A plain object, not an Exception, so that values stored by earlier releases still load."""
 
     def __init__(self, type_name: str, message: str, traceback_text: str):
         self.type = type_name
-        self.message = message
-        self.traceback = traceback_text
+        self.exception = message
+        self.stacktrace = traceback_text
+
+    @property
+    def message(self) -> str:
+        return self.exception
+
+    @property
+    def traceback(self) -> str:
+        return self.stacktrace
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "exception" not in state:  # stored before the Metaflow shape: type, message, traceback
+            state = {"type": state.get("type"), "exception": state.get("message", ""),
+                     "stacktrace": state.get("traceback", "")}
+        self.__dict__.update(state)
 
     def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
+        return f"{self.type}: {self.exception}"
 
     def __repr__(self) -> str:
-        return f"CaughtException({self.type}: {self.message!r})"
+        return f"CaughtException({self.type}: {self.exception!r})"
+
+
+def _qualified(exc: BaseException) -> str:
+    """``module.Class`` of an exception, as Metaflow's @catch names it."""
+    kind = type(exc)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _start_alarm(spec: TaskSpec) -> Any:
+    """@timeout: raise StepTimeout inside the step when its time is up (the scheduler's kill
+    stays as the backstop for code that never returns to Python)."""
+    import signal
+    import threading
+
+    if not spec.timeout or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def expire(signum: int, frame: Any) -> None:
+        from keel.errors import StepTimeout
+
+        raise StepTimeout(f"step {spec.step!r} ran longer than its @timeout of {spec.timeout:g} seconds")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, spec.timeout)
+    return previous if previous is not None else signal.SIG_DFL
+
+
+def _stop_alarm(previous: Any) -> None:
+    """Disarm the @timeout alarm and put back the handler it replaced (a Ray worker runs on)."""
+    import signal
+
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 class TaskState:
@@ -129,6 +179,9 @@ class TaskState:
         return sorted(set(self.refs) | set(self.new))
 
     def merge(self, inputs: list[FlowSpec], include: list[str] | None, exclude: list[str] | None) -> None:
+        if not self.join:
+            raise KeelError(f"merge_artifacts works only in a join step (one that takes inputs), "
+                            f"not in {self.pathspec}")
         states = [inp.__dict__["_keel_state"] for inp in inputs]
         available: dict[str, list[ArtifactRef]] = {}
         for state in states:
@@ -142,7 +195,7 @@ class TaskState:
             names = list(include)
         else:
             names = [n for n in available if n not in self.params and n not in (exclude or ())]
-        conflicts = []
+        conflicts, agreed = [], {}
         for name in names:
             if name in self.new:
                 continue  # set in the join itself: the join's value wins
@@ -150,8 +203,12 @@ class TaskState:
             if len(keys) > 1:
                 conflicts.append(name)
             else:
-                self.refs[name] = available[name][0]
-        if conflicts:
+                agreed[name] = available[name][0]
+        if not conflicts:  # all or nothing, as in Metaflow
+            self.refs.update(agreed)
+            for name in agreed:
+                self.loaded.pop(name, None)
+        else:
             listed = ", ".join(repr(c) for c in conflicts)
             raise KeelError(f"merge_artifacts: the branches have different values for {listed}. Set "
                             f"them in the join step first, or pass exclude=[{listed}]")
@@ -213,7 +270,7 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
     """Run one attempt of a task and return its result (never raises for user errors)."""
     current._activate(flow_name=spec.flow, run_id=spec.run_id, step_name=spec.step, task_id=spec.task_id,
                       retry_count=spec.attempt, metrics_path=spec.metrics_path,
-                      origin_run_id=spec.origin_run_id, **spec.extras)
+                      origin_run_id=spec.origin_run_id, parameter_names=list(spec.param_names), **spec.extras)
     result: dict[str, Any] = {"ok": False, "caught": False, "tags": []}
     frames = _frames(spec, store)
     if spec.is_join:
@@ -224,8 +281,11 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
     state = TaskState(store, base, spec.pathspec, params=spec.param_names, join=spec.is_join)
     flow = _flow_instance(flow_cls, state, frames, spec.step)
     addons = contextlib.ExitStack()  # a @spark step's cluster, stopped when the step ends
+    cards = _start_cards(spec, flow_cls, state)
+    alarm = None
     try:
         os.environ.update(spec.env)
+        alarm = _start_alarm(spec)
         func = getattr(flow, spec.step)
         spark_deco = find_decorator(func, "spark")
         if spark_deco is not None:
@@ -244,6 +304,11 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
                 func()
             if spec.record_reads:
                 result["reads"] = sorted(reads)
+        if alarm is not None:
+            _stop_alarm(alarm)
+            alarm = None
+        if cards is not None:
+            _finish_cards(cards, state, store)
         transition = flow.__dict__.get("_keel_transition")
         refs, own = state.persist()
         result.update(ok=True, artifacts={n: r.to_dict() for n, r in refs.items()}, own=own,
@@ -253,9 +318,14 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
             result["num_splits"] = len(state.get(transition[1]))
             result["foreach_ref"] = refs[transition[1]].to_dict()
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is the task's failure
+        if alarm is not None:
+            _stop_alarm(alarm)
         tb = traceback.format_exc()
-        error = {"type": type(exc).__name__, "message": str(exc), "traceback": _user_traceback(tb)}
+        error = {"type": type(exc).__name__, "message": str(exc), "traceback": _user_traceback(tb),
+                 "qualified": _qualified(exc)}
         if spec.catch_now:
+            if cards is not None:
+                _finish_cards(cards, state, store)
             result.update(_caught(spec, state, store, error))
         else:
             result["error"] = error
@@ -266,15 +336,54 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
     return result
 
 
+def _start_cards(spec: TaskSpec, flow_cls: type, state: TaskState) -> Any:
+    """@card: ``current.card`` for this task (None when the step has no card)."""
+    from keel.flow.decorators import step_decorators
+
+    decos = [d for d in step_decorators(getattr(flow_cls, spec.step)) if d.name == "card"]
+    if not decos:
+        return None
+    from keel.cards import TaskCards
+    from keel.flow.graph import FlowGraph
+
+    def context() -> dict[str, Any]:
+        params = {n: state.get(n) for n in spec.param_names if n in state.refs}
+        return {"params": params, "artifacts": dict(state.new), "graph": FlowGraph(flow_cls).to_text()}
+
+    cards = TaskCards(spec.pathspec, [(d.id, d.type) for d in decos], spec.extras.get("card_dir"), context)
+    current.__dict__["_card"] = cards
+    return cards
+
+
+def _finish_cards(cards: Any, state: TaskState, store: ArtifactStore) -> None:
+    """Render the task's cards and keep them; a card that fails to render never fails the task."""
+    from keel.cards import CARDS_ARTIFACT, write_live
+
+    try:
+        kept = []
+        for handle, text in cards.render():
+            kept.append({"id": handle.id, "type": handle.type, "key": store.put_bytes(text.encode())})
+            if cards._live_dir:
+                write_live(cards._live_dir, cards.pathspec, handle.index, text)
+        state.new[CARDS_ARTIFACT] = kept
+    except Exception as exc:  # noqa: BLE001 - a card is a report: the step's work stands without it
+        sys.stderr.write(f"[keel] the card of {cards.pathspec} could not be rendered: {type(exc).__name__}: {exc}\n")
+
+
 def _caught(spec: TaskSpec, state: TaskState, store: ArtifactStore, error: dict[str, str]) -> dict[str, Any]:
-    """@catch on the last attempt: keep going with the inherited artifacts plus the exception."""
+    """@catch on the last attempt: keep going with what the step set before it failed, plus the
+    exception (Metaflow keeps those artifacts too)."""
     sys.stderr.write(f"@catch: step {spec.step!r} failed and the run goes on:\n{error['traceback']}")
-    refs = dict(state.refs)
-    own = []
+    try:
+        refs, own = state.persist()
+        refs, own = dict(refs), list(own)
+    except Exception:  # noqa: BLE001 - an artifact that cannot be stored: keep the inherited ones
+        refs, own = dict(state.refs), []
     if spec.catch_var:
-        caught = CaughtException(error["type"], error["message"], error["traceback"])
+        caught = CaughtException(error.get("qualified") or error["type"], error["message"], error["traceback"])
         refs[spec.catch_var] = store.put(caught)
-        own.append(spec.catch_var)
+        if spec.catch_var not in own:
+            own.append(spec.catch_var)
     return {"ok": True, "caught": True, "error": error, "own": own, "transition": [], "foreach": None,
             "artifacts": {n: r.to_dict() for n, r in refs.items()}}
 

@@ -17,10 +17,16 @@ from keel.serve.options import ServeOptions
 
 
 def _run(options: ServeOptions) -> None:
-    from keel.cli.main import _guard
+    """One endpoint's process: a Keel error is one line on stderr and exit 2 (usage) or 1."""
+    from keel.errors import KeelError, UsageError
     from keel.serve.server import serve
 
-    _guard(lambda: serve(options) or 0)
+    try:
+        code = serve(options) or 0
+    except KeelError as exc:
+        print(f"keel: {exc}", file=sys.stderr, flush=True)
+        code = 2 if isinstance(exc, UsageError) else 1
+    sys.exit(code)
 
 
 def endpoint_options(project: Any, name: str, token: str | None) -> ServeOptions:

@@ -21,10 +21,17 @@ class SqlAnnotations:
         with self.db.write() as conn:
             insert_new_tags(conn, flow, run_id, new_tags, system)
 
+    def tag_kinds(self, flow: str, run_id: int) -> dict[str, bool]:
+        """The run's tags, each with True when it is a system tag (set by Keel, not the user)."""
+        with self.db.read() as conn:
+            return {r.tag: bool(r.system) for r in conn.execute(
+                sa.select(tags.c.tag, tags.c.system).where(tags.c.flow == flow, tags.c.run_id == run_id))}
+
     def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
+        """Remove user tags; a system tag is never removed."""
         with self.db.write() as conn:
             conn.execute(tags.delete().where(tags.c.flow == flow, tags.c.run_id == run_id,
-                                             tags.c.tag.in_(list(old_tags))))
+                                             tags.c.tag.in_(list(old_tags)), tags.c.system.is_not(True)))
 
     def add_comment(self, flow: str, run_id: int, text: str, *, author: str | None = None) -> Comment:
         """Keep a comment on a run, with its author (KEEL_USER or the login name) and time."""

@@ -45,7 +45,7 @@ class MemoryRuns:
     def new_run(self, flow: str, *, params: dict[str, Any], tags: Iterable[str] = (), kind: str = "flow",
                 code_hash: str | None = None, code_key: str | None = None,
                 environment: dict[str, Any] | None = None, origin_run_id: int | None = None,
-                user: str | None = None) -> int:
+                user: str | None = None, system_tags: Iterable[str] = ()) -> int:
         from keel.store.liveness import process_identity
 
         with self.t.lock:
@@ -58,7 +58,8 @@ class MemoryRuns:
                 environment={**(environment or {}), "scheduler": process_identity()},
                 origin_run_id=origin_run_id, error=None)
             self.t.params[(flow, run_id)] = dict(params)
-            self.t.tags[(flow, run_id)] = {tag: False for tag in tags}
+            system_set = set(system_tags)
+            self.t.tags[(flow, run_id)] = {tag: tag in system_set for tag in [*system_tags, *tags]}
             detail: dict[str, Any] = {"kind": kind}
             if origin_run_id:
                 detail["origin_run_id"] = origin_run_id
@@ -82,7 +83,12 @@ class MemoryRuns:
 
     def _record(self, key: tuple[str, int]) -> RunRecord:
         return RunRecord(**self.t.runs[key], params=dict(self.t.params.get(key, {})),
-                         tags=sorted(self.t.tags.get(key, {})))
+                         tags=sorted(t for t, system in self.t.tags.get(key, {}).items() if not system))
+
+    def tag_kinds_of(self, flow: str, run_id: int) -> dict[str, bool]:
+        """Every tag of a run, user and system (for the query fake)."""
+        with self.t.lock:
+            return dict(self.t.tags.get((flow, run_id), {}))
 
     def get_run(self, flow: str, run_id: int) -> RunRecord | None:
         with self.t.lock:
@@ -250,10 +256,17 @@ class MemoryAnnotations:
             for tag in new_tags:
                 have.setdefault(tag, system)
 
-    def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
+    def tag_kinds(self, flow: str, run_id: int) -> dict[str, bool]:
         with self.t.lock:
+            return dict(self.t.tags.get((flow, run_id), {}))
+
+    def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
+        """Remove user tags; a system tag is never removed."""
+        with self.t.lock:
+            have = self.t.tags.get((flow, run_id), {})
             for tag in old_tags:
-                self.t.tags.get((flow, run_id), {}).pop(tag, None)
+                if have.get(tag) is False:
+                    del have[tag]
 
     def add_comment(self, flow: str, run_id: int, text: str, *, author: str | None = None) -> Comment:
         with self.t.lock:

@@ -20,7 +20,7 @@ class MemoryRunQuery:
                     limit: int | None = None, offset: int = 0, query: Query | None = None) -> list[RunRecord]:
         query = query or Query(where, sort)
         now = time.time()
-        ev = _Eval(query.where_text or "", now, self.metrics)
+        ev = _Eval(query.where_text or "", now, self.metrics, self.runs)
         records = self.runs.list_runs(flow)  # newest first: the tie-break order
         if query.where is not None:
             records = [r for r in records if ev.test(query.where, r) is True]
@@ -51,9 +51,9 @@ def _number(v: Any) -> bool:
 
 
 class _Eval:
-    def __init__(self, text: str, now: float, metrics: Any):
+    def __init__(self, text: str, now: float, metrics: Any, runs: Any = None):
         self.compiler = _Compiler(text, now)
-        self.now, self.metrics = now, metrics
+        self.now, self.metrics, self.runs = now, metrics, runs
         self._last: dict[tuple[str, int], dict[str, float]] = {}
 
     def last(self, r: RunRecord) -> dict[str, float]:
@@ -97,7 +97,9 @@ class _Eval:
         if f.kind == "metrics":
             return _cmp(self.last(r).get(f.name), op, value)
         if f.kind == "tags":
-            return (value in r.tags) == (op == "=")
+            # user and system tags alike (a namespace is a system tag), as the SQL query does
+            have = self.runs.tag_kinds_of(r.flow, r.run_id) if self.runs is not None else r.tags
+            return (value in have) == (op == "=")
         if f.kind == "status":
             return self.status_is(r, value) == (op == "=")
         if f.kind in ("created", "finished"):

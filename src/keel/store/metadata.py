@@ -45,7 +45,7 @@ _FORWARD = {
              "register_steps", "update_step", "write_batch", "list_steps", "list_tasks", "get_task",
              "list_attempts", "task_artifacts", "run_artifacts"),
     "metrics": ("run_metrics",),
-    "annotations": ("add_tags", "remove_tags", "add_comment", "list_comments"),
+    "annotations": ("add_tags", "tag_kinds", "remove_tags", "add_comment", "list_comments"),
     "schedules": ("claim_fire", "update_fire", "list_fires"),
 }
 _OWNER = {name: domain for domain, names in _FORWARD.items() for name in names}

@@ -50,12 +50,14 @@ class SqlRuns:
     def new_run(self, flow: str, *, params: dict[str, Any], tags: Iterable[str] = (), kind: str = "flow",
                 code_hash: str | None = None, code_key: str | None = None,
                 environment: dict[str, Any] | None = None, origin_run_id: int | None = None,
-                user: str | None = None) -> int:
-        """Create a run and return its id: the flow's largest id plus one, atomically."""
+                user: str | None = None, system_tags: Iterable[str] = ()) -> int:
+        """Create a run and return its id: the flow's largest id plus one, atomically.
+        ``system_tags`` (user:NAME, project:NAME, ...) are kept apart from the user's ``tags``."""
         from keel.store.liveness import process_identity
 
         environment = {**(environment or {}), "scheduler": process_identity()}
-        param_rows, tag_list = params, list(dict.fromkeys(tags))
+        system_set = set(system_tags)
+        param_rows, tag_list = params, list(dict.fromkeys([*system_tags, *tags]))
         for attempt in range(50):
             try:
                 with self.db.write() as conn:
@@ -75,7 +77,7 @@ class SqlRuns:
                              "num": float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None}
                             for k, v in param_rows.items()])
                     if tag_list:
-                        conn.execute(_TAGS.insert(), [{"flow": flow, "run_id": next_id, "tag": t, "system": False}
+                        conn.execute(_TAGS.insert(), [{"flow": flow, "run_id": next_id, "tag": t, "system": t in system_set}
                                                      for t in tag_list])
                     conn.execute(events.insert().values(**event_row(
                         flow, next_id, "run.started", detail={"kind": kind, "origin_run_id": origin_run_id}
@@ -232,7 +234,8 @@ def _run_record(row: Any, conn: Any) -> RunRecord:
     p = {r.name: json.loads(r.value) for r in conn.execute(
         sa.select(params.c.name, params.c.value).where(params.c.flow == row.flow, params.c.run_id == row.run_id))}
     t = [r.tag for r in conn.execute(
-        sa.select(tags.c.tag).where(tags.c.flow == row.flow, tags.c.run_id == row.run_id).order_by(tags.c.tag))]
+        sa.select(tags.c.tag).where(tags.c.flow == row.flow, tags.c.run_id == row.run_id,
+                                    tags.c.system.is_not(True)).order_by(tags.c.tag))]  # user tags
     return run_record(row, json.loads(row.environment or "{}"), p, t)
 
 

@@ -104,6 +104,7 @@ def _bulk(conn: Any, rows: list[Any]) -> tuple[dict[Any, dict[str, Any]], dict[A
                                   .where(params.c.flow == flow, params.c.run_id.in_(chunk))):
                 p_out.setdefault((flow, r.run_id), {})[r.name] = json.loads(r.value or "null")
             for r in conn.execute(sa.select(tags.c.run_id, tags.c.tag)
-                                  .where(tags.c.flow == flow, tags.c.run_id.in_(chunk))):
+                                  .where(tags.c.flow == flow, tags.c.run_id.in_(chunk),
+                                         tags.c.system.is_not(True))):  # user tags
                 t_out.setdefault((flow, r.run_id), []).append(r.tag)
     return p_out, t_out

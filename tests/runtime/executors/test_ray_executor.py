@@ -227,7 +227,7 @@ def test_timeout_cancels_the_ray_task(ray_cluster: RayCluster, home: Path) -> No
         time.sleep(0.1)
     assert not _alive(pid)
     (attempt,) = Store.from_env().metadata.list_attempts("SlowFlow", 1)
-    assert attempt["error_type"] == "TimeoutError" and Run("SlowFlow/1").status == "failed"
+    assert attempt["error_type"] == "StepTimeout" and Run("SlowFlow/1").status == "failed"
 
 
 def test_a_dead_node_fails_the_attempt_and_retry_runs_it_again(ray_cluster: RayCluster, home: Path) -> None:

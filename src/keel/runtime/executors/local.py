@@ -258,6 +258,8 @@ class LocalExecutor:
 
             result = command_result(command, code)
             words = f"exited with status {code}" if code is not None else words
+        if sig is not None:  # say in the task's own stderr log why it ended
+            self.on_output(child.spec, "stderr", f"\n[keel] {words}\n".encode())
         return Outcome(spec=child.spec, result=result, exit_code=code, signal=sig,
                        reason=None if result is not None else words, node=self.hostname)
 
