@@ -182,6 +182,10 @@ from keel.cli.queue import register as _register_queue  # noqa: E402 - keel queu
 
 _register_queue(cli)
 
+from keel.cli.alerts import register as _register_alerts  # noqa: E402 - keel alerts list|test|watch
+
+_register_alerts(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

@@ -223,6 +223,22 @@ def drive(scheduler: Scheduler, executor: Any, console: Any, flow: str, run_id: 
     return outcome
 
 
+def start_alerts(metadata: Any, flow: str, run_id: int, extra: list[Any] | None = None) -> Any:
+    """The run's alert evaluator (``keel.alerts.watch.RunAlerts``), or None when no rule applies:
+    a run without rules imports nothing and starts no thread."""
+    if not os.environ.get("KEEL_ALERTS") and not extra:
+        import sys
+
+        alerts_mod = sys.modules.get("keel.alerts")
+        if alerts_mod is None or not getattr(alerts_mod, "_registered", None):
+            return None
+    from keel.alerts import active_rules
+    from keel.alerts.watch import RunAlerts
+
+    rules = active_rules(extra)
+    return RunAlerts(rules, metadata, flow, run_id).start() if rules else None
+
+
 def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = None,
               store: Store | None = None, on_started: Callable[[int], None] | None = None) -> RunResult:
     """Run a flow to the end and return how it went. Raises only for problems found up front."""
@@ -278,6 +294,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
                           options=req.options, events=io)
     started = time.time()
     outcome = RunOutcome(status="failed", message="the scheduler stopped unexpectedly")
+    alerts = start_alerts(store.metadata, flow, run_id)
     try:
         outcome = drive(scheduler, executor, console, flow, run_id)
         error = None
@@ -285,6 +302,8 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
             error = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
         store.metadata.set_run_status(flow, run_id, outcome.status, error=error or outcome.message)
     finally:
+        if alerts is not None:
+            alerts.close()
         io.close()
         console.close(outcome.status)
     result = RunResult(flow=flow, run_id=run_id, status=outcome.status, outcome=outcome,

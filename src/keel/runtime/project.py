@@ -394,12 +394,17 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
         metadata=store.metadata, artifacts=store.artifacts, scratch=str(store.scratch), params={},
         options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote), events=io)
     started = time.time()
+    from keel.runtime.launch import start_alerts
+
+    alerts = start_alerts(store.metadata, project.name, run_id, project.alerts)
     try:
         outcome = drive(scheduler, executor, console, project.name, run_id, what="jobs")
         status = outcome.status if outcome.status == "interrupted" else scheduler.status()
         error = outcome.message if status == "interrupted" else scheduler.error_text()
         store.metadata.set_run_status(project.name, run_id, status, error=error)
     finally:
+        if alerts is not None:
+            alerts.close()
         io.close()
         console.close(status)
     result = ProjectResult(project=project.name, run_id=run_id, status=status,

@@ -11,6 +11,7 @@ head) and exposes one interface per domain (``keel.store.interfaces``):
     md.schedules.list_fires("proj")         # ScheduleStore
     md.query.search_runs(where="...")       # RunQuery: --where / --sort, crashed decided once
     md.data.list_versions("weather")        # DataTables: Data Engine versions
+    md.alerts.firings()                     # AlertStore: alert firings and their outbox
 
 The old flat methods (``md.get_run(...)``, ``md.add_comment(...)``) still work and forward
 to those interfaces, for callers written before the split.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel.store.alerts import SqlAlerts
 from keel.store.annotations import SqlAnnotations
 from keel.store.data_tables import SqlDataTables
 from keel.store.events import SqlEvents
@@ -62,6 +64,7 @@ class MetadataStore:
         self.schedules = SqlSchedules(self.db)
         self.query = SqlRunQuery(self.db)
         self.data = SqlDataTables(self.db.engine, self.db.writer)
+        self.alerts = SqlAlerts(self.db)
 
     @property
     def engine(self) -> Any:
