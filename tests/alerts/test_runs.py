@@ -93,7 +93,6 @@ def test_a_long_run_is_reported_while_it_still_runs(keel_home, tmp_path, webhook
             notify: [{webhook: URL, secret: SECRET}]
         """)
     flow = write_flow(tmp_path, "slow", SLOW)
-    started = time.time()
     proc = subprocess.Popen([sys.executable, str(flow), "run"], env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -107,7 +106,6 @@ def test_a_long_run_is_reported_while_it_still_runs(keel_home, tmp_path, webhook
     run = Store.from_env().metadata.runs.get_run("Slow", 1)
     assert body["rule"] == "slow" and "still running after" in body["summary"]
     assert 1.5 <= arrived - run.created_at < 2.5   # within a second of the deadline
-    assert arrived - started < 8
 
 
 EVALUATOR = """
