@@ -156,3 +156,27 @@ def test_an_evaluator_killed_before_delivering_loses_and_duplicates_nothing(keel
     assert len(webhook.bodies) == 5 and webhook.duplicates == 0
     assert len(md.alerts.firings()) == 5
     assert sorted(b["flow"] for b in webhook.bodies) == [f"F{i}" for i in range(5)]
+
+
+@pytest.mark.slow
+def test_a_project_job_that_fails_fires_the_project_rule(keel_home, tmp_path, webhook):
+    (tmp_path / "keel.yaml").write_text(textwrap.dedent(f"""\
+        name: weather
+        jobs:
+          - name: ingest
+            entrypoint: "exit 3"
+          - name: report
+            entrypoint: "true"
+        alerts:
+          - name: ingest-failed
+            when: {{event: failed, job: ingest}}
+            notify: [{{webhook: "{webhook.url}", secret: {SECRET}}}]
+          - name: report-failed
+            when: {{event: failed, job: report}}
+            notify: [{{webhook: "{webhook.url}", secret: {SECRET}}}]
+        """))
+    done = run_cli("project", "run", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    [body] = webhook.wait_for(1)
+    assert (body["rule"], body["flow"], body["fields"]["step"]) == ("ingest-failed", "weather", "ingest")
+    assert webhook.duplicates == 0 and webhook.bad_signatures == 0
