@@ -152,3 +152,15 @@ def test_breaches_counts_consecutive_points():
     rule = _rule(event="metric", metric="m", below=1.0, consecutive=2).when
     assert not breaches(rule, [0.5, 2.0, 0.5])
     assert breaches(rule, [2.0, 0.5, 0.4])
+
+
+def test_a_run_whose_scheduler_is_gone_fires_the_crashed_rule_once():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="crashed", flow="F")], md)
+    alive = md.runs.new_run("F", params={})
+    gone = md.runs.new_run("F", params={})
+    scheduler = md.runs.t.runs[("F", gone)]["environment"]["scheduler"]
+    scheduler["started"] = scheduler.get("started", 0.0) - 1000.0   # that pid is another process now
+    [firing] = engine.check_clock()
+    assert (firing.run_id, firing.key) == (gone, "run") and "crashed" in firing.summary
+    assert engine.check_clock() == [] and md.runs.get_run("F", alive).effective_status == "running"
