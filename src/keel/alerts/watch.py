@@ -47,7 +47,7 @@ class RunAlerts:
             self.engine.check_clock(flow=self.flow, run_id=self.run_id)
         deliver_due(self.md)
 
-    def close(self, deadline: float = 5.0) -> None:
+    def close(self, deadline: float = 3.0) -> None:
         """Stop after a last pass over the run's final events, delivering for up to ``deadline`` s
         (what is still undelivered stays in the outbox for ``keel alerts watch``)."""
         self._stop.set()
