@@ -84,3 +84,13 @@ def test_a_project_keeps_its_alert_rules(tmp_path):
     path.write_text("name: w\njobs:\n  - name: ingest\n    entrypoint: 'true'\n" + GOOD.replace("job: ingest", "job: ingest"))
     project = load_project(str(path))
     assert [r.name for r in project.alerts] == ["train-failed", "slow-ingest"]
+
+
+def test_a_bad_rules_file_stops_a_flow_run_before_it_starts(keel_home, tmp_path):
+    from keel_testing import FLOWS, run_cli
+
+    (tmp_path / "rules.yaml").write_text("alerts:\n  - name: a\n    when: {event: faild}\n    notify: [{command: 'true'}]\n")
+    done = run_cli(str(FLOWS / "linear.py"), "run", env={"KEEL_ALERTS": str(tmp_path / "rules.yaml")})
+    assert done.returncode != 0
+    assert "rules.yaml:3: alert 'a': when.event" in done.stderr and "Traceback" not in done.stderr
+    assert not (keel_home / "metadata.db").exists() or "Run LinearFlow/1 started" not in done.stdout

@@ -223,20 +223,26 @@ def drive(scheduler: Scheduler, executor: Any, console: Any, flow: str, run_id: 
     return outcome
 
 
-def start_alerts(metadata: Any, flow: str, run_id: int, extra: list[Any] | None = None) -> Any:
-    """The run's alert evaluator (``keel.alerts.watch.RunAlerts``), or None when no rule applies:
-    a run without rules imports nothing and starts no thread."""
+def alert_rules(extra: list[Any] | None = None) -> list[Any]:
+    """The alert rules for a run about to start (registered, ``KEEL_ALERTS``'s, ``extra``), read
+    before the run exists so that a bad rules file stops it up front. Empty without rules: a run
+    without rules imports nothing."""
     if not os.environ.get("KEEL_ALERTS") and not extra:
-        import sys
-
         alerts_mod = sys.modules.get("keel.alerts")
         if alerts_mod is None or not getattr(alerts_mod, "_registered", None):
-            return None
+            return []
     from keel.alerts import active_rules
+
+    return active_rules(extra)
+
+
+def start_alerts(rules: list[Any], metadata: Any, flow: str, run_id: int) -> Any:
+    """The run's alert evaluator (``keel.alerts.watch.RunAlerts``, a thread), or None without rules."""
+    if not rules:
+        return None
     from keel.alerts.watch import RunAlerts
 
-    rules = active_rules(extra)
-    return RunAlerts(rules, metadata, flow, run_id).start() if rules else None
+    return RunAlerts(rules, metadata, flow, run_id).start()
 
 
 def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = None,
@@ -247,6 +253,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
 
     graph = FlowGraph(req.flow_cls)
     graph.check()
+    rules = alert_rules()
     budget = machine_budget()
     from keel.runtime.placement import plan_placement  # where each step runs (--with, @ray, @kubernetes)
 
@@ -294,7 +301,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
                           options=req.options, events=io)
     started = time.time()
     outcome = RunOutcome(status="failed", message="the scheduler stopped unexpectedly")
-    alerts = start_alerts(store.metadata, flow, run_id)
+    alerts = start_alerts(rules, store.metadata, flow, run_id)
     try:
         outcome = drive(scheduler, executor, console, flow, run_id)
         error = None

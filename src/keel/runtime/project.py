@@ -377,6 +377,9 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     if not remote:
         check_job_resources(project, budget)
     selected = select_jobs(project, options)
+    from keel.runtime.launch import alert_rules
+
+    rules = alert_rules(list(project.alerts))  # a bad KEEL_ALERTS file stops the run before it exists
     store = store or Store.from_env()
     # connect before the run exists, so that a cluster that is not there is an error up front;
     # `io` is made once the run exists, and is looked up only when output arrives
@@ -396,7 +399,7 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     started = time.time()
     from keel.runtime.launch import start_alerts
 
-    alerts = start_alerts(store.metadata, project.name, run_id, project.alerts)
+    alerts = start_alerts(rules, store.metadata, project.name, run_id)
     try:
         outcome = drive(scheduler, executor, console, project.name, run_id, what="jobs")
         status = outcome.status if outcome.status == "interrupted" else scheduler.status()
