@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ray_overhead.py
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/queue_bench.py
+	$(BIN)/python benchmarks/alerts_bench.py
 	$(BIN)/python benchmarks/data_bench.py
 
 clean:

@@ -3,7 +3,8 @@
     KeelError
     ├── DefinitionError            a flow that cannot run as written
     │   └── GraphError             .issues: every graph problem found, each with file:line
-    ├── ProjectError               keel.yaml problems, .issues like GraphError
+    ├── ProjectError               keel.yaml (and KEEL_ALERTS) problems, .issues like GraphError
+    ├── AlertError                 an alert rule built wrong in Python, an action that cannot be sent
     ├── UsageError                 bad command-line input (parameter, pathspec, flag); exit 2
     │   ├── ParameterError         a parameter value of the wrong type, or an unknown one
     │   ├── NotFoundError          an unknown flow, run, step or task
@@ -71,6 +72,10 @@ class ProjectError(_IssuesError):
     """The project file is invalid; ``.issues`` lists every problem, each with file:line."""
 
     title = "problem(s) in the project file"
+
+
+class AlertError(KeelError):
+    """An alert rule that cannot be used (built from Python), or an action that cannot be sent."""
 
 
 class UsageError(KeelError):

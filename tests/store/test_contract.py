@@ -162,3 +162,36 @@ def test_a_running_run_of_a_live_scheduler_is_running_in_the_list_and_the_filter
     (r,) = md.query.search_runs(flow="Q", where='status = "running"')
     assert (r.run_id, r.effective_status) == (run_id, "running")
     assert md.query.search_runs(flow="Q", where='status = "crashed"') == []
+
+
+def test_an_alert_fires_once_per_rule_run_and_key_with_its_outbox(md):
+    first = md.alerts.fire("r", "F", 1, "run", summary="F/1 failed", fields={"a": 1},
+                           targets=[{"webhook": "http://h/x"}, {"email": "a@b.c"}], now=100.0)
+    assert first is not None and first.fields == {"a": 1}
+    assert md.alerts.fire("r", "F", 1, "run", summary="again", fields={}, targets=[{"command": "true"}]) is None
+    assert [(d.action, d.status, d.attempts) for d in md.alerts.deliveries(first.id)] == [
+        (0, "pending", 0), (1, "pending", 0)]
+    assert md.alerts.get_firing(first.id).summary == "F/1 failed"
+
+
+def test_the_cooldown_holds_back_a_rule_that_just_fired(md):
+    assert md.alerts.fire("r", "F", 1, "run", summary="", fields={}, targets=[], cooldown=60, now=100.0)
+    assert md.alerts.fire("r", "F", 2, "run", summary="", fields={}, targets=[], cooldown=60, now=150.0) is None
+    assert md.alerts.fire("r", "F", 3, "run", summary="", fields={}, targets=[], cooldown=60, now=161.0)
+    assert [f.run_id for f in md.alerts.firings("r")] == [3, 1]
+
+
+def test_a_claimed_delivery_is_leased_and_claimed_again_when_the_lease_ends(md):
+    firing = md.alerts.fire("r", "F", 1, "run", summary="", fields={}, targets=[{"command": "true"}], now=100.0)
+    [d] = md.alerts.claim(now=100.0, lease=30)
+    assert (d.status, d.attempts, d.target) == ("sending", 1, {"command": "true"})
+    assert md.alerts.claim(now=120.0) == []           # another deliverer waits for the lease
+    [again] = md.alerts.claim(now=131.0, lease=30)     # the first one died: claimed again
+    assert again.attempts == 2
+    md.alerts.retry_later(again.id, "boom", 200.0)
+    assert md.alerts.claim(now=199.0) == []
+    [third] = md.alerts.claim(now=200.0)
+    md.alerts.delivered(third.id, now=201.0)
+    [done] = md.alerts.deliveries(firing.id)
+    assert (done.status, done.delivered_at, done.last_error) == ("delivered", 201.0, None)
+    assert md.alerts.claim(now=1e12) == []

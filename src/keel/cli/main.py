@@ -190,6 +190,10 @@ from keel.cli.cards import register as _register_cards  # noqa: E402 - keel card
 
 _register_cards(cli)
 
+from keel.cli.alerts import register as _register_alerts  # noqa: E402 - keel alerts list|test|watch
+
+_register_alerts(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
     try:

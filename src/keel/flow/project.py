@@ -38,6 +38,7 @@ from typing import Annotated, Any, Callable
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from keel.errors import Issue, KeelError, ProjectError
+from keel.flow.alert_rules import _SKIP_RULE_CHECKS, RULE_KEYS, Action, Rule, When, rule_problems
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -190,6 +191,7 @@ class _Head(_Model):
     addons: Annotated[Addons, BeforeValidator(_mapping_or_empty)] = Field(default_factory=Addons)
     jobs: list[Any]
     endpoints: list[Any] = Field(default_factory=list)
+    alerts: list[Any] = Field(default_factory=list)
 
 
 _JOB_KEYS = list(Job.model_fields)
@@ -209,6 +211,7 @@ class Project:
     lines: dict[str, int] = field(default_factory=dict)        # job -> line of its "- name:" item
     flow_names: dict[str, str] = field(default_factory=dict)   # flow job -> its FlowSpec class name
     endpoints: dict[str, Endpoint] = field(default_factory=dict)   # file order
+    alerts: list[Rule] = field(default_factory=list)               # file order (keel.alerts)
 
     def endpoint_port(self, name: str) -> int:
         """The endpoint's port: its own, else 8000 + its place in the file."""
@@ -349,6 +352,7 @@ class _Checker:
         project_name = head.name if head is not None else "?"
         project = Project(name=project_name, path=self.path, root=os.path.dirname(os.path.abspath(self.path)),
                           jobs=jobs, addons=addons, lines=lines, endpoints=self._endpoints(tree))
+        project.alerts = self.alerts(tree.get("alerts"), jobs=names)
         if flow_loader is not None:
             self._flows(project, flow_loader)
         return project
@@ -457,6 +461,44 @@ class _Checker:
             ports[port] = endpoint.name
         return out
 
+    def alerts(self, seq: Any, *, jobs: list[str] | None = None) -> list[Rule]:
+        """The ``alerts:`` list, every mistake reported with its line (``keel.alerts`` runs them)."""
+        out: list[Rule] = []
+        if not isinstance(seq, list):
+            return out  # absent, or reported by _head: alerts must be a list
+        for i, item in enumerate(seq):
+            line = _item_line(seq, i)
+            if not isinstance(item, dict):
+                self.add(line, f"alert #{i + 1} must be a mapping like "
+                               f"{{name: f, when: {{event: failed}}, notify: [{{webhook: URL}}]}}")
+                continue
+            name = item.get("name")
+            label = f"alert {name!r}" if isinstance(name, str) else f"alert #{i + 1}"
+            plain = _plain(item)
+            if "cooldown" in plain:
+                try:
+                    plain["cooldown"] = parse_duration(plain["cooldown"])
+                except ValueError as exc:
+                    self.add(_key_line(item, "cooldown"), f"{label}: cooldown {exc}, got {_show(item['cooldown'])}")
+                    continue
+            try:
+                rule = _unchecked_rule(plain)
+            except ValidationError as exc:
+                self._pydantic(exc, item, label, RULE_KEYS)
+                continue
+            for key, message in rule_problems(rule):
+                self.add(_loc_line(item, tuple(int(p) if p.isdigit() else p for p in key.split("."))),
+                         f"{label}: {message}")
+            when = rule.when
+            if jobs is not None and when.job is not None and when.job not in jobs:
+                self.add(_loc_line(item, ("when", "job")), f"{label}: when: job {when.job!r} is not a job of this "
+                                                           f"project.{_hint(when.job, jobs)} Jobs are: {', '.join(jobs)}")
+            if any(r.name == rule.name for r in out):
+                self.add(line, f"alert {rule.name!r} is defined twice; alert names must be unique")
+                continue
+            out.append(rule)
+        return out
+
     # rules between jobs -----------------------------------------------------------------------
     def _rules(self, jobs: dict[str, Job], names: list[str], lines: dict[str, int]) -> None:
         for name, job in jobs.items():
@@ -543,6 +585,32 @@ _MESSAGES = {
 }
 
 
+def _unchecked_rule(values: dict[str, Any]) -> Rule:
+    """A Rule validated by type only; its cross-field problems are reported one by one, with lines."""
+    token = _SKIP_RULE_CHECKS.set(True)
+    try:
+        return Rule.model_validate(values)
+    finally:
+        _SKIP_RULE_CHECKS.reset(token)
+
+
+def load_alert_rules(path: str) -> list[Rule]:
+    """The rules of a ``KEEL_ALERTS`` file (``alerts: [...]``, or just the list), checked like keel.yaml's."""
+    checker = _Checker(path)
+    tree = checker._read()
+    rules: list[Rule] = []
+    if not checker.issues:
+        seq = tree.get("alerts") if isinstance(tree, dict) else tree
+        if not isinstance(seq, list):
+            checker.add(1, "an alerts file holds a list of rules under alerts:, e.g.\n  alerts:\n    - name: f\n"
+                           "      when: {event: failed}\n      notify: [{webhook: https://hooks.example/x}]")
+        else:
+            rules = checker.alerts(seq)
+    if checker.issues:
+        raise ProjectError(sorted(checker.issues, key=lambda i: i.line), title=f"{path}: the alert rules have mistakes")
+    return rules
+
+
 def _describe(err: dict[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -559,12 +627,13 @@ def _describe(err: dict[str, Any]) -> str:
 
 def _valid_keys(loc: tuple[Any, ...], top: list[str]) -> list[str]:
     inner = [p for p in loc[:-1] if isinstance(p, str)]
-    model: type[BaseModel] | None = _Head if top is _HEAD_KEYS else Endpoint if top is _ENDPOINT_KEYS else Job
+    model: type[BaseModel] | None = (_Head if top is _HEAD_KEYS else Endpoint if top is _ENDPOINT_KEYS
+                                     else Rule if top is RULE_KEYS else Job)
     for part in inner:
         fld = model.model_fields.get(part) if model else None
         model = None
         if fld is not None:
-            for candidate in (Resources, Addons, SparkAddon, QueueAddon):
+            for candidate in (Resources, Addons, SparkAddon, QueueAddon, When, Action):
                 if candidate in _types(fld.annotation):
                     model = candidate
     return list(model.model_fields) if model else top

@@ -225,6 +225,28 @@ def drive(scheduler: Scheduler, executor: Any, console: Any, flow: str, run_id: 
     return outcome
 
 
+def alert_rules(extra: list[Any] | None = None) -> list[Any]:
+    """The alert rules for a run about to start (registered, ``KEEL_ALERTS``'s, ``extra``), read
+    before the run exists so that a bad rules file stops it up front. Empty without rules: a run
+    without rules imports nothing."""
+    if not os.environ.get("KEEL_ALERTS") and not extra:
+        alerts_mod = sys.modules.get("keel.alerts")
+        if alerts_mod is None or not getattr(alerts_mod, "_registered", None):
+            return []
+    from keel.alerts import active_rules
+
+    return active_rules(extra)
+
+
+def start_alerts(rules: list[Any], metadata: Any, flow: str, run_id: int) -> Any:
+    """The run's alert evaluator (``keel.alerts.watch.RunAlerts``, a thread), or None without rules."""
+    if not rules:
+        return None
+    from keel.alerts.watch import RunAlerts
+
+    return RunAlerts(rules, metadata, flow, run_id).start()
+
+
 def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = None,
               store: Store | None = None, on_started: Callable[[int], None] | None = None) -> RunResult:
     """Run a flow to the end and return how it went. Raises only for problems found up front."""
@@ -235,6 +257,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     graph = FlowGraph(req.flow_cls)
     graph.check()
     context = run_context(req.flow_cls, req.branch, req.production)
+    rules = alert_rules()
     budget = machine_budget()
     from keel.runtime.placement import plan_placement  # where each step runs (--with, @ray, @kubernetes)
 
@@ -287,6 +310,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
                           cache=_step_cache(req, store, graph, run_id, param_refs, io))
     started = time.time()
     outcome = RunOutcome(status="failed", message="the scheduler stopped unexpectedly")
+    alerts = start_alerts(rules, store.metadata, flow, run_id)
     try:
         outcome = drive(scheduler, executor, console, flow, run_id)
         error = None
@@ -294,6 +318,8 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
             error = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
         store.metadata.set_run_status(flow, run_id, outcome.status, error=error or outcome.message)
     finally:
+        if alerts is not None:
+            alerts.close()
         io.close()
         console.close(outcome.status)
     result = RunResult(flow=flow, run_id=run_id, status=outcome.status, outcome=outcome,

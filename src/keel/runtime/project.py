@@ -377,6 +377,9 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     if not remote:
         check_job_resources(project, budget)
     selected = select_jobs(project, options)
+    from keel.runtime.launch import alert_rules
+
+    rules = alert_rules(list(project.alerts))  # a bad KEEL_ALERTS file stops the run before it exists
     store = store or Store.from_env()
     # connect before the run exists, so that a cluster that is not there is an error up front;
     # `io` is made once the run exists, and is looked up only when output arrives
@@ -394,12 +397,17 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
         metadata=store.metadata, artifacts=store.artifacts, scratch=str(store.scratch), params={},
         options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote), events=io)
     started = time.time()
+    from keel.runtime.launch import start_alerts
+
+    alerts = start_alerts(rules, store.metadata, project.name, run_id)
     try:
         outcome = drive(scheduler, executor, console, project.name, run_id, what="jobs")
         status = outcome.status if outcome.status == "interrupted" else scheduler.status()
         error = outcome.message if status == "interrupted" else scheduler.error_text()
         store.metadata.set_run_status(project.name, run_id, status, error=error)
     finally:
+        if alerts is not None:
+            alerts.close()
         io.close()
         console.close(status)
     result = ProjectResult(project=project.name, run_id=run_id, status=status,

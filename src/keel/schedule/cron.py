@@ -100,6 +100,17 @@ class ScheduleRow:
     jobs: list[str] = field(default_factory=list)
 
 
+def watcher_for(project: Project, metadata: Any) -> Any:
+    """A ``keel.alerts.watch.Watcher`` over the project's rules (and ``KEEL_ALERTS``'s), or None."""
+    if not project.alerts and not os.environ.get("KEEL_ALERTS"):
+        return None
+    from keel.alerts import active_rules
+    from keel.alerts.watch import Watcher
+
+    schedules = [(project.name, j, project.jobs[j].schedule or "") for j in project.scheduled]
+    return Watcher(active_rules(list(project.alerts)), metadata, schedules=schedules)
+
+
 class CronScheduler:
     """Fires the scheduled jobs of one project. Call :meth:`run` (blocks), or :meth:`tick` in tests."""
 
@@ -117,6 +128,7 @@ class CronScheduler:
         log_dir = self.store.settings.home / "scheduler"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{project.name}.log"
+        self.alerts = watcher_for(project, self.md)
 
     # -- one step --------------------------------------------------------------------------
     def due(self, job: str, now: float) -> float | None:
@@ -132,6 +144,11 @@ class CronScheduler:
         """Reap finished runs, then fire every job that is due. Returns what it fired."""
         self._reap()
         now = self.clock.now()
+        if self.alerts is not None:  # clock rules, missed schedules, the outbox (never stops the cron)
+            try:
+                self.alerts.tick(now)
+            except Exception as exc:  # noqa: BLE001
+                self._say(f"alerts: {type(exc).__name__}: {exc}")
         events = []
         for job in self.project.scheduled:
             fire_time = self.due(job, now)

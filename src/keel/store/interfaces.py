@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from keel.store.records import (
-    AttemptRecord, Comment, Event, Fire, RunRecord, StepRecord, TaskRecord, WriteOp,
+    AttemptRecord, Comment, Delivery, Event, Fire, Firing, RunRecord, StepRecord, TaskRecord, WriteOp,
 )
 
 
@@ -94,3 +94,17 @@ class RunQuery(Protocol):
 
     def search_runs(self, *, flow: str | None = None, where: str | None = None, sort: str | None = None,
                     limit: int | None = None, offset: int = 0, query: Any = None) -> list[RunRecord]: ...
+
+
+class AlertStore(Protocol):
+    """Alert firings and their outbox (``keel.alerts``): fire once, deliver at least once."""
+
+    def fire(self, rule: str, flow: str, run_id: int, key: str, *, summary: str, fields: dict[str, Any],
+             targets: list[dict[str, Any]], cooldown: float = 0.0, now: float | None = None) -> Firing | None: ...
+    def claim(self, *, now: float | None = None, lease: float = 30.0, limit: int = 50) -> list[Delivery]: ...
+    def delivered(self, delivery_id: int, *, now: float | None = None) -> None: ...
+    def retry_later(self, delivery_id: int, error: str, next_at: float | None) -> None: ...
+    def firings(self, rule: str | None = None, limit: int | None = 50, *, flow: str | None = None,
+                run_id: int | None = None) -> list[Firing]: ...
+    def get_firing(self, firing_id: int) -> Firing | None: ...
+    def deliveries(self, firing_id: int) -> list[Delivery]: ...

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from keel.store.records import TASK_EVENT, as_op, AttemptRecord, Comment, Event, Fire, RunRecord, StepRecord, TaskRecord
+from keel.store.records import TASK_EVENT, as_op, AttemptRecord, Comment, Delivery, Event, Fire, Firing, RunRecord, StepRecord, TaskRecord
 from keel.store.runs import user_name
 
 
@@ -31,6 +31,8 @@ class _Tables:
         self.comments: list[Comment] = []
         self.fires: dict[tuple[str, str, float], Fire] = {}
         self.events: list[Event] = []
+        self.firings: list[Firing] = []
+        self.deliveries: list[dict[str, Any]] = []
 
     def add_event(self, flow: str, run_id: int, kind: str, *, step: str | None = None, task_id: int | None = None,
                   attempt: int | None = None, detail: dict[str, Any] | None = None) -> None:
@@ -331,6 +333,67 @@ class MemorySchedules:
         return out[:limit] if limit else out
 
 
+class MemoryAlerts:
+    """The fake of ``keel.store.alerts.SqlAlerts``."""
+
+    def __init__(self, t: _Tables):
+        self.t = t
+
+    def fire(self, rule: str, flow: str, run_id: int, key: str, *, summary: str, fields: dict[str, Any],
+             targets: list[dict[str, Any]], cooldown: float = 0.0, now: float | None = None) -> Firing | None:
+        now = time.time() if now is None else now
+        with self.t.lock:
+            if any((f.rule, f.flow, f.run_id, f.key) == (rule, flow, run_id, key) for f in self.t.firings):
+                return None
+            last = max((f.fired_at for f in self.t.firings if f.rule == rule), default=None)
+            if cooldown > 0 and last is not None and now - last < cooldown:
+                return None
+            firing = Firing(id=len(self.t.firings) + 1, rule=rule, flow=flow, run_id=run_id, key=key, fired_at=now,
+                            summary=summary, fields=dict(fields))
+            self.t.firings.append(firing)
+            for i, target in enumerate(targets):
+                self.t.deliveries.append(dict(id=len(self.t.deliveries) + 1, firing_id=firing.id, action=i,
+                                              target=dict(target), status="pending", attempts=0, next_at=now,
+                                              delivered_at=None, last_error=None))
+            return firing
+
+    def claim(self, *, now: float | None = None, lease: float = 30.0, limit: int = 50) -> list[Delivery]:
+        now = time.time() if now is None else now
+        with self.t.lock:
+            due = sorted((d for d in self.t.deliveries if d["status"] in ("pending", "sending") and d["next_at"] <= now),
+                         key=lambda d: d["next_at"])[:limit]
+            for d in due:
+                d.update(status="sending", next_at=now + lease, attempts=d["attempts"] + 1)
+            return [Delivery(**d) for d in due]
+
+    def delivered(self, delivery_id: int, *, now: float | None = None) -> None:
+        with self.t.lock:
+            self.t.deliveries[delivery_id - 1].update(status="delivered", last_error=None,
+                                                      delivered_at=time.time() if now is None else now)
+
+    def retry_later(self, delivery_id: int, error: str, next_at: float | None) -> None:
+        with self.t.lock:
+            d = self.t.deliveries[delivery_id - 1]
+            d["last_error"] = error[:2000]
+            d.update(status="failed") if next_at is None else d.update(status="pending", next_at=next_at)
+
+    def firings(self, rule: str | None = None, limit: int | None = 50, *, flow: str | None = None,
+                run_id: int | None = None) -> list[Firing]:
+        with self.t.lock:
+            out = sorted((f for f in self.t.firings if (rule is None or f.rule == rule)
+                          and (flow is None or f.flow == flow) and (run_id is None or f.run_id == run_id)),
+                         key=lambda f: (f.fired_at, f.id), reverse=True)
+        return out[:limit] if limit else out
+
+    def get_firing(self, firing_id: int) -> Firing | None:
+        with self.t.lock:
+            return self.t.firings[firing_id - 1] if 0 < firing_id <= len(self.t.firings) else None
+
+    def deliveries(self, firing_id: int) -> list[Delivery]:
+        with self.t.lock:
+            return [Delivery(**d) for d in self.t.deliveries if d["firing_id"] == firing_id]
+
+
 class MemoryMetadata:
     """Every interface over one set of in-memory rows, shaped like ``MetadataStore``."""
 
@@ -341,6 +404,7 @@ class MemoryMetadata:
         self.annotations = MemoryAnnotations(tables)
         self.events = MemoryEvents(tables)
         self.schedules = MemorySchedules(tables)
+        self.alerts = MemoryAlerts(tables)
         from keel.store.memory_query import MemoryRunQuery
 
         self.query = MemoryRunQuery(self.runs, self.metrics)

@@ -12,6 +12,7 @@ head) and exposes one interface per domain (``keel.store.interfaces``):
     md.query.search_runs(where="...")       # RunQuery: --where / --sort, crashed decided once
     md.data.list_versions("weather")        # DataTables: Data Engine versions
     md.cache.entries(key)                   # CacheStore: the step cache
+    md.alerts.firings()                     # AlertStore: alert firings and their outbox
 
 The old flat methods (``md.get_run(...)``, ``md.add_comment(...)``) still work and forward
 to those interfaces, for callers written before the split.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel.store.alerts import SqlAlerts
 from keel.store.annotations import SqlAnnotations
 from keel.store.cache import SqlCacheStore
 from keel.store.data_tables import SqlDataTables
@@ -65,6 +67,7 @@ class MetadataStore:
         self.query = SqlRunQuery(self.db)
         self.data = SqlDataTables(self.db.engine, self.db.writer)
         self.cache = SqlCacheStore(self.db.engine, self.db.writer)
+        self.alerts = SqlAlerts(self.db)
 
     @property
     def engine(self) -> Any:

@@ -158,6 +158,39 @@ class Event(_Row):
         return self.kind in RUN_END_EVENTS
 
 
+@dataclass(frozen=True)
+class Firing(_Row):
+    """One alert that fired: exactly one per (rule, flow, run, key), recorded with its deliveries.
+
+    ``run_id`` is 0 for a firing that no run caused (a schedule that did not run); ``key`` tells
+    firings of one rule and run apart (``run``, ``long``, ``metric``, ``event:ID``, a cron time)."""
+
+    id: int
+    rule: str
+    flow: str
+    run_id: int
+    key: str
+    fired_at: float
+    summary: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivery(_Row):
+    """One action of one firing in the outbox: ``pending`` until sent (``delivered``), retried
+    with backoff, ``failed`` after its last try; ``sending`` while a deliverer holds its lease."""
+
+    id: int
+    firing_id: int
+    action: int                      # the action's index in the rule's ``notify``
+    target: Mapping[str, Any]        # the action as written: {"webhook": url, ...}
+    status: str
+    attempts: int
+    next_at: float
+    delivered_at: float | None = None
+    last_error: str | None = None
+
+
 RUN_END_EVENTS = frozenset({"run.succeeded", "run.failed", "run.interrupted", "run.crashed"})
 TASK_END_EVENTS = frozenset({"task.succeeded", "task.failed", "task.reused", "task.cached", "task.caught"})
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 # The Alembic revision this code writes; a store stamped with another one is migrated
 # (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
-SCHEMA_HEAD = "0004_step_cache"
+SCHEMA_HEAD = "0005_alerts"
 # The revision of the schema that Keel 0.1 created without any version table.
 SCHEMA_RELEASE_0_1 = "0001_release_0_1"
 
@@ -221,3 +221,34 @@ cache_claims = sa.Table(
     sa.Column("run_id", sa.Integer, nullable=False),
     sa.Column("claimed_at", sa.Float, nullable=False),
 )
+
+# Alerts (keel.store.alerts): a firing per (rule, flow, run, key), unique, so that a restarted
+# evaluator never fires twice; its deliveries are the outbox, one row per action.
+alert_firings = sa.Table(
+    "alert_firings", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(255), nullable=False),
+    sa.Column("flow", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("fired_at", sa.Float, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("fields", sa.Text, nullable=False),           # JSON
+    sa.UniqueConstraint("rule", "flow", "run_id", "key", name="uq_alert_firings_key"),
+)
+sa.Index("ix_alert_firings_rule", alert_firings.c.rule, alert_firings.c.fired_at)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries", meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("firing_id", sa.Integer, nullable=False),
+    sa.Column("action", sa.Integer, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),           # JSON: the action as written
+    sa.Column("status", sa.String(16), nullable=False),     # pending | sending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", sa.Float, nullable=False),         # pending: not before; sending: lease end
+    sa.Column("delivered_at", sa.Float),
+    sa.Column("last_error", sa.Text),
+    sa.UniqueConstraint("firing_id", "action", name="uq_alert_deliveries_action"),
+)
+sa.Index("ix_alert_deliveries_due", alert_deliveries.c.status, alert_deliveries.c.next_at)

@@ -1,0 +1,166 @@
+"""The engine on the in-memory store: which events, series and clocks make a rule fire, once."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from keel.alerts import Rule
+from keel.alerts.engine import AlertEngine, breaches
+from keel.errors import AlertError
+from keel.store.memory import MemoryMetadata
+from keel.store.records import EventWrite, MetricsWrite, TaskWrite
+
+HOOK = [{"webhook": "http://127.0.0.1:9/hook"}]
+
+
+def _rule(name: str = "r", cooldown: float = 0.0, **when) -> Rule:
+    return Rule(name=name, when=when, notify=HOOK, cooldown=cooldown)
+
+
+def _new_events(md, engine, cursor=0):
+    events = md.events.read(cursor)
+    engine.on_events(events)
+    return events[-1].id if events else cursor
+
+
+def test_a_failed_run_fires_its_rule_once_even_when_evaluated_twice():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="failed", flow="Train")], md)
+    run = md.runs.new_run("Train", params={})
+    md.runs.set_run_status("Train", run, "failed", error="ValueError: bad")
+    _new_events(md, engine)
+    _new_events(md, engine)
+    [firing] = md.alerts.firings()
+    assert (firing.rule, firing.flow, firing.run_id, firing.key) == ("r", "Train", run, "run")
+    assert "failed: ValueError: bad" in firing.summary
+    assert [d.status for d in md.alerts.deliveries(firing.id)] == ["pending"]
+
+
+def test_a_rule_scoped_to_another_flow_does_not_fire():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="failed", flow="Other"), _rule("s", event="succeeded", flow="Train")], md)
+    run = md.runs.new_run("Train", params={})
+    md.runs.set_run_status("Train", run, "failed")
+    _new_events(md, engine)
+    assert md.alerts.firings() == []
+
+
+def test_a_step_scoped_rule_fires_per_failed_task_and_on_retries():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule("f", event="failed", step="part"), _rule("rt", event="retried", step="part")], md)
+    run = md.runs.new_run("Flow", params={})
+    md.runs.write_batch([TaskWrite("Flow", run, 2, "part", "running", 1, 0.0),
+                         EventWrite("Flow", run, "task.retried", step="part", task_id=2, attempt=1),
+                         TaskWrite("Flow", run, 2, "part", "failed", 2, 0.0),
+                         TaskWrite("Flow", run, 3, "other", "failed", 1, 0.0)])
+    _new_events(md, engine)
+    assert sorted((f.rule, f.key) for f in md.alerts.firings()) == [("f", "task:2"), ("rt", "retry:2:1")]
+
+
+def test_the_cooldown_holds_back_a_second_firing_of_the_rule():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="failed", cooldown=600)], md)
+    for _ in range(3):
+        md.runs.set_run_status("F", md.runs.new_run("F", params={}), "failed")
+    _new_events(md, engine)
+    assert [f.run_id for f in md.alerts.firings()] == [1]
+
+
+def test_a_long_run_fires_once_its_duration_is_past_and_not_before():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="running_longer_than", flow="F", seconds=30)], md)
+    run = md.runs.new_run("F", params={})
+    start = md.runs.get_run("F", run).created_at
+    assert engine.check_clock(start + 29.0, flow="F", run_id=run) == []
+    [firing] = engine.check_clock(start + 30.5, flow="F", run_id=run)
+    assert firing.key == "long" and "still running after 30.5 s (limit 30.0 s)" in firing.summary
+    assert engine.check_clock(start + 40.0, flow="F", run_id=run) == []
+
+
+def test_a_schedule_that_did_not_run_fires_once_per_missed_time():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="missed_schedule", job="ingest", seconds=5)], md)
+    schedules = [("proj", "ingest", "* * * * *", 0.0)]
+    now = 1_800_000_000.0 + 60 * 7 + 10  # 10 s past a minute: the minute's fire is overdue by 10 s
+    due = now - 10
+    [firing] = engine.check_clock(now, schedules=schedules)
+    assert (firing.flow, firing.run_id, firing.key) == ("proj", 0, f"schedule:{due:.0f}")
+    assert engine.check_clock(now + 1, schedules=schedules) == []
+    md.schedules.claim_fire("proj", "ingest", due + 60)
+    assert engine.check_clock(now + 60, schedules=schedules) == []   # that minute ran
+
+
+def test_a_rule_built_wrong_in_python_says_what_is_missing():
+    with pytest.raises(AlertError, match="running_longer_than needs a duration"):
+        Rule(name="x", when={"event": "running_longer_than"}, notify=HOOK)
+    with pytest.raises(AlertError, match="exactly one of webhook:, email: or command:"):
+        Rule(name="x", when={"event": "failed"}, notify=[{"webhook": "http://h/x", "command": "true"}])
+
+
+# -- metric thresholds: a randomized check against a direct reading of the definition ----------
+
+def _expected(when: dict, values: list[float]) -> bool:
+    n = when.get("consecutive", 1)
+    if when.get("relative"):
+        xs = [(b - a) / abs(a) for a, b in zip(values, values[1:])]
+    else:
+        agg = when.get("agg", "last")
+        xs = [values[i] if agg == "last" else (min if agg == "min" else max)(values[:i + 1])
+              for i in range(len(values))]
+    flags = [x < when["below"] if "below" in when else x > when["above"] for x in xs]
+    return any(all(flags[i:i + n]) for i in range(len(flags) - n + 1))
+
+
+def test_randomized_metric_series_fire_exactly_when_they_break_the_threshold():
+    rng = random.Random(14)
+    md = MemoryMetadata()
+    rules, cases = [], []
+    for i in range(200):
+        when = {"event": "metric", "flow": f"F{i}", "metric": "acc", "agg": rng.choice(["last", "min", "max"]),
+                "consecutive": rng.choice([1, 1, 2, 3])}
+        threshold = 0.8
+        if rng.random() < 0.2:
+            when["relative"] = True
+            threshold = rng.choice([-0.05, 0.05])
+        when["below" if rng.random() < 0.5 else "above"] = threshold
+        values = [round(0.8 + rng.uniform(-0.06, 0.06), 3) if not when.get("relative")
+                  else round(rng.uniform(0.5, 1.0), 3) for _ in range(rng.randint(1, 12))]
+        values = [v if v != threshold else v + 0.001 for v in values]
+        rules.append(_rule(f"r{i}", **when))
+        cases.append((when, values))
+    engine = AlertEngine(rules, md)
+    cursor = 0
+    for i, (when, values) in enumerate(cases):
+        run = md.runs.new_run(f"F{i}", params={})
+        for j, chunk in enumerate([values[:len(values) // 2], values[len(values) // 2:]]):  # two tasks
+            md.runs.write_batch([MetricsWrite(f"F{i}", run, j + 1, tuple(("acc", k, v, 0.0) for k, v in enumerate(chunk))),
+                                 TaskWrite(f"F{i}", run, j + 1, "start", "succeeded", 1, 0.0)])
+            cursor = _new_events(md, engine, cursor)
+        md.runs.set_run_status(f"F{i}", run, "succeeded")
+        cursor = _new_events(md, engine, cursor)
+    fired = [f.rule for f in md.alerts.firings(limit=None)]
+    expected = {f"r{i}" for i, (when, values) in enumerate(cases) if _expected(when, values)}
+    assert len(fired) == len(set(fired)), "a rule fired twice for one run"
+    assert set(fired) - expected == set(), "false alerts"
+    assert expected - set(fired) == set(), "missed alerts"
+    assert 40 < len(expected) < 160   # the series straddle the thresholds
+
+
+def test_breaches_counts_consecutive_points():
+    rule = _rule(event="metric", metric="m", below=1.0, consecutive=2).when
+    assert not breaches(rule, [0.5, 2.0, 0.5])
+    assert breaches(rule, [2.0, 0.5, 0.4])
+
+
+def test_a_run_whose_scheduler_is_gone_fires_the_crashed_rule_once():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="crashed", flow="F")], md)
+    alive = md.runs.new_run("F", params={})
+    gone = md.runs.new_run("F", params={})
+    scheduler = md.runs.t.runs[("F", gone)]["environment"]["scheduler"]
+    scheduler["started"] = scheduler.get("started", 0.0) - 1000.0   # that pid is another process now
+    [firing] = engine.check_clock()
+    assert (firing.run_id, firing.key) == (gone, "run") and "crashed" in firing.summary
+    assert engine.check_clock() == [] and md.runs.get_run("F", alive).effective_status == "running"
