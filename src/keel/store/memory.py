@@ -11,7 +11,9 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from keel.store.records import TASK_EVENT, as_op, AttemptRecord, Comment, Event, Fire, RunRecord, StepRecord, TaskRecord
+from keel.store.records import (
+    TASK_EVENT, as_op, AttemptRecord, Comment, Event, Fire, MetricBuckets, RunRecord, StepRecord, TaskLink, TaskRecord,
+)
 from keel.store.runs import user_name
 
 
@@ -231,6 +233,12 @@ class MemoryMetrics:
                 out[(flow, run_id)] = last
         return out
 
+    def bucketed(self, flow: str, run_id: int, name: str, buckets: int, lo: float | None = None,
+                 hi: float | None = None, task_id: int | None = None) -> MetricBuckets:
+        from keel.store.records import bucket_points
+
+        return bucket_points(self.run_metrics(flow, run_id, name, task_id=task_id).get(name, []), buckets, lo, hi)
+
     def max_per_task(self, flow: str, run_id: int, names: Iterable[str]) -> list[tuple[int, str, float]]:
         wanted, best = set(names), {}  # type: ignore[var-annotated]
         for m in self._of(flow, run_id):
@@ -245,21 +253,26 @@ class MemoryAnnotations:
         self.t = t
 
     def add_tags(self, flow: str, run_id: int, new_tags: Iterable[str], *, system: bool = False) -> None:
+        new_tags = list(new_tags)
         with self.t.lock:
             have = self.t.tags.setdefault((flow, run_id), {})
             for tag in new_tags:
                 have.setdefault(tag, system)
+            self.t.add_event(flow, run_id, "run.tagged", detail={"tags": new_tags})
 
     def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
+        old_tags = list(old_tags)
         with self.t.lock:
             for tag in old_tags:
                 self.t.tags.get((flow, run_id), {}).pop(tag, None)
+            self.t.add_event(flow, run_id, "run.untagged", detail={"tags": old_tags})
 
     def add_comment(self, flow: str, run_id: int, text: str, *, author: str | None = None) -> Comment:
         with self.t.lock:
             c = Comment(id=len(self.t.comments) + 1, flow=flow, run_id=run_id, author=author or user_name(),
                         created_at=time.time(), text=text)
             self.t.comments.append(c)
+            self.t.add_event(flow, run_id, "run.commented", detail={"comment": c.id})
             return c
 
     def list_comments(self, flow: str, run_id: int) -> list[Comment]:
@@ -318,6 +331,21 @@ class MemorySchedules:
         return out[:limit] if limit else out
 
 
+class MemoryTaskLinks:
+    def __init__(self) -> None:
+        self._links: dict[tuple[str, int, int, str], TaskLink] = {}
+        self._lock = threading.Lock()
+
+    def add(self, flow: str, run_id: int, task_id: int, name: str, url: str) -> None:
+        with self._lock:
+            self._links[(flow, run_id, task_id, name)] = TaskLink(flow, run_id, task_id, name, url, time.time())
+
+    def list(self, flow: str, run_id: int, task_id: int | None = None) -> list[TaskLink]:
+        with self._lock:
+            return [link for key, link in sorted(self._links.items())
+                    if key[:2] == (flow, run_id) and (task_id is None or key[2] == task_id)]
+
+
 class MemoryMetadata:
     """Every interface over one set of in-memory rows, shaped like ``MetadataStore``."""
 
@@ -328,6 +356,7 @@ class MemoryMetadata:
         self.annotations = MemoryAnnotations(tables)
         self.events = MemoryEvents(tables)
         self.schedules = MemorySchedules(tables)
+        self.links = MemoryTaskLinks()
         from keel.store.memory_query import MemoryRunQuery
 
         self.query = MemoryRunQuery(self.runs, self.metrics)

@@ -11,6 +11,7 @@ head) and exposes one interface per domain (``keel.store.interfaces``):
     md.schedules.list_fires("proj")         # ScheduleStore
     md.query.search_runs(where="...")       # RunQuery: --where / --sort, crashed decided once
     md.data.list_versions("weather")        # DataTables: Data Engine versions
+    md.links.list("Train", 3)               # TaskLinkStore: a task's Spark UI, ...
 
 The old flat methods (``md.get_run(...)``, ``md.add_comment(...)``) still work and forward
 to those interfaces, for callers written before the split.
@@ -23,6 +24,7 @@ from typing import Any
 from keel.store.annotations import SqlAnnotations
 from keel.store.data_tables import SqlDataTables
 from keel.store.events import SqlEvents
+from keel.store.links import SqlTaskLinks
 from keel.store.metrics import SqlMetrics
 from keel.store.records import RunRecord, TaskRecord  # noqa: F401  (their old home)
 from keel.store.runs import SqlRuns
@@ -62,6 +64,7 @@ class MetadataStore:
         self.schedules = SqlSchedules(self.db)
         self.query = SqlRunQuery(self.db)
         self.data = SqlDataTables(self.db.engine, self.db.writer)
+        self.links = SqlTaskLinks(self.db)
 
     @property
     def engine(self) -> Any:
