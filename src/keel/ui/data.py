@@ -312,6 +312,10 @@ class DashboardData:
 
     # -- operations: Data Engine tables, queues, endpoints ------------------------------------------
     def _engine(self) -> Any:
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None or importlib.util.find_spec("duckdb") is None:
+            raise UsageError("Data Engine tables need pyarrow and duckdb: pip install 'keel[data]'")
         from keel.data.engine import DataEngine
 
         engine = self.__dict__.get("_data_engine")
@@ -357,10 +361,11 @@ class DashboardData:
         text = (query or "").strip().rstrip(";").strip()
         if not text:
             raise UsageError("write a query, e.g. SELECT * FROM weather LIMIT 10")
+        engine = self._engine()
         _check_read_only(text)
         limit = max(1, min(int(limit), 10_000))
         try:
-            table = self._engine().sql_arrow(f"SELECT * FROM ({text}) AS keel_query LIMIT {limit + 1}")
+            table = engine.sql_arrow(f"SELECT * FROM ({text}) AS keel_query LIMIT {limit + 1}")
         except DataError as exc:
             raise UsageError(str(exc).splitlines()[0]) from None
         columns = list(table.column_names)
