@@ -46,6 +46,15 @@ def test_runs_show_and_compare(ran):
     assert [r["run"] for r in json.loads(cmp.stdout)] == ["ForeachFlow/1", "ForeachFlow/2"]
 
 
+def test_show_prints_the_spark_ui_a_task_recorded(ran):
+    from keel.addons.spark import record_link
+
+    record_link("spark_ui", "http://127.0.0.1:41234", ("ForeachFlow", 1, 1))   # what a @spark task does
+    show = run_cli("show", "ForeachFlow/1", cwd=ran)
+    assert show.returncode == 0, show.stderr
+    assert "Spark UI of ForeachFlow/1/start/1: http://127.0.0.1:41234" in show.stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (("show", "ForeachFlow/x"),
      "keel: malformed pathspec 'ForeachFlow/x': the run id 'x' must be an integer"),

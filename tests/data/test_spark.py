@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
+import subprocess
+import sys
 import textwrap
 
 import pyarrow as pa
@@ -130,6 +132,15 @@ def test_a_project_job_gets_a_cluster_that_is_stopped_after(keel_home, tmp_path)
     assert f"master spark://{master}" in task.stdout
     v = DataEngine.from_env().version("twice")
     assert v.rows == 100 and v.lineage == f"sparky/{result.run_id}/etl/{task.id}"
+    # The cluster's UI address is kept with the task, and `keel show` prints it.
+    from keel.store import Store
+
+    ui = task.stderr.split(", UI ", 1)[1].split()[0]
+    links = {link.name: link.url for link in Store.from_env().metadata.links.list("sparky", result.run_id, task.id)}
+    assert links["spark_ui"] == ui and links["spark_app_ui"].startswith("http://")
+    shown = subprocess.run([sys.executable, "-m", "keel.cli.main", "show", f"sparky/{result.run_id}"],
+                           capture_output=True, text=True, timeout=120)
+    assert f"Spark UI of sparky/{result.run_id}/etl/{task.id}: {ui}" in shown.stdout, shown.stdout + shown.stderr
     port = master.split(":")[1]
     leftovers = [p.pid for p in psutil.process_iter(["cmdline"]) if any(port in a for a in p.info["cmdline"] or [])]
     assert leftovers == []
@@ -170,8 +181,6 @@ _OWNER = textwrap.dedent("""
 
 def test_the_cluster_dies_with_a_killed_owner(tmp_path):
     import signal
-    import subprocess
-    import sys
     import time
 
     import psutil

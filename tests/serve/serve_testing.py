@@ -42,7 +42,7 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "serve", *args, "--port", str(self.port)],
                                      cwd=home.parent, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, path: str = "/health", timeout: float = 60) -> None:
+    def wait_ready(self, path: str = "/health", timeout: float = 180) -> None:
         import httpx
 
         deadline = time.monotonic() + timeout

@@ -93,13 +93,3 @@ def test_schemathesis_finds_no_server_error(server):
         check()
     assert calls[0] >= 50              # it did send requests (all the operations, several examples each)
     assert failures == []
-
-
-def test_tables_say_the_data_engine_is_missing(server):
-    from keel.serve.tables import data_engine_available
-
-    if data_engine_available():
-        pytest.skip("keel.data is installed: the table routes are served")
-    for path in ("/tables/scores", "/tables/scores/rows/7"):
-        r = httpx.get(server.url + path)
-        assert r.status_code == 501 and "keel.data" in r.json()["error"]

@@ -62,7 +62,8 @@ def _keel(*args: str, home) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args, message", [
     (("serve", "Train/x"), "malformed target 'Train/x': give FLOW"),
     (("serve", "Train", "--max-body", "lots"), "--max-body 'lots' is not a size"),
-    (("serve", "Train", "--log-requests"), "--log-requests"),
+    (("serve", "Train", "--log-table", "t"), "--log-table names the table of --log-requests"),
+    (("serve", "Train", "--log-requests", "--log-table", "9-x"), "bad table name '9-x'"),
 ])
 def test_usage_mistakes_exit_2_with_one_line(store, args, message):
     proc = _keel(*args, home=store)

@@ -195,3 +195,61 @@ def test_a_claimed_delivery_is_leased_and_claimed_again_when_the_lease_ends(md):
     [done] = md.alerts.deliveries(firing.id)
     assert (done.status, done.delivered_at, done.last_error) == ("delivered", 201.0, None)
     assert md.alerts.claim(now=1e12) == []
+
+
+@pytest.mark.parametrize("where, expected", [(None, 4), ("params.alpha > 0.3", 3), ('"base" in tags', 2),
+                                             ('status = "crashed"', 0)])
+def test_count_runs_counts_what_search_runs_finds(md, where, expected):
+    _seed_runs(md)
+    assert md.query.count_runs("Q", where) == expected == len(md.query.search_runs(flow="Q", where=where))
+    assert md.query.count_runs("nope") == 0
+
+
+def test_tags_and_comments_are_events(md):
+    run_id = md.runs.new_run("A", params={})
+    md.annotations.add_tags("A", run_id, ["a"])
+    md.annotations.remove_tags("A", run_id, ["a"])
+    md.annotations.add_comment("A", run_id, "hi")
+    kinds = [e.kind for e in md.events.read(0, flow="A", run_id=run_id)]
+    assert kinds == ["run.started", "run.tagged", "run.untagged", "run.commented"]
+
+
+def _series(md, n: int, steps: bool = True) -> None:
+    import math
+
+    run_id = md.runs.new_run("M", params={})
+    md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1 + i % 2, "name": "loss",
+                                       "step": i * 3 if steps else None, "value": math.sin(i / 7.0) + i / n,
+                                       "ts": float(i)} for i in range(n)])])
+
+
+@pytest.mark.parametrize("n, buckets, lo, hi, steps", [
+    (1000, 37, None, None, True), (1000, 50, 300.0, 1200.5, True), (20, 50, None, None, True),
+    (500, 10, None, None, False), (500, 10, 100.0, 100.0, False), (10, 5, 5000.0, None, True)])
+def test_bucketed_metrics_agree_with_the_python_reduction(md, n, buckets, lo, hi, steps):
+    from keel.store.records import bucket_points
+
+    _series(md, n, steps)
+    points = md.metrics.run_metrics("M", 1, "loss")["loss"]
+    got, want = md.metrics.bucketed("M", 1, "loss", buckets, lo, hi), bucket_points(points, buckets, lo, hi)
+    assert (got.count, got.lo, got.hi, got.x) == (want.count, want.lo, want.hi, want.x)
+    for a, b in ((got.min, want.min), (got.max, want.max), (got.last, want.last)):
+        assert a == pytest.approx(b)
+    assert len(got.x) <= buckets
+
+
+def test_bucketed_metrics_of_one_task(md):
+    _series(md, 100)
+    got = md.metrics.bucketed("M", 1, "loss", 1000, task_id=2)
+    assert got.count == 50 and got.x[:2] == (3.0, 9.0)
+
+
+def test_task_links_are_kept_per_task_and_replaced_by_name(md):
+    run_id = md.runs.new_run("S", params={})
+    md.links.add("S", run_id, 2, "spark_ui", "http://127.0.0.1:1")
+    md.links.add("S", run_id, 1, "spark_ui", "http://127.0.0.1:2")
+    md.links.add("S", run_id, 2, "spark_ui", "http://127.0.0.1:3")      # a retry's cluster
+    assert [(l.task_id, l.url) for l in md.links.list("S", run_id)] == [(1, "http://127.0.0.1:2"),
+                                                                       (2, "http://127.0.0.1:3")]
+    assert [l.task_id for l in md.links.list("S", run_id, task_id=2)] == [2]
+    assert md.links.list("S", 99) == []

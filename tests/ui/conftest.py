@@ -38,8 +38,20 @@ def ui_home(tmp_path_factory):
     store.metadata.add_comment("Train", 2, "<i>looks good</i>", author="tester")
     # A project with a schedule that fired once, for the schedules page (keel ui reads ./keel.yaml).
     (folder / "keel.yaml").write_text("name: weather\njobs:\n  - name: ingest\n    entrypoint: python ingest.py\n"
-                                      "    schedule: \"0 * * * *\"\n")
+                                      "    schedule: \"0 * * * *\"\n"
+                                      "endpoints:\n  - {name: scorer, flow: Train, artifact: weights, port: 8123}\n")
     store.metadata.claim_fire("weather", "ingest", 1_700_000_000.0)
+    # The operations pages: a Data Engine table with two versions, a queue, a task's Spark UI address.
+    import pyarrow as pa
+
+    from keel.addons.queue import Queue
+    from keel.data.engine import DataEngine
+
+    engine = DataEngine.from_store(store)
+    engine.save("cities", pa.table({"city": ["Oslo", "Lima"], "temp": [3.5, 19.0]}))
+    engine.save("cities", pa.table({"city": ["Pune"], "temp": [31.0]}), mode="append")
+    Queue("jobs").put_many([{"n": 1}, {"n": 2}])
+    store.metadata.links.add("Train", 2, 1, "spark_ui", "http://127.0.0.1:4040")
     store.metadata.close()
     yield home
     mp.undo()

@@ -202,3 +202,52 @@ def test_system_metrics_are_read_per_task(client):
     one = client.get("/api/runs/Train/1/metrics/sys.peak_rss_mb", params={"task": end["id"]}).json()
     assert one["task"] == end["id"]
     assert one["count"] == 1 and whole["count"] == len(run["tasks"])   # one peak per task
+
+
+def test_data_engine_tables_are_listed_with_their_latest_version(client):
+    (row,) = [t for t in client.get("/api/tables").json()["rows"] if t["name"] == "cities"]
+    assert (row["versions"], row["version"], row["rows"]) == (2, 2, 3)
+
+
+def test_a_table_shows_its_history_and_first_rows(client):
+    t = client.get("/api/tables/cities").json()
+    assert [h["version"] for h in t["history"]] == [2, 1] and t["history"][0]["mode"] == "append"
+    assert t["columns"] == ["city", "temp"] and t["rows"] == [["Oslo", 3.5], ["Lima", 19.0], ["Pune", 31.0]]
+    assert client.get("/api/tables/cities", params={"version": 1}).json()["rows_total"] == 2
+    res = client.get("/api/tables/nope")
+    assert res.status_code == 404 and "no table 'nope'" in res.json()["error"]
+
+
+def test_the_sql_box_answers_a_select_with_a_row_limit(client):
+    r = client.post("/api/sql", json={"query": "SELECT city FROM cities ORDER BY temp DESC", "limit": 2}).json()
+    assert r == {"columns": ["city"], "rows": [["Pune"], ["Lima"]], "truncated": True, "limit": 2}
+    assert client.post("/api/sql", json={"query": "SELECT count(*) AS n FROM cities@1"}).json()["rows"] == [[2]]
+
+
+@pytest.mark.parametrize("query, message", [
+    ("SELECT nope FROM cities", "SQL failed: "),
+    ("COPY cities TO '/tmp/x.csv'", "the SQL box runs one read-only SELECT"),
+    ("SELECT 1; SELECT 2", "the SQL box runs one read-only SELECT"),
+    ("", "write a query"),
+])
+def test_the_sql_box_refuses_writes_and_reports_errors_in_one_line(client, query, message):
+    res = client.post("/api/sql", json={"query": query})
+    assert res.status_code == 400
+    assert res.json()["error"].startswith(message) and "Traceback" not in res.json()["error"]
+
+
+def test_queues_are_listed_with_their_depth(client):
+    (row,) = [q for q in client.get("/api/queues").json()["rows"] if q["name"] == "jobs"]
+    assert (row["ready"], row["in_flight"], row["closed"]) == (2, 0, False)
+
+
+def test_endpoints_of_the_project_name_the_run_they_serve(client):
+    data = client.get("/api/endpoints").json()
+    assert data["project"] == "weather"
+    (e,) = data["rows"]
+    assert (e["name"], e["serves"], e["port"]) == ("scorer", "Train/4", 8123)
+
+
+def test_a_task_shows_the_spark_ui_address_it_recorded(client):
+    (start,) = [t for t in client.get("/api/runs/Train/2").json()["tasks"] if t["id"] == 1]
+    assert start["links"] == [{"name": "spark_ui", "url": "http://127.0.0.1:4040"}]

@@ -227,3 +227,39 @@ def test_tags_and_comments_are_added_from_the_run_page(page, ui_server):
     page.get_by_label("comment").fill("<script>not run</script>")
     page.get_by_role("button", name="Comment").click()
     page.wait_for_selector(".comment:has-text('<script>not run</script>')")
+
+
+def test_the_tables_page_lists_tables_and_runs_sql(page, ui_server):
+    page.allowed_console_errors = ("the server responded with a status of 400",)
+    page.goto(ui_server + "/#/tables")
+    page.wait_for_selector("tr[data-table='cities']")
+    box = page.get_by_label("SQL")
+    box.fill("SELECT city FROM cities WHERE temp > 10 ORDER BY city")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector(".sql table.data")
+    assert page.locator(".sql table.data td").all_text_contents() == ["Lima", "Pune"]
+    box.fill("DROP TABLE cities")
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_selector(".sql .error")
+    assert "read-only SELECT" in page.locator(".sql .error").text_content()
+    page.locator("tr[data-table='cities'] a").first.click()
+    page.wait_for_selector("h1:has-text('cities@2')")
+    assert page.locator("table.history tr").count() == 3
+    assert "Pune" in page.locator("table.data").text_content()
+
+
+def test_the_queues_and_endpoints_pages(page, ui_server):
+    page.goto(ui_server + "/#/queues")
+    page.wait_for_selector("tr[data-queue='jobs']")
+    assert page.locator("tr[data-queue='jobs'] td").nth(1).text_content() == "2"
+    page.goto(ui_server + "/#/endpoints")
+    page.wait_for_selector("tr[data-endpoint='scorer']")
+    assert "Train/4" in page.locator("tr[data-endpoint='scorer']").text_content()
+
+
+def test_a_task_panel_links_to_its_spark_ui(page, ui_server):
+    page.goto(ui_server + "/#/run/Train/2")
+    page.wait_for_selector("tr[data-task='1']")
+    page.locator("tr[data-task='1']").click()
+    page.wait_for_selector("p[data-link='spark_ui'] a")
+    assert page.locator("p[data-link='spark_ui'] a").get_attribute("href") == "http://127.0.0.1:4040"

@@ -237,6 +237,7 @@ def _main(argv: list[str]) -> int:
             env = cluster.environment()
             print(f"Spark cluster for this job: master {cluster.master_url}, UI {cluster.ui_url}",
                   file=sys.stderr, flush=True)
+            record_link("spark_ui", cluster.ui_url, _job_identity())
         else:
             env = environment_for(settings)
         child = subprocess.Popen(argv[2:], env={**os.environ, **env})
@@ -273,6 +274,7 @@ def step_cluster(attributes: dict[str, Any]) -> Iterator[SparkCluster | None]:
         if cluster:
             print(f"Spark cluster for this task: master {cluster.master_url}, UI {cluster.ui_url}",
                   file=sys.stderr, flush=True)
+            record_link("spark_ui", cluster.ui_url, _task_identity())
         yield cluster
     finally:
         stop_session()
@@ -343,4 +345,42 @@ def session(app_name: str = "keel") -> Any:
     cluster_ui = os.environ.get("KEEL_SPARK_UI")
     print(f"Spark: master {master}" + (f", cluster UI {cluster_ui}" if cluster_ui else "")
           + (f", application UI {ui}" if ui else ""), flush=True)
+    if ui:
+        record_link("spark_app_ui", ui, _task_identity() or _job_identity())
     return spark
+
+
+def _task_identity() -> tuple[str, int, int] | None:
+    """(flow, run_id, task_id) of the task running in this process, if any."""
+    from keel.runtime.current import current
+
+    if current.flow_name is None or current.run_id is None or current.task_id is None:
+        return None
+    return current.flow_name, int(current.run_id), int(current.task_id)
+
+
+def _job_identity() -> tuple[str, int, int] | None:
+    """(project, run_id, task_id) of the project job whose environment this process has, if any."""
+    env = os.environ
+    try:
+        return env["KEEL_FLOW_NAME"], int(env["KEEL_RUN_ID"]), int(env["KEEL_TASK_ID"])
+    except (KeyError, ValueError):
+        return None
+
+
+def record_link(name: str, url: str, task: tuple[str, int, int] | None) -> None:
+    """Keep ``url`` with the task in the store (``keel show`` and the dashboard list it).
+    Best effort: a store that cannot take it costs a warning on stderr, never the task."""
+    if task is None or not url:
+        return
+    try:
+        from keel.store import Store
+
+        store = Store.from_env()
+        try:
+            store.metadata.links.add(*task, name, url)
+        finally:
+            store.metadata.close()
+    except Exception as exc:  # the Spark UI address must never fail the task
+        print(f"keel: could not record the {name} address with the task: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)

@@ -146,6 +146,11 @@ def cmd_show_run(pathspec: str) -> int:
                       (f"{cpu * 1000:.0f}ms" if cpu < 1 else f"{cpu:.2f}s") if used else "-",
                       f"{peak:.0f} MB" if used else "-", arts)
     out.print(table)
+    step_of = {t.task_id: t.step for t in tasks}
+    for link in md.links.list(r.flow, r.run_id):   # addresses tasks published: their Spark UI, ...
+        label = {"spark_ui": "Spark UI", "spark_app_ui": "Spark application UI"}.get(link.name, link.name)
+        out.print(f"  {label} of {link.flow}/{link.run_id}/{step_of.get(link.task_id, '?')}/"
+                  f"{link.task_id}: {link.url}", soft_wrap=True)
     failed = [a for a in md.list_attempts(r.flow, r.run_id) if a["status"] == "failed"]
     for a in failed[-3:]:
         out.print(f"  [red]task {a['task_id']} attempt {a['attempt']}[/red]: {a['error_type']}: {a['error_message']}")

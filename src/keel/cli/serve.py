@@ -52,10 +52,12 @@ def parse_target(target: str) -> tuple[str, int | None]:
               help="with --max-batch-size: longest wait for a batch to fill")
 @click.option("--preprocess", default=None, metavar="ARTIFACT", help="a fitted transformer applied before the model")
 @click.option("--name", default=None, help="the model's name in /v2/models/{name} (default: the flow's)")
-@click.option("--log-requests", is_flag=True, help="log requests to a Data Engine table")
+@click.option("--log-requests", is_flag=True,
+              help="append served requests (inputs, predictions, run, time, latency) to a Data Engine table")
+@click.option("--log-table", default=None, metavar="NAME", help="the table of --log-requests (default: NAME_requests)")
 def serve(target: str, artifact: str, host: str, port: int, token: str | None, max_body: str, workers: int,
           max_concurrency: int, max_batch_size: int, max_latency_ms: float, preprocess: str | None,
-          name: str | None, log_requests: bool) -> None:
+          name: str | None, log_requests: bool, log_table: str | None) -> None:
     """Serve a run's model over REST: keel serve FLOW[/RUN] --artifact model."""
     from keel.cli.main import _guard
 
@@ -66,7 +68,8 @@ def serve(target: str, artifact: str, host: str, port: int, token: str | None, m
         run_server(ServeOptions(flow=flow, run_id=run_id, artifact=artifact, name=name, host=host, port=port,
                                 token=token or None, max_body=parse_bytes(max_body), workers=workers,
                                 max_concurrency=max_concurrency, max_batch_size=max_batch_size,
-                                max_latency_ms=max_latency_ms, preprocess=preprocess, log_requests=log_requests))
+                                max_latency_ms=max_latency_ms, preprocess=preprocess, log_requests=log_requests,
+                                log_table=log_table))
         return 0
 
     _guard(go)

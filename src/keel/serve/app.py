@@ -72,7 +72,8 @@ class _Guard:
             return
         started = time.perf_counter()
         request_id = uuid.uuid4().hex[:16]
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"], state["started"] = request_id, started
         status = [500]
 
         async def send_with_id(message: dict[str, Any]) -> None:
@@ -266,14 +267,23 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
     metrics = ServeMetrics()
     batcher = (MicroBatcher(options.max_batch_size, options.max_latency_ms / 1000, metrics.batch)
                if options.max_batch_size > 0 else None)
+    requests_log = None
+    if options.log_requests:
+        from keel.serve.requestlog import RequestLog
+
+        requests_log = RequestLog(options.request_table, flush_seconds=options.log_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if batcher is not None:
             batcher.start()
         slot.follow()
+        if requests_log is not None:
+            requests_log.start()
         yield
         slot.stop()
+        if requests_log is not None:
+            await asyncio.to_thread(requests_log.stop)
         if batcher is not None:
             await batcher.stop()
 
@@ -293,6 +303,8 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
             log.exception("keel serve: the model %s raised on request %s", model.run,
                           request.scope["state"]["request_id"])
             raise _ModelFailed() from None
+        if requests_log is not None:
+            _log_request(requests_log, request, model, rows, out)
         return model, out
 
     @app.exception_handler(BadInput)
@@ -418,6 +430,15 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
 
 class _ModelFailed(Exception):
     pass
+
+
+def _log_request(requests_log: Any, request: Request, model: LoadedModel, rows: Any, out: Any) -> None:
+    from keel.serve.requestlog import RequestRecord
+
+    state = request.scope["state"]
+    requests_log.record(RequestRecord(
+        time=time.time(), run=model.run, route=request.url.path, request_id=state["request_id"],
+        latency_ms=(time.perf_counter() - state["started"]) * 1000, inputs=rows, predictions=out))
 
 
 _V2_TYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}

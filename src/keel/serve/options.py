@@ -24,11 +24,19 @@ class ServeOptions:
     max_latency_ms: float = 5.0
     preprocess: str | None = None
     log_requests: bool = False
+    log_table: str | None = None           # default: <model name>_requests
+    log_flush_seconds: float = 1.0
     poll_seconds: float = 0.5
 
     @property
     def model_name(self) -> str:
         return self.name or self.flow
+
+    @property
+    def request_table(self) -> str:
+        from keel.serve.requestlog import default_table
+
+        return self.log_table or default_table(self.model_name)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

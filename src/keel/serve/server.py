@@ -41,10 +41,14 @@ def check_options(options: ServeOptions) -> None:
         from keel.serve.tables import data_engine_available
 
         if not data_engine_available():
-            raise UsageError("--log-requests writes requests to a Data Engine table, and keel.data is not part "
-                             "of this installation; drop --log-requests or install Keel with the data extra")
-        raise UsageError("--log-requests is not available yet: the Data Engine table writer is being built; "
-                         "drop --log-requests for now")
+            raise UsageError("--log-requests writes requests to a Data Engine table, which needs pyarrow and "
+                             "duckdb; install Keel with the data extra (pip install keel[data]) or drop "
+                             "--log-requests")
+        from keel.data.engine import check_name
+
+        check_name(options.request_table)
+    elif options.log_table is not None:
+        raise UsageError("--log-table names the table of --log-requests; add --log-requests or drop --log-table")
     if options.max_batch_size < 0 or options.max_latency_ms < 0:
         raise UsageError("--max-batch-size and --max-latency-ms must be 0 or more")
 

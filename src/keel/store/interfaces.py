@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from keel.store.records import (
-    AttemptRecord, Comment, Delivery, Event, Fire, Firing, RunRecord, StepRecord, TaskRecord, WriteOp,
+    AttemptRecord, Comment, Delivery, Event, Fire, Firing, MetricBuckets, RunRecord, TaskLink, StepRecord, TaskRecord, WriteOp,
 )
 
 
@@ -57,6 +57,8 @@ class MetricStore(Protocol):
     def last_of_runs(self, runs: Iterable[tuple[str, int]],
                      names: Iterable[str]) -> dict[tuple[str, int], dict[str, float]]: ...
     def max_per_task(self, flow: str, run_id: int, names: Iterable[str]) -> list[tuple[int, str, float]]: ...
+    def bucketed(self, flow: str, run_id: int, name: str, buckets: int, lo: float | None = None,
+                 hi: float | None = None, task_id: int | None = None) -> MetricBuckets: ...
 
 
 class AnnotationStore(Protocol):
@@ -80,6 +82,13 @@ class EventLog(Protocol):
                timeout: float | None = None) -> Iterator[Event]: ...
 
 
+class TaskLinkStore(Protocol):
+    """Addresses tasks published while they ran (their Spark UI, ...)."""
+
+    def add(self, flow: str, run_id: int, task_id: int, name: str, url: str) -> None: ...
+    def list(self, flow: str, run_id: int, task_id: int | None = None) -> list[TaskLink]: ...
+
+
 class ScheduleStore(Protocol):
     """What ``keel scheduler`` fired."""
 
@@ -94,6 +103,7 @@ class RunQuery(Protocol):
 
     def search_runs(self, *, flow: str | None = None, where: str | None = None, sort: str | None = None,
                     limit: int | None = None, offset: int = 0, query: Any = None) -> list[RunRecord]: ...
+    def count_runs(self, flow: str | None = None, where: str | None = None, *, query: Any = None) -> int: ...
 
 
 class AlertStore(Protocol):

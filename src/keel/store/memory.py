@@ -11,7 +11,10 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 
-from keel.store.records import TASK_EVENT, as_op, AttemptRecord, Comment, Delivery, Event, Fire, Firing, RunRecord, StepRecord, TaskRecord
+from keel.store.records import (
+    TASK_EVENT, as_op, AttemptRecord, Comment, Delivery, Event, Fire, Firing, MetricBuckets, RunRecord, StepRecord,
+    TaskLink, TaskRecord,
+)
 from keel.store.runs import user_name
 
 
@@ -239,6 +242,12 @@ class MemoryMetrics:
                 out[(flow, run_id)] = last
         return out
 
+    def bucketed(self, flow: str, run_id: int, name: str, buckets: int, lo: float | None = None,
+                 hi: float | None = None, task_id: int | None = None) -> MetricBuckets:
+        from keel.store.records import bucket_points
+
+        return bucket_points(self.run_metrics(flow, run_id, name, task_id=task_id).get(name, []), buckets, lo, hi)
+
     def max_per_task(self, flow: str, run_id: int, names: Iterable[str]) -> list[tuple[int, str, float]]:
         wanted, best = set(names), {}  # type: ignore[var-annotated]
         for m in self._of(flow, run_id):
@@ -253,10 +262,12 @@ class MemoryAnnotations:
         self.t = t
 
     def add_tags(self, flow: str, run_id: int, new_tags: Iterable[str], *, system: bool = False) -> None:
+        new_tags = list(new_tags)
         with self.t.lock:
             have = self.t.tags.setdefault((flow, run_id), {})
             for tag in new_tags:
                 have.setdefault(tag, system)
+            self.t.add_event(flow, run_id, "run.tagged", detail={"tags": new_tags})
 
     def tag_kinds(self, flow: str, run_id: int) -> dict[str, bool]:
         with self.t.lock:
@@ -264,17 +275,20 @@ class MemoryAnnotations:
 
     def remove_tags(self, flow: str, run_id: int, old_tags: Iterable[str]) -> None:
         """Remove user tags; a system tag is never removed."""
+        old_tags = list(old_tags)
         with self.t.lock:
             have = self.t.tags.get((flow, run_id), {})
             for tag in old_tags:
                 if have.get(tag) is False:
                     del have[tag]
+            self.t.add_event(flow, run_id, "run.untagged", detail={"tags": old_tags})
 
     def add_comment(self, flow: str, run_id: int, text: str, *, author: str | None = None) -> Comment:
         with self.t.lock:
             c = Comment(id=len(self.t.comments) + 1, flow=flow, run_id=run_id, author=author or user_name(),
                         created_at=time.time(), text=text)
             self.t.comments.append(c)
+            self.t.add_event(flow, run_id, "run.commented", detail={"comment": c.id})
             return c
 
     def list_comments(self, flow: str, run_id: int) -> list[Comment]:
@@ -394,6 +408,21 @@ class MemoryAlerts:
             return [Delivery(**d) for d in self.t.deliveries if d["firing_id"] == firing_id]
 
 
+class MemoryTaskLinks:
+    def __init__(self) -> None:
+        self._links: dict[tuple[str, int, int, str], TaskLink] = {}
+        self._lock = threading.Lock()
+
+    def add(self, flow: str, run_id: int, task_id: int, name: str, url: str) -> None:
+        with self._lock:
+            self._links[(flow, run_id, task_id, name)] = TaskLink(flow, run_id, task_id, name, url, time.time())
+
+    def list(self, flow: str, run_id: int, task_id: int | None = None) -> list[TaskLink]:
+        with self._lock:
+            return [link for key, link in sorted(self._links.items())
+                    if key[:2] == (flow, run_id) and (task_id is None or key[2] == task_id)]
+
+
 class MemoryMetadata:
     """Every interface over one set of in-memory rows, shaped like ``MetadataStore``."""
 
@@ -405,6 +434,9 @@ class MemoryMetadata:
         self.events = MemoryEvents(tables)
         self.schedules = MemorySchedules(tables)
         self.alerts = MemoryAlerts(tables)
+
+
+        self.links = MemoryTaskLinks()
         from keel.store.memory_query import MemoryRunQuery
 
         self.query = MemoryRunQuery(self.runs, self.metrics)

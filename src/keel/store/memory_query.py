@@ -31,6 +31,9 @@ class MemoryRunQuery:
             records = present + missing
         return records[offset:offset + limit if limit else None]
 
+    def count_runs(self, flow: str | None = None, where: str | None = None, *, query: Query | None = None) -> int:
+        return len(self.search_runs(flow=flow, where=where, query=query))
+
 
 def _and(values: list[bool | None]) -> bool | None:
     return False if False in values else (None if None in values else True)

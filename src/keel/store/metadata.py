@@ -13,6 +13,7 @@ head) and exposes one interface per domain (``keel.store.interfaces``):
     md.data.list_versions("weather")        # DataTables: Data Engine versions
     md.cache.entries(key)                   # CacheStore: the step cache
     md.alerts.firings()                     # AlertStore: alert firings and their outbox
+    md.links.list("Train", 3)               # TaskLinkStore: a task's Spark UI, ...
 
 The old flat methods (``md.get_run(...)``, ``md.add_comment(...)``) still work and forward
 to those interfaces, for callers written before the split.
@@ -27,6 +28,7 @@ from keel.store.annotations import SqlAnnotations
 from keel.store.cache import SqlCacheStore
 from keel.store.data_tables import SqlDataTables
 from keel.store.events import SqlEvents
+from keel.store.links import SqlTaskLinks
 from keel.store.metrics import SqlMetrics
 from keel.store.records import RunRecord, TaskRecord  # noqa: F401  (their old home)
 from keel.store.runs import SqlRuns
@@ -68,6 +70,7 @@ class MetadataStore:
         self.data = SqlDataTables(self.db.engine, self.db.writer)
         self.cache = SqlCacheStore(self.db.engine, self.db.writer)
         self.alerts = SqlAlerts(self.db)
+        self.links = SqlTaskLinks(self.db)
 
     @property
     def engine(self) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
+from keel.store.records import MetricBuckets
 from keel.store.schema import metrics
 from keel.store.sql import Database
 
@@ -76,3 +77,47 @@ class SqlMetrics:
                  .group_by(metrics.c.task_id, metrics.c.name))
         with self.db.read() as conn:
             return [(int(t), str(n), float(v)) for t, n, v in conn.execute(query)]
+
+    def bucketed(self, flow: str, run_id: int, name: str, buckets: int, lo: float | None = None,
+                 hi: float | None = None, task_id: int | None = None) -> MetricBuckets:
+        """One metric of a run (or of one task) reduced in the database to at most ``buckets``
+        buckets (min, max and last per bucket) over ``[lo, hi]`` (None: the series' own ends).
+        Agrees with :func:`keel.store.records.bucket_points`; a 100,000-point series never
+        leaves the database."""
+        buckets = max(1, int(buckets))
+        cond = [metrics.c.flow == flow, metrics.c.run_id == run_id, metrics.c.name == name]
+        if task_id is not None:
+            cond.append(metrics.c.task_id == task_id)
+        index = sa.func.row_number().over(order_by=metrics.c.id) - 1
+        x_expr = sa.case((metrics.c.step.is_(None), index), else_=metrics.c.step)
+        base = sa.select(metrics.c.id, sa.cast(x_expr, sa.Float).label("x"), metrics.c.value).where(*cond).cte("pts")
+        window = []
+        if lo is not None:
+            window.append(base.c.x >= lo)
+        if hi is not None:
+            window.append(base.c.x <= hi)
+        with self.db.read() as conn:
+            x0, x1, count = conn.execute(sa.select(sa.func.min(base.c.x), sa.func.max(base.c.x), sa.func.count())
+                                         .where(*window)).one()
+            if not count:
+                return MetricBuckets((), (), (), (), 0, lo, hi)
+            x0 = float(x0) if lo is None else lo
+            x1 = float(x1) if hi is None else hi
+            if count <= buckets:
+                rows = conn.execute(sa.select(base.c.x, base.c.value).where(*window).order_by(base.c.id)).all()
+                values = tuple(float(r.value) for r in rows)
+                return MetricBuckets(tuple(float(r.x) for r in rows), values, values, values, int(count), x0, x1)
+            width = (x1 - x0) / buckets or 1.0
+            scaled = (base.c.x - x0) / width
+            if self.db.engine.dialect.name == "sqlite":    # a cast truncates there (and x >= x0: a floor)
+                bucket = sa.func.min(sa.cast(scaled, sa.Integer), buckets - 1)
+            else:                                          # PostgreSQL's cast rounds
+                bucket = sa.func.least(sa.cast(sa.func.floor(scaled), sa.Integer), buckets - 1)
+            grouped = (sa.select(bucket.label("b"), sa.func.min(base.c.value).label("lo"),
+                                 sa.func.max(base.c.value).label("hi"), sa.func.max(base.c.id).label("last_id"))
+                       .where(*window).group_by(bucket).subquery())
+            rows = conn.execute(sa.select(grouped.c.b, grouped.c.lo, grouped.c.hi, base.c.x, base.c.value)
+                                .join(base, base.c.id == grouped.c.last_id).order_by(grouped.c.b)).all()
+        return MetricBuckets(tuple(float(r.x) for r in rows), tuple(float(r.lo) for r in rows),
+                             tuple(float(r.hi) for r in rows), tuple(float(r.value) for r in rows),
+                             int(count), x0, x1)

@@ -141,7 +141,8 @@ class Event(_Row):
 
     ``kind`` is ``run.started``, ``run.succeeded``, ``run.failed``, ``run.interrupted``,
     ``run.crashed``, ``task.started``, ``task.succeeded``, ``task.failed``, ``task.retried``,
-    ``task.reused``, ``task.cached`` or ``task.caught``."""
+    ``task.reused``, ``task.cached`` or ``task.caught``; ``run.tagged``, ``run.untagged`` and
+    ``run.commented`` for annotations."""
 
     id: int
     ts: float
@@ -349,3 +350,61 @@ WriteOp = Union[TaskWrite, AttemptWrite, ArtifactsWrite, MetricsWrite, TagsWrite
 def as_op(op: Any) -> tuple[str, Any]:
     """The (kind, payload) form of a write record (or of a legacy tuple, unchanged)."""
     return op if isinstance(op, tuple) else op.op()
+
+
+@dataclass(frozen=True)
+class MetricBuckets:
+    """A metric series reduced to at most N buckets along its x axis (the logged step, or the
+    point's index when no step was given): per bucket the x of its last point and the min,
+    max and last value. ``count`` is the number of points in ``[lo, hi]``, the range spanned."""
+
+    x: tuple[float, ...]
+    min: tuple[float, ...]
+    max: tuple[float, ...]
+    last: tuple[float, ...]
+    count: int
+    lo: float | None
+    hi: float | None
+
+
+def bucket_points(points: list[tuple[Any, float, float]], buckets: int, lo: float | None = None,
+                  hi: float | None = None) -> MetricBuckets:
+    """:class:`MetricBuckets` of ``points`` ((step, value, ts) in logging order), in Python: the
+    in-memory fake's answer, and the reference the SQL implementation must agree with."""
+    xs = [float(p[0]) if p[0] is not None else float(i) for i, p in enumerate(points)]
+    pairs = [(x, p[1]) for x, p in zip(xs, points) if (lo is None or x >= lo) and (hi is None or x <= hi)]
+    if not pairs:
+        return MetricBuckets((), (), (), (), 0, lo, hi)
+    x0 = min(x for x, _ in pairs) if lo is None else lo
+    x1 = max(x for x, _ in pairs) if hi is None else hi
+    buckets = max(1, int(buckets))
+    if len(pairs) <= buckets:
+        values = tuple(v for _, v in pairs)
+        return MetricBuckets(tuple(x for x, _ in pairs), values, values, values, len(pairs), x0, x1)
+    width = (x1 - x0) / buckets or 1.0
+    out: dict[int, list[float]] = {}
+    for x, v in pairs:
+        b = min(buckets - 1, int((x - x0) / width))
+        slot = out.get(b)
+        if slot is None:
+            out[b] = [x, v, v, v]
+        else:
+            slot[0] = x
+            slot[1] = min(slot[1], v)
+            slot[2] = max(slot[2], v)
+            slot[3] = v
+    keys = sorted(out)
+    return MetricBuckets(tuple(out[k][0] for k in keys), tuple(out[k][1] for k in keys),
+                         tuple(out[k][2] for k in keys), tuple(out[k][3] for k in keys), len(pairs), x0, x1)
+
+
+@dataclass(frozen=True)
+class TaskLink:
+    """An address a task published while it ran (``name`` like ``spark_ui``)."""
+
+    flow: str
+    run_id: int
+    task_id: int
+    name: str
+    url: str
+    created_at: float

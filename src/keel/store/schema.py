@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 # The Alembic revision this code writes; a store stamped with another one is migrated
 # (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
-SCHEMA_HEAD = "0005_alerts"
+SCHEMA_HEAD = "0006_task_links"
 # The revision of the schema that Keel 0.1 created without any version table.
 SCHEMA_RELEASE_0_1 = "0001_release_0_1"
 
@@ -252,3 +252,14 @@ alert_deliveries = sa.Table(
     sa.UniqueConstraint("firing_id", "action", name="uq_alert_deliveries_action"),
 )
 sa.Index("ix_alert_deliveries_due", alert_deliveries.c.status, alert_deliveries.c.next_at)
+
+# Addresses a task published while it ran (the Spark UI of its cluster, ...): keel.store.links.
+task_links = sa.Table(
+    "task_links", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("task_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(64), primary_key=True),      # "spark_ui", "spark_app_ui"
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

@@ -45,6 +45,15 @@ class SqlRunQuery:
         return [run_record(row, _LazyJSON(row.environment), p.get((row.flow, row.run_id), {}),
                            sorted(t.get((row.flow, row.run_id), []))) for row in rows]
 
+    def count_runs(self, flow: str | None = None, where: str | None = None, *, query: Query | None = None) -> int:
+        """How many runs match ``where`` (all of ``flow``'s, or every run, without one); the
+        same filter as :meth:`search_runs`, counted in the database."""
+        query = query or Query(where, None)
+        with self.db.read() as conn:
+            crashed = self._crashed(conn, flow) if query.where is not None else set()
+            inner = query.select(flow, crashed=crashed).subquery()
+            return int(conn.execute(sa.select(sa.func.count()).select_from(inner)).scalar_one())
+
     def effective_statuses(self, flow: str | None = None) -> dict[tuple[str, int], str]:
         """(flow, run_id) -> effective status of every run kept as running (few, usually)."""
         with self.db.read() as conn:

@@ -183,6 +183,32 @@ def create_app(data: DashboardData | None = None, token: str | None = None) -> A
     async def schedules(request: Request) -> Response:
         return await call(data.schedules)
 
+    async def tables(request: Request) -> Response:
+        return await call(data.tables)
+
+    async def table(request: Request) -> Response:
+        try:
+            version = _int(request, "version", 0) or None
+            return await call(data.table, request.path_params["name"], version, _int(request, "limit", 20))
+        except KeelError as exc:
+            return _error(exc)
+
+    async def table_sql(request: Request) -> Response:
+        try:
+            body = await _body(request)
+            limit = body.get("limit", 1000)
+            if not isinstance(limit, int) or isinstance(limit, bool):
+                raise UsageError("limit must be a whole number of rows")
+            return await call(data.table_sql, str(body.get("query") or ""), limit)
+        except KeelError as exc:
+            return _error(exc)
+
+    async def queues(request: Request) -> Response:
+        return await call(data.queues)
+
+    async def endpoints(request: Request) -> Response:
+        return await call(data.endpoints)
+
     async def events(request: Request) -> Response:
         """Server-sent events: ``change`` with the kinds that moved, polled every 0.3 s only while
         this client stays connected."""
@@ -230,6 +256,11 @@ def create_app(data: DashboardData | None = None, token: str | None = None) -> A
         Route("/api/runs/{flow}/{run_id}/comments", comments, methods=["POST"]),
         Route("/api/compare", compare),
         Route("/api/schedules", schedules),
+        Route("/api/tables", tables),
+        Route("/api/tables/{name}", table),
+        Route("/api/sql", table_sql, methods=["POST"]),
+        Route("/api/queues", queues),
+        Route("/api/endpoints", endpoints),
         Route("/api/events", events),
         Route("/api/{rest:path}", not_found),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),

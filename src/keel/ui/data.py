@@ -72,36 +72,17 @@ def _finite(value: Any) -> Any:
 def bucket_series(points: list[tuple[Any, float, float]], buckets: int, lo: float | None = None,
                   hi: float | None = None) -> dict[str, Any]:
     """Reduce a metric series to ``buckets`` buckets along its x axis (the logged step, or the
-    point's index when no step was given), keeping min, max and last of each bucket, so that a
-    100,000-point series costs the browser what a few hundred do. ``lo``/``hi`` zoom: only
-    points with lo <= x <= hi count, and the buckets span that range."""
-    xs = [float(p[0]) if p[0] is not None else float(i) for i, p in enumerate(points)]
-    pairs = [(x, p[1]) for x, p in zip(xs, points) if (lo is None or x >= lo) and (hi is None or x <= hi)]
-    if not pairs:
-        return {"x": [], "min": [], "max": [], "last": [], "count": 0, "range": [lo, hi]}
-    x0 = min(x for x, _ in pairs) if lo is None else lo
-    x1 = max(x for x, _ in pairs) if hi is None else hi
-    buckets = max(1, int(buckets))
-    if len(pairs) <= buckets:
-        values = [_finite(v) for _, v in pairs]
-        return {"x": [x for x, _ in pairs], "min": values, "max": values, "last": values,
-                "count": len(pairs), "range": [x0, x1]}
-    width = (x1 - x0) / buckets or 1.0
-    out: dict[int, list[float]] = {}
-    for x, v in pairs:
-        b = min(buckets - 1, int((x - x0) / width))
-        slot = out.get(b)
-        if slot is None:
-            out[b] = [x, v, v, v]
-        else:
-            slot[0] = x
-            slot[1] = min(slot[1], v)
-            slot[2] = max(slot[2], v)
-            slot[3] = v
-    keys = sorted(out)
-    return {"x": [out[k][0] for k in keys], "min": [_finite(out[k][1]) for k in keys],
-            "max": [_finite(out[k][2]) for k in keys], "last": [_finite(out[k][3]) for k in keys],
-            "count": len(pairs), "range": [x0, x1]}
+    point's index when no step was given), keeping min, max and last of each bucket. The
+    dashboard asks the store for this (``MetricStore.bucketed``, done in the database); this
+    is the same reduction in Python, for series already in hand."""
+    from keel.store.records import bucket_points
+
+    return _buckets_json(bucket_points(points, buckets, lo, hi))
+
+
+def _buckets_json(b: Any) -> dict[str, Any]:
+    return {"x": list(b.x), "min": [_finite(v) for v in b.min], "max": [_finite(v) for v in b.max],
+            "last": [_finite(v) for v in b.last], "count": b.count, "range": [b.lo, b.hi]}
 
 
 class DashboardData:
@@ -125,8 +106,6 @@ class DashboardData:
              flow: str | None = None, metrics: list[str] | None = None) -> RunsPage:
         """A page of runs matching ``where`` (the ``--where`` language), sorted by ``sort``.
         A bad query raises :class:`keel.errors.QueryError` (its ``column`` points at the problem)."""
-        import sqlalchemy as sa
-
         from keel.tracking.query import Query
         from keel.tracking.search import last_metrics, search_runs
 
@@ -134,8 +113,7 @@ class DashboardData:
         offset = max(0, int(offset))
         query = Query(where, sort)
         records = search_runs(self._md, flow, limit=limit, offset=offset, query=query)
-        with self._md.engine.connect() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(query.select(flow).subquery())).scalar()
+        total = self._md.query.count_runs(flow, query=query)
         names = self.metric_names(flow) if metrics is None else metrics
         last = last_metrics(self._md, records, names)
         params: dict[str, None] = {}
@@ -184,13 +162,17 @@ class DashboardData:
                 "attempt": a["attempt"], "status": a["status"], "started": a["started_at"],
                 "finished": a["finished_at"], "error_type": a["error_type"], "error": a["error_message"],
                 "traceback": a["traceback"]})
+        links: dict[int, list[dict[str, str]]] = {}
+        for link in self._md.links.list(flow, run_id):   # addresses the tasks published: their Spark UI, ...
+            links.setdefault(link.task_id, []).append({"name": link.name, "url": link.url})
         tasks = []
         for t in self._md.list_tasks(flow, run_id):
             origin = f"{flow}/{t.origin_run_id}/{t.step}/{t.origin_task_id}" if t.origin_run_id else None
             tasks.append({"id": t.task_id, "step": t.step, "status": t.status, "attempts": t.attempts,
                           "created": t.created_at, "started": t.started_at, "finished": t.finished_at,
                           "parents": t.parents, "foreach": t.foreach, "reused": t.origin_run_id is not None,
-                          "origin": origin, "attempt_list": attempts.get(t.task_id, [])})
+                          "cached": t.status == "cached", "origin": origin,
+                          "attempt_list": attempts.get(t.task_id, []), "links": links.get(t.task_id, [])})
         env = dict(r.environment)
         status = _status_of(r)
         return {
@@ -249,8 +231,8 @@ class DashboardData:
                       lo: float | None = None, hi: float | None = None, task_id: int | None = None) -> dict[str, Any]:
         """One metric of a run (or of one of its tasks: system metrics are per task), bucketed."""
         self._record(flow, run_id)
-        points = self._md.run_metrics(flow, run_id, name, task_id=task_id).get(name, [])
-        return {"run": f"{flow}/{run_id}", "name": name, "task": task_id, **bucket_series(points, buckets, lo, hi)}
+        found = self._md.metrics.bucketed(flow, run_id, name, max(1, min(int(buckets), 5000)), lo, hi, task_id=task_id)
+        return {"run": f"{flow}/{run_id}", "name": name, "task": task_id, **_buckets_json(found)}
 
     def task_metric_names(self, flow: str, run_id: int, task_id: int) -> list[str]:
         return list(self._md.run_metrics(flow, run_id, task_id=task_id))
@@ -328,44 +310,178 @@ class DashboardData:
                 for s in schedule_rows(project, self.store)]
         return {"project": project.name, "rows": rows}
 
+    # -- operations: Data Engine tables, queues, endpoints ------------------------------------------
+    def _engine(self) -> Any:
+        import importlib.util
+
+        if importlib.util.find_spec("pyarrow") is None or importlib.util.find_spec("duckdb") is None:
+            raise UsageError("Data Engine tables need pyarrow and duckdb: pip install 'keel[data]'")
+        from keel.data.engine import DataEngine
+
+        engine = self.__dict__.get("_data_engine")
+        if engine is None:
+            engine = self.__dict__["_data_engine"] = DataEngine.from_store(self.store)
+        return engine
+
+    def tables(self) -> dict[str, Any]:
+        """Every Data Engine table with its latest version (``keel data list``)."""
+        rows = [{"name": t.name, "versions": t.versions, "version": t.latest.version, "rows": t.latest.rows,
+                 "bytes": t.latest.bytes, "created": t.latest.created_at, "lineage": t.latest.lineage,
+                 "user": t.latest.user}
+                for t in self._md.data.list_tables()]
+        return {"rows": rows}
+
+    def table(self, name: str, version: int | None = None, limit: int = 20) -> dict[str, Any]:
+        """A table: its schema, every version (``keel data history``) and the first rows of one."""
+        import json
+
+        from keel.errors import DataNotFound
+        from keel.serve.tables import jsonable
+
+        try:
+            v = self._engine().version(name, version)
+        except DataNotFound as exc:
+            raise NotFound(str(exc)) from None
+        history = [{"version": h.version, "created": h.created_at, "mode": h.mode, "parent": h.parent,
+                    "rows": h.rows, "bytes": h.bytes, "lineage": h.lineage, "user": h.user}
+                   for h in reversed(self._md.data.list_versions(name))]
+        limit = max(1, min(int(limit), 200))
+        head = self._engine().arrow(name, v.version).slice(0, limit)
+        columns = list(head.column_names)
+        return {"name": name, "version": v.version, "rows_total": v.rows,
+                "schema": json.loads(v.schema).get("fields", []), "history": history, "columns": columns,
+                "rows": [[_cell(jsonable(r.get(c))) for c in columns] for r in head.to_pylist()]}
+
+    def table_sql(self, query: str, limit: int = 1000) -> dict[str, Any]:
+        """One read-only SELECT over the Data Engine's tables (``keel data sql``), at most ``limit`` rows.
+        Anything but a single SELECT (or WITH ... SELECT) is refused with a message saying so."""
+        from keel.errors import DataError
+        from keel.serve.tables import jsonable
+
+        text = (query or "").strip().rstrip(";").strip()
+        if not text:
+            raise UsageError("write a query, e.g. SELECT * FROM weather LIMIT 10")
+        engine = self._engine()
+        _check_read_only(text)
+        limit = max(1, min(int(limit), 10_000))
+        try:
+            table = engine.sql_arrow(f"SELECT * FROM ({text}) AS keel_query LIMIT {limit + 1}")
+        except DataError as exc:
+            raise UsageError(str(exc).splitlines()[0]) from None
+        columns = list(table.column_names)
+        rows = table.slice(0, limit).to_pylist()
+        return {"columns": columns, "rows": [[_cell(jsonable(r.get(c))) for c in columns] for r in rows],
+                "truncated": table.num_rows > limit, "limit": limit}
+
+    def queues(self) -> dict[str, Any]:
+        """The queue add-on's queues with depth, in flight and lag (``keel queue list``)."""
+        import os
+
+        from keel.store.queues import open_backend
+
+        url = os.environ.get("KEEL_QUEUE_URL") or None
+        if self.project_file:
+            try:
+                from keel.flow.project import load_project
+
+                addon = load_project(self.project_file).addons.queue
+                url = (addon.url if addon is not None else None) or url
+            except Exception:  # a broken keel.yaml is the schedules page's to report
+                pass
+        home = self.store.settings.home
+        if url is None and not (home / "queues.db").exists():
+            return {"backend": "sqlite (none yet)", "rows": []}
+        backend = open_backend(url, home=home)   # read only: queues(), never close(NAME), which closes a queue
+        now = time.time()
+        rows = [{"name": q.name, "ready": q.ready, "delayed": q.delayed, "in_flight": q.in_flight,
+                 "closed": q.closed, "lag": (now - q.oldest_enqueued_at) if q.oldest_enqueued_at else None}
+                for q in backend.queues()]
+        return {"backend": url.split("@")[-1] if url else "sqlite", "rows": rows}
+
+    def endpoints(self) -> dict[str, Any]:
+        """The Data Endpoints of the project file (``keel project serve`` starts them)."""
+        if not self.project_file:
+            return {"project": None, "rows": []}
+        from keel.flow.project import load_project
+
+        project = load_project(self.project_file)
+        rows = []
+        for name, e in project.endpoints.items():
+            latest = self._md.runs.latest_run_id(e.flow, "succeeded") if e.run is None else e.run
+            rows.append({"name": name, "flow": e.flow, "artifact": e.artifact, "pinned": e.run,
+                         "serves": f"{e.flow}/{latest}" if latest else None, "host": e.host,
+                         "port": project.endpoint_port(name), "preprocess": e.preprocess})
+        return {"project": project.name, "rows": rows}
+
     # -- live feed -----------------------------------------------------------------------------------
     def changes_since(self, cursor: str | None, run: tuple[str, int] | None = None) -> Change:
-        """What changed since ``cursor`` (None: the first look). Today the cursor is a digest of a
-        cheap signature of the store (run count, running runs, and for a watched run its tasks,
-        metric count and log sizes); once the store keeps an event log, this becomes a read of the
-        events after the cursor, and nothing else in ``keel.ui`` changes."""
-        parts = {"runs": self._runs_signature()}
+        """What changed since ``cursor`` (None: the first look), read from the store's event log.
+
+        The cursor is ``e:<last event id>``, plus, while a watched run is running, a digest of
+        what the event log does not carry (its log files' sizes and its metrics so far):
+        ``e:812.logs:ab12.metrics:cd34``. Any event means "runs"; an event of the watched run
+        also "run" (and a task event "metrics": a task's points land when it ends)."""
+        old = _parse_cursor(cursor)
+        kinds: set[str] = set()
+        if cursor is None or not old.get("e", "").isdigit():   # a first look, or a cursor of another version
+            after, seen = self._md.events.last_id(), []
+            if cursor is not None:
+                kinds.update(("runs", "run") if run is not None else ("runs",))
+        else:
+            after = int(old["e"])
+            seen = self._md.events.read(after=after, limit=1000)
+        last = seen[-1].id if seen else after
+        if seen:
+            kinds.add("runs")
+            mine = [e for e in seen if run is not None and (e.flow, e.run_id) == run]
+            if mine:
+                kinds.add("run")
+            if any(e.kind.startswith("task.") for e in mine):
+                kinds.add("metrics")
+        parts = {"e": str(last)}
         if run is not None:
-            parts["run"], parts["logs"], parts["metrics"] = self._run_signature(*run)
-        digests = {k: hashlib.blake2b(repr(v).encode(), digest_size=6).hexdigest() for k, v in parts.items()}
-        new = ".".join(f"{k}:{d}" for k, d in sorted(digests.items()))
-        if cursor is None or cursor == new:
-            return Change(cursor=new)
-        old = dict(item.split(":", 1) for item in cursor.split(".") if ":" in item)
-        return Change(cursor=new, kinds=tuple(k for k, d in sorted(digests.items()) if old.get(k) != d))
+            live = self._live_signature(*run)
+            if live is not None:
+                for k, v in zip(("logs", "metrics"), live):
+                    parts[k] = hashlib.blake2b(repr(v).encode(), digest_size=6).hexdigest()
+                    if cursor is not None and old.get(k) != parts[k]:
+                        kinds.add(k)
+        new = ".".join(f"{k}:{v}" for k, v in parts.items())
+        return Change(cursor=new, kinds=tuple(sorted(kinds)))
 
-    def _runs_signature(self) -> Any:
-        newest = self._md.list_runs(limit=20)
-        return [(r.flow, r.run_id, r.status, r.finished_at, len(r.tags)) for r in newest]
-
-    def _run_signature(self, flow: str, run_id: int) -> tuple[Any, Any, Any]:
+    def _live_signature(self, flow: str, run_id: int) -> tuple[Any, Any] | None:
+        """Log sizes and last metric values of a running run (None once it ended: its events say it all)."""
         r = self._md.get_run(flow, run_id)
-        if r is None:
-            return None, None, None
-        tasks = self._md.list_tasks(flow, run_id)
-        run_sig = (r.status, r.finished_at, tuple(r.tags), [(t.task_id, t.status, t.attempts) for t in tasks],
-                   len(self._md.list_comments(flow, run_id)))
+        if r is None or r.status != "running":
+            return None
         sizes = []
-        for t in tasks:
+        for t in self._md.list_tasks(flow, run_id):
             if t.status == "running" or t.finished_at is None or t.finished_at > time.time() - 5:
                 for stream in ("stdout", "stderr"):
                     try:
                         sizes.append(self.store.logs.path(flow, run_id, t.step, t.task_id, stream).stat().st_size)
                     except OSError:
                         sizes.append(-1)
-        from keel.tracking.search import run_last_values
+        return sizes, self._md.metrics.last_values(flow, run_id)
 
-        return run_sig, sizes, run_last_values(self._md, flow, run_id) if r.status == "running" else r.finished_at
+
+def _check_read_only(text: str) -> None:
+    """Refuse anything but one SELECT: the SQL box reads tables, it never writes files or settings."""
+    import duckdb
+
+    from keel.data.engine import _VERSIONED
+
+    try:   # name@3 is the Data Engine's, not DuckDB's: quote it as the engine will
+        statements = duckdb.extract_statements(_VERSIONED.sub(lambda m: f'"{m.group(0)}"', text))
+    except duckdb.Error as exc:
+        raise UsageError(f"SQL failed: {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise UsageError("the SQL box runs one read-only SELECT (or WITH ... SELECT); "
+                         "other statements are refused")
+
+
+def _parse_cursor(cursor: str | None) -> dict[str, str]:
+    return dict(item.split(":", 1) for item in (cursor or "").split(".") if ":" in item)
 
 
 def parse_pathspec(spec: str) -> tuple[str, int]:

@@ -1,4 +1,4 @@
-// The dashboard: a hash router and four pages (runs, run, compare, schedules).
+// The dashboard: a hash router and its pages (runs, run, compare, schedules; operations: tables, queues, endpoints).
 import { ApiError, api, el, fmtDuration, fmtTime, fmtValue, qs, statusBadge } from "./util.js";
 import { LineChart, parallelCoordinates } from "./charts.js";
 import { drawDag } from "./dag.js";
@@ -36,6 +36,9 @@ async function route() {
     else if (page === "run") await runPage(parts[1], parts[2]);
     else if (page === "compare") await comparePage(params);
     else if (page === "schedules") await schedulesPage();
+    else if (page === "tables") await (parts[1] ? tablePage(parts[1], params) : tablesPage());
+    else if (page === "queues") await queuesPage();
+    else if (page === "endpoints") await endpointsPage();
     else main.replaceChildren(el("p", { text: `No page ${page}.` }));
   } catch (err) {
     main.replaceChildren(el("p", { class: "error", text: err.message }));
@@ -200,7 +203,7 @@ async function runPage(flow, id) {
       run.tasks.slice(0, 1000).map((t) => el("tr", { "data-task": t.id, class: t.id === selectedTask ? "sel" : "", style: "cursor:pointer", onclick: () => selectTask(t.id) },
         el("td", { text: t.id }), el("td", { text: t.step }), el("td", {}, statusBadge(t.status)), el("td", { class: "num", text: t.attempts }),
         el("td", { class: "num", text: t.started ? fmtDuration((t.finished || Date.now() / 1000) - t.started) : "" }),
-        el("td", { text: t.reused ? `reused: ${t.origin}` : "" })))));
+        el("td", { text: t.cached ? `cached: ${t.origin}` : t.reused ? `reused: ${t.origin}` : "" })))));
     params.replaceChildren(el("table", { class: "kv" }, Object.entries(run.params).map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: fmtValue(v) })))));
     comments.replaceChildren(...run.comments.map((c) => el("p", {}, el("b", { text: c.author }), el("span", { class: "muted", text: ` ${fmtTime(c.created_at)}: ` }), el("span", { class: "comment", text: c.text }))),
       commentForm());
@@ -223,6 +226,8 @@ async function runPage(flow, id) {
     const arts = el("div", {}, el("p", { class: "muted", text: "loading artifacts…" }));
     const system = el("div", { class: "system" });
     taskPanel.replaceChildren(el("h3", { text: `${t.step}/${t.id} ` }, statusBadge(t.status)),
+      ...(t.links || []).map((l) => el("p", { class: "link", "data-link": l.name }, `${LINK_LABELS[l.name] || l.name}: `,
+        el("a", { href: l.url, target: "_blank", rel: "noopener", text: l.url }))),
       ...(t.attempt_list || []).filter((a) => a.traceback).map((a) => el("pre", { class: "log", text: a.traceback })),
       el("h4", { text: "stdout" }), pre, el("h4", { text: "System metrics" }), system, el("h4", { text: "Artifacts" }), arts);
     systemMetrics(taskId, system);
@@ -362,6 +367,89 @@ async function schedulesPage() {
     data.rows.map((r) => el("tr", {}, el("td", { text: r.job }), el("td", { text: r.schedule }), el("td", { text: fmtTime(r.last_fire) }),
       el("td", {}, r.last_status ? statusBadge(r.last_status) : ""), el("td", {}, r.last_run ? el("a", { href: `#/run/${r.last_run}`, text: r.last_run }) : ""),
       el("td", { text: fmtTime(r.next_fire) }), el("td", { text: (r.jobs || []).join(", ") })))));
+}
+
+// -- operations: Data Engine tables, queues, endpoints ------------------------------------------
+const LINK_LABELS = { spark_ui: "Spark UI", spark_app_ui: "Spark application UI" };
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function grid(columns, rows) {
+  return el("div", { class: "scroll" }, el("table", { class: "data" },
+    el("tr", {}, columns.map((c) => el("th", { text: c }))),
+    rows.map((r) => el("tr", {}, r.map((v) => el("td", { text: fmtValue(v) }))))));
+}
+
+async function tablesPage() {
+  const data = await api("/api/tables");
+  const box = el("div", { class: "card" });
+  const out = el("div", {});
+  const query = el("textarea", { rows: 3, cols: 80, spellcheck: "false", "aria-label": "SQL",
+    placeholder: data.rows.length ? `SELECT * FROM ${data.rows[0].name} LIMIT 10` : "SELECT 42" });
+  const run = el("button", { class: "primary", text: "Run", onclick: async () => {
+    out.replaceChildren(el("p", { class: "muted", text: "running…" }));
+    try {
+      const r = await api("/api/sql", { json: { query: query.value || query.placeholder, limit: 1000 } });
+      out.replaceChildren(grid(r.columns, r.rows),
+        el("p", { class: "muted", text: `${r.rows.length} row(s)${r.truncated ? ` (the first ${r.limit})` : ""}` }));
+    } catch (err) { out.replaceChildren(el("p", { class: "error", role: "alert", text: err.message })); }
+  } });
+  box.replaceChildren(data.rows.length ? el("table", { class: "tables" },
+    el("tr", {}, ["table", "versions", "latest", "rows", "size", "written", "by"].map((h) => el("th", { text: h }))),
+    data.rows.map((t) => el("tr", { "data-table": t.name }, el("td", {}, el("a", { href: `#/tables/${encodeURIComponent(t.name)}`, text: t.name })),
+      el("td", { class: "num", text: t.versions }), el("td", { class: "num", text: t.version }), el("td", { class: "num", text: t.rows }),
+      el("td", { class: "num", text: fmtBytes(t.bytes) }), el("td", { text: fmtTime(t.created) }),
+      el("td", {}, t.lineage ? el("a", { href: `#/run/${t.lineage.split("/").slice(0, 2).join("/")}`, text: t.lineage }) : (t.user || "")))))
+    : el("p", { class: "muted", text: "No tables yet: a step saves one with current.data.save(NAME, df)." }));
+  main.replaceChildren(el("h1", { text: "Data Engine tables" }), box,
+    el("h2", { text: "SQL (read-only, DuckDB)" }), el("div", { class: "card sql" }, query, el("div", {}, run), out));
+}
+
+async function tablePage(name, params) {
+  const version = params.get("version") || "";
+  const t = await api(`/api/tables/${encodeURIComponent(name)}?${qs({ version, limit: 50 })}`);
+  main.replaceChildren(el("h1", { text: `${t.name}@${t.version}` }),
+    el("p", { class: "muted", text: `${t.rows_total} rows · ${t.schema.map((f) => `${f.name}: ${f.type}`).join(", ")}` }),
+    el("h2", { text: "First rows" }), el("div", { class: "card" }, grid(t.columns, t.rows)),
+    el("h2", { text: "Versions" }), el("div", { class: "card" }, el("table", { class: "history" },
+      el("tr", {}, ["version", "written", "mode", "rows", "size", "by"].map((h) => el("th", { text: h }))),
+      t.history.map((h) => el("tr", { class: h.version === t.version ? "sel" : "" },
+        el("td", {}, el("a", { href: `#/tables/${encodeURIComponent(t.name)}?version=${h.version}`, text: h.version })),
+        el("td", { text: fmtTime(h.created) }), el("td", { text: h.mode + (h.parent ? ` of ${h.parent}` : "") }),
+        el("td", { class: "num", text: h.rows }), el("td", { class: "num", text: fmtBytes(h.bytes) }),
+        el("td", { text: h.lineage || h.user || "" }))))));
+}
+
+async function queuesPage() {
+  const data = await api("/api/queues");
+  main.replaceChildren(el("h1", { text: "Queues" }), el("p", { class: "muted", text: `backend: ${data.backend}` }),
+    data.rows.length ? el("table", { class: "queues" },
+      el("tr", {}, ["queue", "ready", "delayed", "in flight", "lag", "state"].map((h) => el("th", { text: h }))),
+      data.rows.map((q) => el("tr", { "data-queue": q.name }, el("td", { text: q.name }), el("td", { class: "num", text: q.ready }),
+        el("td", { class: "num", text: q.delayed }), el("td", { class: "num", text: q.in_flight }),
+        el("td", { class: "num", text: q.lag === null ? "-" : fmtDuration(q.lag) }), el("td", { text: q.closed ? "closed" : "open" }))))
+    : el("p", { class: "muted", text: "No queues yet: a step or job makes one with current.queue(NAME).put(...)." }));
+}
+
+async function endpointsPage() {
+  const data = await api("/api/endpoints");
+  if (!data.project) {
+    main.replaceChildren(el("h1", { text: "Endpoints" }), el("p", { class: "muted", text: "No project: start `keel ui` in a project folder (or with -f keel.yaml) to see its endpoints." }));
+    return;
+  }
+  main.replaceChildren(el("h1", { text: `Endpoints of ${data.project}` }), data.rows.length ? el("table", { class: "endpoints" },
+    el("tr", {}, ["endpoint", "flow", "artifact", "serves", "address"].map((h) => el("th", { text: h }))),
+    data.rows.map((e) => el("tr", { "data-endpoint": e.name }, el("td", { text: e.name }), el("td", { text: e.flow }),
+      el("td", { text: e.artifact + (e.preprocess ? ` after ${e.preprocess}` : "") }),
+      el("td", {}, e.serves ? el("a", { href: `#/run/${e.serves}`, text: e.serves + (e.pinned ? " (pinned)" : " (latest successful)") }) : "no successful run yet"),
+      el("td", { text: `http://${e.host}:${e.port}` }))))
+    : el("p", { class: "muted", text: "keel.yaml declares no endpoints:." }));
 }
 
 window.addEventListener("hashchange", route);
