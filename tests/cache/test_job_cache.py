@@ -128,7 +128,7 @@ def test_changing_the_script_misses_it_and_the_jobs_after_it(project):
 
 def test_comments_and_formatting_of_a_python_script_do_not_count(project):
     run(project)
-    write(project, ingest_dot_py=INGEST.replace("# read the raw data", "# reads  the data\n\n"))
+    write(project, ingest_dot_py=INGEST.replace("# read the raw data and write what train needs", "# reads  the data\n\n").replace("rows = ", "rows  =  "))
     assert run(project) == {"ingest": [True], "train": [True, True]}
 
 

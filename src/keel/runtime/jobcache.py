@@ -80,8 +80,14 @@ class JobCache(StepCache):
         }
         return CacheKey(key=combine(parts), parts=parts)
 
+    def record_entry(self, step: str, task_id: int, key: CacheKey, artifacts: dict[str, dict[str, Any]],
+                     num_splits: int | None, reads: list[str]) -> None:
+        named = set(self._named_files(step))  # in the key already, by AST: not again by bytes
+        super().record_entry(step, task_id, key, artifacts, num_splits,
+                             [r for r in reads if os.path.realpath(r) not in named])
+
     # -- the files a job's definition names -------------------------------------------------------------
-    def _files_of(self, job: str) -> dict[str, str]:
+    def _named_files(self, job: str) -> list[str]:
         spec = self.project.jobs[job]
         root = os.path.realpath(self.project.root)
         if spec.flow is not None:
@@ -89,11 +95,13 @@ class JobCache(StepCache):
 
             flow_file = self.project.flow_path(job)
             folder = os.path.dirname(os.path.abspath(flow_file))
-            paths = [os.path.join(folder, rel) for rel in local_imports(flow_file)]
-        else:
-            paths = [p for p in (_named_path(root, word) for word in _words(spec.entrypoint or "")) if p]
+            return [os.path.realpath(os.path.join(folder, rel)) for rel in local_imports(flow_file)]
+        return [p for p in (_named_path(root, word) for word in _words(spec.entrypoint or "")) if p]
+
+    def _files_of(self, job: str) -> dict[str, str]:
+        root = os.path.realpath(self.project.root)
         out = {}
-        for path in paths:
+        for path in self._named_files(job):
             digest = self._code_digest(path)
             if digest is not None:
                 out[os.path.relpath(path, root)] = digest
