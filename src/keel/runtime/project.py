@@ -13,6 +13,10 @@ dependants while independent jobs go on. Each task is a *command task*
 ``flow`` runs through the one entry point as a flow run of its own, tagged
 ``project:NAME/RUN``, whose pathspec the job's task keeps as its artifact ``flow_run``.
 
+A job with ``cache: true`` (every job with ``--cache``) is looked up in the step cache before it
+runs, with the key :class:`keel.runtime.jobcache.JobCache` makes; a hit is recorded as
+``cached`` with its origin and its dependants start at once.
+
 A script reaches ``current`` through environment variables (see ``current._activate_from_env``);
 its metrics spool and tags file are read into the store when the task ends. ``keel runs``,
 ``keel show``, ``keel logs`` and the client read a project run as they read a flow run.
