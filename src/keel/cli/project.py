@@ -63,8 +63,11 @@ def validate(path: str) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="print only the jobs' output and the result")
 @click.option("--with", "executors", multiple=True, metavar="ray[:address=...]",
               help="run the script jobs on a Ray cluster (command tasks on Ray workers)")
+@click.option("--cache/--no-cache", default=None,
+              help="--cache: reuse every job's result from an earlier run with the same key (not only "
+                   "jobs with cache: true); --no-cache: run every job")
 def run_cmd(path: str, jobs: tuple[str, ...], with_deps: bool, downstream: bool, max_workers: int,
-            tags: tuple[str, ...], quiet: bool, executors: tuple[str, ...]) -> None:
+            tags: tuple[str, ...], quiet: bool, executors: tuple[str, ...], cache: bool | None) -> None:
     """Run the project's jobs in dependency order, independent jobs at the same time."""
     from keel.cli.main import _guard
     from keel.errors import UsageError
@@ -78,7 +81,7 @@ def run_cmd(path: str, jobs: tuple[str, ...], with_deps: bool, downstream: bool,
         proj = load(path)
         options = ProjectRunOptions(jobs=list(jobs) or None, with_deps=with_deps, downstream=downstream,
                                     max_workers=max_workers, tags=list(tags), quiet=quiet,
-                                    executors=list(executors))
+                                    executors=list(executors), cache=cache)
 
         return exit_status(run(ProjectRequest(proj, options)))
 

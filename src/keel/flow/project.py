@@ -172,6 +172,7 @@ class Job(_Model):
     timeout: Duration | None = None
     env: dict[str, EnvValue] = Field(default_factory=dict)
     addons: Annotated[list[str], BeforeValidator(_listify)] = Field(default_factory=list)
+    cache: StrictBool = False                   # reuse an earlier instance's result with the same key
 
 
 class Endpoint(_Model):

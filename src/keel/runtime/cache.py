@@ -25,6 +25,10 @@ import xxhash
 from keel.runtime.fingerprint import KEY_SCHEMA, Unfingerprintable, combine, step_fingerprint, value_digest
 from keel.store.cache import CacheEntry, CacheStore, Claim, TaskKey
 
+#: Entries of the flow read in one query when a run first looks one up; a key not among them is
+#: looked up on its own (an entry made since, or an older one beyond this many).
+PREFETCH_ENTRIES = 5000
+
 #: How long a claim by a run whose scheduler is gone is honoured before another run takes it.
 CLAIM_STALE_SECONDS = 30.0
 
@@ -92,6 +96,7 @@ class StepCache:
         self._intact: set[str] = set()         # blob keys verified in this run
         self._pending: list[TaskKey] = []      # task keys, written with the scheduler's next flush
         self.claimed: dict[int, str] = {}      # task id -> key claimed by this run
+        self._prefetched: dict[str, list[CacheEntry]] | None = None   # key -> entries, read once per run
 
     # -- which steps --------------------------------------------------------------------------
     def decorator(self, step: str) -> Any:
@@ -162,7 +167,11 @@ class StepCache:
     def lookup(self, key: CacheKey) -> tuple[CacheEntry | None, str | None]:
         """An intact entry with this key, or None and why not."""
         why = "no earlier run computed this key"
-        for entry in self.store.entries(key.key):
+        tried: set[tuple[int, int]] = set()
+        for entry in self._candidates(key.key):
+            if (entry.run_id, entry.task_id) in tried:
+                continue
+            tried.add((entry.run_id, entry.task_id))
             changed = [p for p, d in entry.reads.items() if self._files.digest(p) != d]
             if changed:
                 why = f"a file it read changed: {changed[0]}"
@@ -173,6 +182,18 @@ class StepCache:
                 continue
             return entry, None
         return None, why
+
+    def _candidates(self, key: str) -> Any:
+        """Entries with ``key``, newest first: the run's prefetched ones, then the store's own answer
+        (an entry made since the prefetch, by another run, or one the prefetch did not reach)."""
+        if self._prefetched is None:
+            self._prefetched = {}
+            fetch = getattr(self.store, "entries_of", None)
+            if fetch is not None:
+                for entry in fetch(self.flow, PREFETCH_ENTRIES):
+                    self._prefetched.setdefault(entry.key, []).append(entry)
+        yield from self._prefetched.get(key, ())
+        yield from self.store.entries(key)
 
     def _blobs_problem(self, entry: CacheEntry) -> str | None:
         from keel.store.artifacts import ArtifactRef

@@ -37,6 +37,7 @@ class CommandTask:
     params: dict[str, Any] = field(default_factory=dict)  # the flow's parameters, as written in keel.yaml
     tags: tuple[str, ...] = ()                  # tags of the flow run it makes
     tags_path: str = ""                         # where current.tag() in a script writes
+    reads_path: str = ""                        # a cached script job: where its read hook lists the files read
 
     def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """The process environment: ``base`` (default os.environ) without task identity, plus ours."""
@@ -87,7 +88,8 @@ def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
 
 def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any] | None:
     """A shell command's result from its exit status: None unless it exited 0 (the scheduler then
-    explains the death from the exit code or signal). Reads and removes its tags file."""
+    explains the death from the exit code or signal). Reads and removes its tags file and the list of
+    files it read (a cached job)."""
     tags: list[str] = []
     if command.tags_path:
         try:
@@ -96,9 +98,16 @@ def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any
             os.unlink(command.tags_path)
         except FileNotFoundError:
             pass
+    reads: list[str] = []
+    if command.reads_path:
+        from keel.runtime.jobcache import job_reads
+
+        reads = job_reads(command.reads_path, command.env)
     if exit_code != 0:
         return None
     result: dict[str, Any] = {"ok": True, "artifacts": {}, "own": [], "transition": [], "foreach": None}
     if tags:
         result["tags"] = tags
+    if command.reads_path:
+        result["reads"] = reads
     return result

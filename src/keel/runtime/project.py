@@ -13,6 +13,10 @@ dependants while independent jobs go on. Each task is a *command task*
 ``flow`` runs through the one entry point as a flow run of its own, tagged
 ``project:NAME/RUN``, whose pathspec the job's task keeps as its artifact ``flow_run``.
 
+A job with ``cache: true`` (every job with ``--cache``) is looked up in the step cache before it
+runs, with the key :class:`keel.runtime.jobcache.JobCache` makes; a hit is recorded as
+``cached`` with its origin and its dependants start at once.
+
 A script reaches ``current`` through environment variables (see ``current._activate_from_env``);
 its metrics spool and tags file are read into the store when the task ends. ``keel runs``,
 ``keel show``, ``keel logs`` and the client read a project run as they read a flow run.
@@ -52,6 +56,7 @@ class ProjectRunOptions:
     quiet: bool = False
     command: str = "keel project run"
     executors: list[str] = field(default_factory=list)   # --with ray[:...]: script jobs run there
+    cache: bool | None = None      # --cache (every job) / --no-cache / neither: jobs with cache: true
 
 
 @dataclass
@@ -138,6 +143,7 @@ class ProjectScheduler(Scheduler):
         self.index: dict[int, tuple[int, int]] = {}          # task id -> (instance, instances)
         self.finished: set[int] = set()                      # task ids done for good (succeeded or failed)
         self.first_failure: tuple[str, int, dict[str, str]] | None = None
+        self.made_by: dict[int, str] = {}                  # task id -> "RUN/TASK" whose result it took
         super().__init__(graph=None, **kwargs)
 
     def _policies(self) -> dict[str, _StepPolicy]:
@@ -182,6 +188,35 @@ class ProjectScheduler(Scheduler):
         self.instances[job] = made
         self.events.tasks_created(job, count)
 
+    def _from_cache(self, task: _Task, now: float) -> bool:
+        cache = self.cache
+        if cache is not None and task.cache_key is None and cache.enabled(task.step):
+            index, count = self.index[task.task_id]
+            task.cache_key = cache.job_key(task.step, index, count, self._upstream_keys(task.step))
+        return super()._from_cache(task, now)
+
+    def _upstream_keys(self, job: str) -> dict[str, str]:
+        """The identity of each instance of the jobs ``job`` runs after, in this run: its cache key,
+        and the task that made its result: this run's task when it ran (so ``job`` misses: its input
+        was made again), the origin's when it was taken from the cache."""
+        keys = {}
+        for dep in self.project.jobs[job].after:
+            for i, t in enumerate(self.instances.get(dep, [])):
+                made_by = self.made_by.get(t.task_id, f"{self.run_id}/{t.task_id}")
+                cached = t.cache_key is not None and t.cache_key.cacheable
+                keys[f"{dep}/{i}"] = f"{t.cache_key.key if cached else 'uncached'}@{made_by}"
+        return keys
+
+    def _take(self, task: _Task, origin: Any, now: float, status: str) -> bool:
+        self.made_by[task.task_id] = f"{origin.run_id}/{origin.task_id}"  # before its dependants are made
+        if super()._take(task, origin, now, status):
+            return True
+        del self.made_by[task.task_id]
+        return False
+
+    def _taken_result(self, task: _Task, origin: Any) -> dict[str, Any] | None:
+        return {"ok": True, "artifacts": origin.artifacts, "own": [], "transition": [], "foreach": None}
+
     def _make_spec(self, task: _Task, policy: _StepPolicy) -> TaskSpec:
         job = self.project.jobs[task.step]
         index, count = self.index[task.task_id]
@@ -216,8 +251,16 @@ class ProjectScheduler(Scheduler):
                 from keel.addons.spark import job_command
 
                 shell = shlex.join(job_command(spark, ["/bin/sh", "-c", shell]))
+            reads_path = ""
+            if task.cache_miss:  # computed for the cache: a read hook in its Python processes lists what they read
+                from keel.runtime.jobcache import READHOOK_DIR
+
+                reads_path = stem + ".reads"
+                inherited = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+                env["PYTHONPATH"] = READHOOK_DIR + (os.pathsep + inherited if inherited else "")
+                env["KEEL_RECORD_READS"] = reads_path
             command = CommandTask(kind="shell", cwd=self.project.root, env=env, shell=shell,
-                                  tags_path=stem + ".tags")
+                                  tags_path=stem + ".tags", reads_path=reads_path)
         self.io.stderr_tail.pop(task.task_id, None)
         return TaskSpec(flow=self.flow, run_id=self.run_id, step=task.step, task_id=task.task_id,
                         attempt=task.attempt, inputs=[], input_steps=[], is_join=False, param_names=[],
@@ -395,7 +438,8 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     scheduler = ProjectScheduler(
         project=project, selected=selected, io=io, flow=project.name, run_id=run_id, executor=executor,
         metadata=store.metadata, artifacts=store.artifacts, scratch=str(store.scratch), params={},
-        options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote), events=io)
+        options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote), events=io,
+        cache=_job_cache(project, options, store, run_id, io))
     started = time.time()
     from keel.runtime.launch import start_alerts
 
@@ -416,6 +460,23 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
                            error=error, seconds=time.time() - started)
     _report(result, scheduler, options, project, console)
     return result
+
+
+def _job_cache(project: Project, options: ProjectRunOptions, store: Store, run_id: int, io: Any) -> Any:
+    """The run's job cache, or None when no job is cached (``cache: true``, ``--cache``)."""
+    from keel.runtime.cache import CacheSettings
+    from keel.runtime.jobcache import JobCache
+
+    settings = CacheSettings.resolve(options.cache)
+    if settings.mode == "off" or (settings.mode == "auto" and not any(j.cache for j in project.jobs.values())):
+        return None
+
+    def alive(flow: str, other: int) -> bool:
+        rec = store.metadata.get_run(flow, other)
+        return rec is not None and rec.effective_status == "running"
+
+    return JobCache(project=project, run_id=run_id, artifacts=store.artifacts, store=store.metadata.cache,
+                    settings=settings, alive=alive, warn=io.message)
 
 
 def _process_identity() -> dict[str, Any]:

@@ -85,11 +85,14 @@ def _run_command(spec: object, tmp: str) -> dict[str, object]:
     tags_path = os.path.join(tmp, "tags")
     if "KEEL_METRICS_PATH" in env:
         env["KEEL_METRICS_PATH"], env["KEEL_TAGS_PATH"] = spec.metrics_path, tags_path  # type: ignore[attr-defined]
+    reads_path = os.path.join(tmp, "reads") if "KEEL_RECORD_READS" in env else ""
+    if reads_path:  # a cached job: its read hook lists the files it reads here, in the pod
+        env["KEEL_RECORD_READS"] = reads_path
     cwd = command.cwd if os.path.isdir(command.cwd) else tmp
     sys.stdout.flush()
     sys.stderr.flush()
     code = subprocess.run(["/bin/sh", "-c", command.shell], cwd=cwd, env=env, stdin=subprocess.DEVNULL).returncode
-    result = command_result(dataclasses.replace(command, tags_path=tags_path), code)
+    result = command_result(dataclasses.replace(command, tags_path=tags_path, reads_path=reads_path), code)
     if result is None:
         how = f"exited with status {code}" if code >= 0 else f"was killed by signal {-code}"
         return {"ok": False, "exit_code": code, "error": {"type": "JobFailed", "traceback": "",

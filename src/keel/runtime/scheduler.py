@@ -321,16 +321,9 @@ class Scheduler:
 
     def _take(self, task: _Task, origin: ReusedTask, now: float, status: str) -> bool:
         """Record ``task`` as done by ``origin`` (resume or cache) and move on, copying no bytes."""
-        node = self.graph[task.step]
-        if node.kind == "switch":
-            return False  # which branch it chose is not kept: run it again (it is one task)
-        result: dict[str, Any] = {"ok": True, "artifacts": origin.artifacts, "own": [],
-                                  "transition": list(node.out_funcs), "foreach": node.foreach_param}
-        if node.kind == "foreach":
-            ref = origin.artifacts.get(node.foreach_param)
-            if ref is None or origin.num_splits is None:
-                return False
-            result.update(num_splits=origin.num_splits, foreach_ref=ref)
+        result = self._taken_result(task, origin)
+        if result is None:
+            return False
         task.started_at = now
         self.step_started.setdefault(task.step, now)
         self.ops.append(replace(self._task_row(task, status), origin_run_id=origin.run_id,
@@ -341,6 +334,20 @@ class Scheduler:
         self.step_finished[task.step] = time.time()
         self._advance(task, result, origin.artifacts)
         return True
+
+    def _taken_result(self, task: _Task, origin: ReusedTask) -> dict[str, Any] | None:
+        """The result ``task`` would have had, taken from ``origin``; None when it cannot be taken."""
+        node = self.graph[task.step]
+        if node.kind == "switch":
+            return None  # which branch it chose is not kept: run it again (it is one task)
+        result: dict[str, Any] = {"ok": True, "artifacts": origin.artifacts, "own": [],
+                                  "transition": list(node.out_funcs), "foreach": node.foreach_param}
+        if node.kind == "foreach":
+            ref = origin.artifacts.get(node.foreach_param)
+            if ref is None or origin.num_splits is None:
+                return None
+            result.update(num_splits=origin.num_splits, foreach_ref=ref)
+        return result
 
     def _launch(self, task: _Task, policy: _StepPolicy, now: float) -> None:
         spec = self._make_spec(task, policy)

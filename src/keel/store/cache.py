@@ -60,6 +60,7 @@ class Claim:
 class CacheStore(Protocol):
     def add_entry(self, entry: CacheEntry) -> None: ...
     def entries(self, key: str) -> list[CacheEntry]: ...          # newest first
+    def entries_of(self, flow: str, limit: int) -> list[CacheEntry]: ...   # the flow's newest, newest first
     def add_task_keys(self, records: list[TaskKey]) -> None: ...
     def task_keys(self, flow: str, run_id: int, step: str) -> list[TaskKey]: ...
     def previous_task_key(self, flow: str, step: str, before_run: int, hit_only: bool = False) -> TaskKey | None: ...
@@ -97,6 +98,13 @@ class SqlCacheStore:
         with self.engine.connect() as conn:
             rows = conn.execute(cache_entries.select().where(cache_entries.c.key == key)
                                 .order_by(cache_entries.c.id.desc()).limit(20))
+            return [_entry(r) for r in rows]
+
+    def entries_of(self, flow: str, limit: int) -> list[CacheEntry]:
+        """The flow's newest ``limit`` entries in one query (a run prefetches them: no query per hit)."""
+        c = cache_entries.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(cache_entries.select().where(c.flow == flow).order_by(c.id.desc()).limit(limit))
             return [_entry(r) for r in rows]
 
     def add_task_keys(self, records: list[TaskKey]) -> None:
@@ -162,6 +170,9 @@ class MemoryCacheStore:
 
     def entries(self, key: str) -> list[CacheEntry]:
         return [e for e in reversed(self._entries) if e.key == key][:20]
+
+    def entries_of(self, flow: str, limit: int) -> list[CacheEntry]:
+        return [e for e in reversed(self._entries) if e.flow == flow][:limit]
 
     def add_task_keys(self, records: list[TaskKey]) -> None:
         for record in records:

@@ -293,3 +293,74 @@ def test_a_project_runs_its_script_jobs_as_command_tasks_on_ray(ray_cluster: Ray
     broken = run["broken"].task
     assert broken.exception["message"] == "job 'broken' exited with status 4"
     assert broken.stderr == "nope\n"
+
+
+CACHED_FLOW = '''
+from keel import FlowSpec, cache, step
+
+
+class CachedOnRay(FlowSpec):
+    @cache
+    @step
+    def start(self):
+        self.items = [1, 2, 3]
+        self.next(self.part, foreach="items")
+
+    @cache
+    @step
+    def part(self):
+        self.out = self.input * 10
+        self.next(self.join)
+
+    @cache
+    @step
+    def join(self, inputs):
+        self.total = sum(i.out for i in inputs)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    CachedOnRay()
+'''
+
+
+def test_cached_steps_run_with_ray_are_taken_from_the_cache_on_the_second_run(ray_cluster: RayCluster,
+                                                                              home: Path) -> None:
+    from keel import Flow
+
+    flow = home / "cached_on_ray.py"
+    flow.write_text(CACHED_FLOW)
+    for _ in range(2):
+        done = run_flow(flow, home, "--with", "ray", env=cluster_env(ray_cluster, home))
+        assert done.returncode == 0, done.stderr
+    first, second = sorted(Flow("CachedOnRay").runs(), key=lambda r: r.id)
+    assert [t.cached for s in first for t in s] == [False] * 6
+    assert {s.id: [t.cached for t in s] for s in second} == {
+        "start": [True], "part": [True] * 3, "join": [True], "end": [False]}
+    assert second.data.total == first.data.total == 60
+
+
+def test_a_cached_script_job_on_ray_records_its_reads_and_hits(ray_cluster: RayCluster, home: Path) -> None:
+    project = home / "proj"
+    project.mkdir()
+    (project / "data.txt").write_text("3")
+    (project / "double.py").write_text("print(int(open('data.txt').read()) * 2)\n")
+    (project / "keel.yaml").write_text("name: cachedray\njobs:\n"
+                                       "  - name: double\n    entrypoint: python double.py\n    cache: true\n")
+    keel = str(Path(sys.executable).with_name("keel"))
+
+    def cached() -> bool:
+        done = subprocess.run([keel, "project", "run", "--with", "ray"], cwd=project, capture_output=True,
+                              text=True, env=cluster_env(ray_cluster, home), timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        from keel import Flow
+
+        return Flow("cachedray").latest_run["double"].task.cached
+
+    assert [cached(), cached()] == [False, True]
+    (project / "data.txt").write_text("4")
+    assert cached() is False

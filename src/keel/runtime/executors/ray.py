@@ -255,6 +255,9 @@ def _run_command_on_worker(spec: TaskSpec, node: str) -> dict[str, Any]:
         env = command.environment()
         if "KEEL_METRICS_PATH" in env:  # a script's `current` writes here, on this worker
             env["KEEL_METRICS_PATH"], env["KEEL_TAGS_PATH"] = metrics_path, tags_path
+        reads_path = os.path.join(tmp, "reads") if "KEEL_RECORD_READS" in env else ""
+        if reads_path:  # a cached job: its read hook lists the files it reads here, on this worker
+            env["KEEL_RECORD_READS"] = reads_path
         cwd = command.cwd if os.path.isdir(command.cwd) else tmp
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen(["/bin/sh", "-c", command.shell], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -264,7 +267,7 @@ def _run_command_on_worker(spec: TaskSpec, node: str) -> dict[str, Any]:
             finally:
                 if proc.poll() is None:  # cancelled: what the command started goes with it
                     os.killpg(proc.pid, 9)
-        result = command_result(dataclasses.replace(command, tags_path=tags_path), code)
+        result = command_result(dataclasses.replace(command, tags_path=tags_path, reads_path=reads_path), code)
         metrics = {}
         for path in MetricSpool.files(metrics_path):
             try:
