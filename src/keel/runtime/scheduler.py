@@ -102,6 +102,7 @@ class _Task:
     deadline: float | None = None
     timed_out: bool = False
     spec: TaskSpec | None = None
+    encoded: tuple[str, str] | None = None  # parents and foreach as stored, JSON
 
 
 @dataclass
@@ -475,10 +476,12 @@ class Scheduler:
 
     # -- records ------------------------------------------------------------------------------------
     def _task_row(self, task: _Task, status: str, node: str | None = None) -> dict[str, Any]:
+        if task.encoded is None:  # the same for every row of the task: encoded once
+            task.encoded = (json.dumps(task.parents),
+                            json.dumps([[f.step, f.var, f.index, f.num_splits] for f in task.frames]))
         row = {"flow": self.flow, "run_id": self.run_id, "task_id": task.task_id, "step": task.step,
                "status": status, "attempts": task.attempt + 1, "created_at": task.started_at or time.time(),
-               "started_at": task.started_at, "parents": json.dumps(task.parents),
-               "foreach": json.dumps([[f.step, f.var, f.index, f.num_splits] for f in task.frames])}
+               "started_at": task.started_at, "parents": task.encoded[0], "foreach": task.encoded[1]}
         if status != "running":
             row["finished_at"] = time.time()
         if node is not None:

@@ -411,15 +411,36 @@ class MetadataStore:
         ("step", (flow, run_id, step, values))."""
         if not ops:
             return
+        # Upserts of one row merge into one (later columns win, as applying them in turn
+        # would), and rows naming the same columns go in one executemany: a 1,000-task
+        # batch is a handful of statements, not 3,000 compiled one by one.
+        upserts: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
+        rest: list[tuple[str, Any]] = []
+        for kind, payload in ops:
+            if kind == "task":
+                key = (kind, (payload["flow"], payload["run_id"], payload["task_id"]))
+            elif kind == "attempt":
+                key = (kind, (payload["flow"], payload["run_id"], payload["task_id"], payload["attempt"]))
+            else:
+                rest.append((kind, payload))
+                continue
+            row = upserts.get(key)
+            upserts[key] = payload if row is None else {**row, **payload}
+        groups: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
+        for (kind, _), row in upserts.items():
+            groups.setdefault((kind, tuple(row)), []).append(row)
         with self._write() as conn:
-            for kind, payload in ops:
+            for (kind, columns), rows in groups.items():
                 if kind == "task":
-                    self._upsert(conn, tasks, payload, ("flow", "run_id", "task_id"))
-                elif kind == "attempt":
-                    self._upsert(conn, attempts, payload, ("flow", "run_id", "task_id", "attempt"))
-                elif kind == "artifacts":
-                    if payload:
-                        conn.execute(artifacts.insert(), payload)
+                    self._upsert_many(conn, tasks, columns, rows, ("flow", "run_id", "task_id"))
+                else:
+                    self._upsert_many(conn, attempts, columns, rows, ("flow", "run_id", "task_id", "attempt"))
+            artifact_rows = [row for kind, payload in rest if kind == "artifacts" for row in payload]
+            if artifact_rows:
+                conn.execute(artifacts.insert(), artifact_rows)
+            for kind, payload in rest:
+                if kind == "artifacts":
+                    pass  # written above, in one statement
                 elif kind == "metrics":
                     if payload:
                         _insert_metrics(conn, payload)
@@ -436,6 +457,26 @@ class MetadataStore:
                                  .values(heartbeat_at=time.time()))
                 else:
                     raise ValueError(kind)
+
+    def _upsert_many(self, conn: Any, table: sa.Table, columns: tuple[str, ...], rows: list[dict[str, Any]],
+                     key: tuple[str, ...]) -> None:
+        """Upsert rows that all name ``columns``, with one statement built once per column set."""
+        dialect = self._writer.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            for row in rows:
+                self._upsert(conn, table, row, key)
+            return
+        cache = self.__dict__.setdefault("_upsert_statements", {})
+        stmt = cache.get((table.name, columns))
+        if stmt is None:
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            ins = insert(table)
+            update = {k: ins.excluded[k] for k in columns if k not in key}
+            stmt = cache[(table.name, columns)] = ins.on_conflict_do_update(index_elements=list(key), set_=update)
+        conn.execute(stmt, rows)
 
     def _upsert(self, conn: Any, table: sa.Table, row: dict[str, Any], key: tuple[str, ...]) -> None:
         """Insert the row, or update the columns it names when its key exists (one statement)."""
