@@ -148,8 +148,9 @@ def test_a_finished_task_is_on_record_at_once_and_survives_kill_9(tmp_path):
         if proc.poll() is None:
             proc.kill()
     # the scheduler stamps finished_at when it handles the end; the row follows within the
-    # flush interval (0.1 s) plus polling and scheduling slack, not the 1 s idle wake-up
-    assert seen - row.finished_at < 0.6, seen - row.finished_at
+    # flush interval (0.1 s) plus polling and scheduling slack on a loaded machine, not the
+    # 1 s idle wake-up (without the bound it is >= 0.99 s here: the wait starts right after)
+    assert seen - row.finished_at < 0.8, seen - row.finished_at
     hold.unlink()
     out = run([str(flow), "resume", "--quiet"], env, tmp_path)
     assert out.returncode == 0, out.stderr

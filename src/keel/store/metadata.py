@@ -243,6 +243,7 @@ class MetadataStore:
 
     def __init__(self, url: str):
         self.url = url
+        self._upsert_statements: dict[tuple[str, tuple[str, ...]], Any] = {}  # built once per column set
         try:
             if url.startswith("sqlite"):
                 path = url.split("///", 1)[1] if "///" in url else ""
@@ -466,7 +467,7 @@ class MetadataStore:
             for row in rows:
                 self._upsert(conn, table, row, key)
             return
-        cache = self.__dict__.setdefault("_upsert_statements", {})
+        cache = self._upsert_statements
         stmt = cache.get((table.name, columns))
         if stmt is None:
             if dialect == "sqlite":
