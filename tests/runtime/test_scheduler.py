@@ -277,7 +277,12 @@ def test_a_finished_task_is_on_record_within_the_flush_interval(tmp_path):
     scheduler = Scheduler(flow=graph.name, run_id=run_id, graph=graph, executor=executor, metadata=metadata,
                           artifacts=artifacts, scratch=str(tmp_path), params={}, options=Options())
     assert scheduler.run().status == "succeeded"
-    (first, a_seen_first), (_, a_seen_next) = executor.waits[:2]
-    assert not a_seen_first          # 'a' ended inside the last flush interval: its row is pending,
-    assert first <= _FLUSH_EVERY     # so the scheduler wakes for the flush at the latest,
-    assert a_seen_next               # and by its next wait 'a' is on record
+    waits = executor.waits
+    # While 'a' has ended but is not on record (its row waits for the flush interval), the
+    # scheduler sleeps no longer than that interval, and by its next wait 'a' is on record.
+    # (On a loaded machine 'a' may already be flushed at the first wait: nothing is pending.)
+    for (timeout, a_seen), (_, a_seen_next) in zip(waits, waits[1:]):
+        if not a_seen:
+            assert timeout <= _FLUSH_EVERY
+            assert a_seen_next
+    assert waits[-1][1]
