@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import os
 import selectors
 import signal
@@ -37,11 +38,26 @@ class _Child:
     status: int | None = None
 
 
+_libc: Any = None
+
+
+def _load_libc() -> Any:
+    """libc, opened once in the scheduler so that forked tasks do not dlopen it each."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _libc = False
+    return _libc
+
+
 def _die_with_parent() -> None:
+    libc = _load_libc()
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
+        if libc:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except AttributeError:
         pass
 
 
@@ -49,6 +65,9 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
                 parent_pid: int) -> None:
     """The forked task process. Never returns."""
     code = _HARNESS_FAILURE
+    # What the scheduler allocated is never garbage of this task: keep the collector off it,
+    # so that a collection here does not write to (and copy) every inherited page.
+    gc.freeze()
     try:
         os.setpgid(0, 0)
         _die_with_parent()
@@ -155,6 +174,7 @@ class LocalExecutor:
             from keel.runtime.executors.guard import TaskGuard
 
             self._guard = TaskGuard()
+            _load_libc()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
