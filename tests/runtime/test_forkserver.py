@@ -1,5 +1,5 @@
-"""The local executor forks step tasks from a small fork server, not from the scheduler;
-when the server is off or dies, tasks are forked from the scheduler as before."""
+"""With KEEL_FORK_SERVER=1 the local executor forks step tasks from a small fork server,
+not from the scheduler; by default, or when the server dies, the scheduler forks them."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_step_task_is_forked_by_the_fork_server_not_the_scheduler(tmp_path):
-    flow, env, marks = _setup(tmp_path)
+    flow, env, marks = _setup(tmp_path, KEEL_FORK_SERVER="1")
     proc = subprocess.Popen([sys.executable, str(flow), "run", "--quiet"], env=env, cwd=tmp_path,
                             stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=120)
@@ -81,8 +81,8 @@ def test_a_step_task_is_forked_by_the_fork_server_not_the_scheduler(tmp_path):
     assert ppid != proc.pid and retry == 0  # its parent is the fork server
 
 
-def test_with_keel_fork_server_0_the_scheduler_forks_tasks(tmp_path):
-    flow, env, marks = _setup(tmp_path, KEEL_FORK_SERVER="0")
+def test_by_default_the_scheduler_forks_tasks(tmp_path):
+    flow, env, marks = _setup(tmp_path)
     proc = subprocess.Popen([sys.executable, str(flow), "run", "--quiet"], env=env, cwd=tmp_path,
                             stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=120)
@@ -92,7 +92,7 @@ def test_with_keel_fork_server_0_the_scheduler_forks_tasks(tmp_path):
 
 
 def test_when_the_fork_server_dies_its_task_is_killed_and_the_retry_forks_from_the_scheduler(tmp_path):
-    flow, env, marks = _setup(tmp_path, HOLD="1")
+    flow, env, marks = _setup(tmp_path, HOLD="1", KEEL_FORK_SERVER="1")
     proc = subprocess.Popen([sys.executable, str(flow), "run", "--quiet"], env=env, cwd=tmp_path,
                             stderr=subprocess.PIPE, text=True)
     try:

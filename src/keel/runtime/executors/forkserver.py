@@ -12,7 +12,8 @@ group from the scheduler), it dies with its parent (PR_SET_PDEATHSIG) and the fo
 dies with the scheduler, the guard watches its pid, a crash or signal ends only that task.
 Command tasks (project jobs) and flows whose class cannot be imported from a file are
 forked from the scheduler as before; so is everything when the fork server fails to start.
-``KEEL_FORK_SERVER=0`` turns it off.
+It is off by default: ``KEEL_FORK_SERVER=1`` turns it on (see the README's "The cost of a
+task" for what is still open).
 
 Protocol (both ways): a 4-byte big-endian length, then a pickle.
   scheduler -> server: ("hello", flow_file, flow_name, artifacts, sys_path)

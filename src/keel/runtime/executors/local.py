@@ -163,7 +163,7 @@ class LocalExecutor:
         self._guard: Any = None  # kills what tasks started if this process dies (guard.py)
         self._server_registered = False
         self._server: Any = None  # the fork server for step tasks (forkserver.py), once started
-        self._server_failed = flow_cls is None or os.environ.get("KEEL_FORK_SERVER", "1") == "0"
+        self._server_failed = flow_cls is None or os.environ.get("KEEL_FORK_SERVER", "0") != "1"
         if not self._server_failed:
             self._start_server()
 
