@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import subprocess
 import tempfile
 import threading
@@ -40,6 +41,8 @@ class Measurement:
     stdout: str
     stderr: str
     timed_out: bool = False
+    peak_root_rss_bytes: int = 0  # the command's own process, without its descendants
+    cpu_s: float = 0.0            # user + system CPU of the command and every descendant it reaped
 
     @property
     def ok(self) -> bool:
@@ -72,6 +75,7 @@ class _PeakSampler(threading.Thread):
         self._interval = interval
         self._stop_event = threading.Event()
         self.peak = 0
+        self.root_peak = 0
         self.samples = 0
         try:
             self._proc: psutil.Process | None = psutil.Process(pid)
@@ -89,6 +93,10 @@ class _PeakSampler(threading.Thread):
         if self._proc is None:
             return
         rss = tree_rss(self._proc)
+        try:
+            self.root_peak = max(self.root_peak, self._proc.memory_info().rss)
+        except psutil.Error:
+            pass
         self.samples += 1
         if rss > self.peak:
             self.peak = rss
@@ -127,6 +135,7 @@ def measure(
     measurement is returned with ``timed_out=True``.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         proc = subprocess.Popen(
             list(argv), cwd=cwd, env=dict(env) if env is not None else None, stdout=out, stderr=err
@@ -142,6 +151,7 @@ def measure(
             _kill_tree(proc.pid)
             proc.wait()
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         sampler.stop()
         out.seek(0)
         err.seek(0)
@@ -154,4 +164,6 @@ def measure(
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
             timed_out=timed_out,
+            peak_root_rss_bytes=sampler.root_peak,
+            cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         )

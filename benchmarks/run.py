@@ -39,7 +39,10 @@ RESULTS = HERE / "results"
 MF_VENV = HERE / ".venv-metaflow"
 MF_PYTHON = MF_VENV / "bin" / "python"
 MF_REQUIREMENT = "metaflow==2.19.*"
-CASES = ("foreach100", "numpy1g", "numpy1g_random", "linear4", "import")
+CASES = ("foreach100", "foreach1000", "foreach10000_memory", "resume100", "numpy1g", "numpy1g_random",
+         "linear4", "import")
+FLOW_FILES = {"foreach10000_memory": "foreach10000"}  # case -> flows/NAME.py when they differ
+METAFLOW_SIDE = {"foreach10000_memory": False}        # cases measured for Keel only
 KEEL, METAFLOW, BASELINE = "keel", "metaflow", "baseline"
 GIB = 1024**3
 
@@ -94,7 +97,7 @@ def python_for(framework: str) -> Path:
 
 def flow_source(case: str, framework: str) -> str:
     """The flow file's text; the Metaflow copy differs from Keel's only in the import line."""
-    text = (FLOWS / f"{case}.py").read_text()
+    text = (FLOWS / f"{FLOW_FILES.get(case, case)}.py").read_text()
     if framework == METAFLOW:
         keel_import = "from keel import FlowSpec, step"
         if text.count(keel_import) != 1:
@@ -157,8 +160,42 @@ class Bench:
         finally:
             self.cleanup(tmp)
 
-    def sides(self) -> list[str]:
-        return [KEEL] if self.args.skip_metaflow else [KEEL, METAFLOW]
+    def sides(self, case: str = "") -> list[str]:
+        return [KEEL] if self.args.skip_metaflow or not METAFLOW_SIDE.get(case, True) else [KEEL, METAFLOW]
+
+    def run_resume(self, case: str, framework: str) -> dict[str, Any]:
+        """Run the flow once with one task failing (not measured), then measure `resume`."""
+        tmp = self.fresh_dir(f"{case}-{framework}")
+        try:
+            (tmp / f"{case}.py").write_text(flow_source(case, framework))
+            env = keel_env(tmp) if framework == KEEL else metaflow_env(tmp)
+            python = str(python_for(framework))
+            top = ["--no-pylint"] if framework == METAFLOW else []
+            failing = subprocess.run([python, f"{case}.py", *top, "run", "--max-workers", "16"], cwd=tmp,
+                                     env={**env, "RESUME100_FAIL": "1"}, capture_output=True, text=True,
+                                     timeout=self.args.timeout)
+            if failing.returncode == 0:
+                return {"status": "failed", "wall_s": None, "peak_rss_bytes": None,
+                        "error_tail": "the first run was meant to fail and did not"}
+            settle()
+            m = measure([python, f"{case}.py", *top, "resume", *([] if framework == KEEL else
+                                                                  ["--max-workers", "16"])],
+                        cwd=tmp, env=env, timeout=self.args.timeout)
+            return summarize(m)
+        finally:
+            self.cleanup(tmp)
+
+    def case_resume(self, case: str) -> dict[str, Any]:
+        results: dict[str, list[dict[str, Any]]] = {}
+        for i in range(self.args.repeat):
+            for fw in self.sides(case):
+                log(f"  {case} {fw} [{i + 1}/{self.args.repeat}] ...")
+                r = self.run_resume(case, fw)
+                log(f"    {describe(r)}")
+                if r["status"] != "ok":
+                    log(indent(r.get("error_tail", ""), "    | "))
+                results.setdefault(fw, []).append(r)
+        return {name: combine(runs) for name, runs in results.items()}
 
     # ---- cases
 
@@ -168,7 +205,7 @@ class Bench:
         jobs: list[tuple[str, Any]] = []
         if baseline:
             jobs.append((BASELINE, lambda: self.run_baseline(baseline)))
-        for fw in self.sides():
+        for fw in self.sides(case):
             jobs.append((fw, lambda fw=fw: self.run_flow(case, fw, run_args, task_step)))
         # Interleave the sides within each repetition so drift hits them equally.
         for i in range(self.args.repeat):
@@ -215,6 +252,8 @@ def summarize(m: Measurement) -> dict[str, Any]:
         "peak_rss_bytes": m.peak_rss_bytes,
         "returncode": m.returncode,
         "rss_samples": m.samples,
+        "peak_root_rss_bytes": m.peak_root_rss_bytes,
+        "cpu_s": m.cpu_s,
     }
     if not m.ok:
         out["error_tail"] = m.tail(40)
@@ -231,6 +270,8 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["walls_s"] = [r["wall_s"] for r in runs]
     out["wall_s"] = statistics.median(out["walls_s"])
     out["peak_rss_bytes"] = int(statistics.median(r["peak_rss_bytes"] for r in runs))
+    out["cpu_s"] = statistics.median(r.get("cpu_s") or 0.0 for r in runs)
+    out["peak_root_rss_bytes"] = int(statistics.median(r.get("peak_root_rss_bytes") or 0 for r in runs))
     medians = [r["task_ms"]["median_ms"] for r in runs
                if isinstance(r.get("task_ms"), dict) and "median_ms" in r["task_ms"]]
     if medians and len(medians) == len(runs):
@@ -379,6 +420,33 @@ def rows_for(case: str, res: dict[str, Any]) -> list[dict[str, str]]:
         row("overhead per task (wall ÷ 100)", cell(k, per), cell(mf, per), "–", "–",
             "Keel < 20 ms", verdict(kp, lambda v: v < 20))
         row("peak memory (tree)", cell(k, mem), cell(mf, mem), "–", "–", "–", "–")
+    elif case in ("foreach1000", "foreach10000_memory"):
+        n = 1000 if case == "foreach1000" else 10000
+        r = ratio(mw, kw)
+        if case == "foreach1000":
+            row("wall time", cell(k, wall), cell(mf, wall), "–", r_text(r, "Metaflow/Keel"),
+                "Keel ≥ 45x faster", verdict(r, lambda v: v >= 45))
+        else:
+            row("wall time", cell(k, wall), "–", "–", "–", "–", "–")
+        cpu = lambda x: fmt_ms(x["cpu_s"] * 1000.0 / n)  # noqa: E731
+        kc = k["cpu_s"] * 1000.0 / n if ok_of(k) else None
+        mc = mf["cpu_s"] * 1000.0 / n if ok_of(mf) else None
+        row("CPU per task (all processes ÷ tasks)", cell(k, cpu), cell(mf, cpu) if mf else "–", "–",
+            r_text(ratio(mc, kc), "Metaflow/Keel"), "Keel < 3 ms", verdict(kc, lambda v: v < 3))
+        root = lambda x: fmt_mem(x["peak_root_rss_bytes"])  # noqa: E731
+        kr = k["peak_root_rss_bytes"] if ok_of(k) else None
+        row("peak memory (orchestrator process)", cell(k, root), cell(mf, root) if mf else "–", "–", "–",
+            "Keel < 500 MB" if n == 10000 else "–",
+            verdict(kr, lambda v: v < 500 * 2**20) if n == 10000 else "–")
+    elif case == "resume100":
+        r = ratio(mw, kw)
+        row("resume wall time (99 reused, 1 rerun)", cell(k, wall), cell(mf, wall), "–",
+            r_text(r, "Metaflow/Keel"), "Keel < 0.5 s", verdict(kw, lambda v: v < 0.5))
+        cpu = lambda x: fmt_s(x["cpu_s"])  # noqa: E731
+        kc = k["cpu_s"] if ok_of(k) else None
+        mc = mf["cpu_s"] if ok_of(mf) else None
+        row("resume CPU time (all processes)", cell(k, cpu), cell(mf, cpu), "–",
+            r_text(ratio(mc, kc), "Metaflow/Keel"), "–", "–")
     elif case in ("numpy1g", "numpy1g_random"):
         bw = bl["wall_s"] if ok_of(bl) else None
         r_kb, r_mk = ratio(kw, bw), ratio(mw, kw)
@@ -445,7 +513,15 @@ Notes
 4. import: median over N runs of the wall time of `python -c "import M"` minus the median of
    `python -c pass` on the same interpreter, after one warm-up run. `import keel` resolves
    its names lazily, so the second row also times what a flow file really imports.
-5. Ratios are Metaflow/Keel (higher is better for Keel) or Keel/baseline (lower is better).
+5. foreach1000 / foreach10000_memory: a 1,000- and 10,000-way foreach of trivial tasks with
+   `--max-workers 16`. "CPU per task" is the user + system CPU of the run's whole process
+   tree (getrusage of reaped children: scheduler, tasks, guard, interpreter start included)
+   divided by the number of foreach tasks; on a shared machine it is steadier than wall time.
+   "peak memory (orchestrator process)" samples the RSS of the `flow.py run` process alone.
+   foreach10000_memory runs Keel only.
+6. resume100: a 100-way foreach whose task 57 fails is run once (not measured), then
+   `flow.py resume` is measured: 99 tasks reused, one run again, join and end run.
+7. Ratios are Metaflow/Keel (higher is better for Keel) or Keel/baseline (lower is better).
 """
 
 
@@ -542,6 +618,12 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== {case}")
         if case == "foreach100":
             results[case] = bench.case_flow(case, ["--max-workers", "16"], task_step="part")
+        elif case == "foreach1000":
+            results[case] = bench.case_flow(case, ["--max-workers", "16", "--max-num-splits", "1000"])
+        elif case == "foreach10000_memory":
+            results[case] = bench.case_flow(case, ["--max-workers", "16", "--max-num-splits", "10000"])
+        elif case == "resume100":
+            results[case] = bench.case_resume(case)
         elif case == "numpy1g":
             results[case] = bench.case_flow(case, [], baseline="ones")
         elif case == "numpy1g_random":

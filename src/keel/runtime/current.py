@@ -151,9 +151,13 @@ class MetricSpool:
     @staticmethod
     def files(path: str) -> list[str]:
         """The task's spool and the ones beside it (forked workers, system metrics)."""
-        import glob
-
-        return [path] + sorted(glob.glob(glob.escape(path) + ".*"))
+        folder, prefix = os.path.split(path)
+        prefix += "."
+        try:  # a prefix match, not glob: no pattern to compile for each task
+            names = sorted(n for n in os.listdir(folder or ".") if n.startswith(prefix))
+        except FileNotFoundError:
+            names = []
+        return [path] + [os.path.join(folder, n) for n in names]
 
     @classmethod
     def read_all(cls, path: str) -> list[tuple[str, int | None, float, float]]:

@@ -74,11 +74,14 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
     else:
         rerun = downstream(graph, step)
     reuse: dict[tuple[str, tuple[int, ...]], ReusedTask] = {}
+    by_task: dict[int, dict[str, dict[str, Any]]] = {}  # one query for the run, not one per task
+    for a in md.run_artifacts(flow, origin_id):
+        by_task.setdefault(a["task_id"], {})[a["name"]] = {"key": a["key"], "serializer": a["serializer"],
+                                                          "size": a["size"]}
     for t in tasks:
         if t.status not in _DONE or t.step in rerun or t.step not in graph:
             continue
-        arts = {n: {"key": a["key"], "serializer": a["serializer"], "size": a["size"]}
-                for n, a in md.task_artifacts(flow, origin_id, t.task_id).items()}
+        arts = dict(sorted(by_task.get(t.task_id, {}).items()))
         node = graph[t.step]
         num_splits = None
         if node.kind == "foreach" and node.foreach_param in arts:

@@ -234,6 +234,8 @@ class Scheduler:
 
     def _wait_time(self, now: float) -> float:
         wake = min(now + 1.0, self._last_beat + self._beat_every)
+        if self.ops:  # what has ended is on record within _FLUSH_EVERY: wake for the flush
+            wake = min(wake, now + max(0.0, self._last_flush + _FLUSH_EVERY - time.monotonic()))
         for task in self.running.values():
             if task.deadline is not None:
                 wake = min(wake, task.deadline)

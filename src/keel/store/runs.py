@@ -150,22 +150,46 @@ class SqlRuns:
         ("heartbeat", (flow, run_id)), ("event", event_row(...)) for other events."""
         if not ops:
             return
+        # Upserts of one row merge into one (later columns win, as applying them in turn would),
+        # and rows naming the same columns go in one executemany: a batch of 1,000 ended tasks
+        # is a handful of statements, not 3,000 compiled one by one. Events keep every change.
+        upserts: dict[tuple[Any, ...], dict[str, Any]] = {}
+        rest: list[tuple[str, Any]] = []
+        new_events: list[dict[str, Any]] = []
+        for kind, payload in map(as_op, ops):
+            if kind == "task":
+                key: tuple[Any, ...] = (kind, payload["flow"], payload["run_id"], payload["task_id"])
+                event_kind = TASK_EVENT.get(payload.get("status", ""))
+                if event_kind:
+                    attempt = payload.get("attempts")
+                    new_events.append(event_row(
+                        payload["flow"], payload["run_id"], event_kind, step=payload.get("step"),
+                        task_id=payload["task_id"], attempt=max(0, attempt - 1) if attempt else 0))
+            elif kind == "attempt":
+                key = (kind, payload["flow"], payload["run_id"], payload["task_id"], payload["attempt"])
+            else:
+                if kind == "event":
+                    new_events.append(payload)
+                else:
+                    rest.append((kind, payload))
+                continue
+            row = upserts.get(key)
+            upserts[key] = payload if row is None else {**row, **payload}
+        groups: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
+        for key, row in upserts.items():
+            groups.setdefault((key[0], tuple(row)), []).append(row)
         with self.db.write() as conn:
-            new_events: list[dict[str, Any]] = []
-            for kind, payload in map(as_op, ops):
+            for (kind, columns), rows in groups.items():
                 if kind == "task":
-                    self.db.upsert(conn, tasks, payload, ("flow", "run_id", "task_id"))
-                    event_kind = TASK_EVENT.get(payload.get("status", ""))
-                    if event_kind:
-                        attempt = payload.get("attempts")
-                        new_events.append(event_row(
-                            payload["flow"], payload["run_id"], event_kind, step=payload.get("step"),
-                            task_id=payload["task_id"], attempt=max(0, attempt - 1) if attempt else 0))
-                elif kind == "attempt":
-                    self.db.upsert(conn, attempts, payload, ("flow", "run_id", "task_id", "attempt"))
-                elif kind == "artifacts":
-                    if payload:
-                        conn.execute(artifacts.insert(), payload)
+                    self.db.upsert_many(conn, tasks, columns, rows, ("flow", "run_id", "task_id"))
+                else:
+                    self.db.upsert_many(conn, attempts, columns, rows, ("flow", "run_id", "task_id", "attempt"))
+            artifact_rows = [row for kind, payload in rest if kind == "artifacts" for row in payload]
+            if artifact_rows:
+                conn.execute(artifacts.insert(), artifact_rows)
+            for kind, payload in rest:
+                if kind == "artifacts":
+                    pass  # written above, in one statement
                 elif kind == "metrics":
                     if payload:
                         insert_metrics(conn, payload)
@@ -180,8 +204,6 @@ class SqlRuns:
                     flow, run_id = payload
                     conn.execute(runs.update().where(runs.c.flow == flow, runs.c.run_id == run_id)
                                  .values(heartbeat_at=time.time()))
-                elif kind == "event":
-                    new_events.append(payload)
                 else:
                     raise ValueError(kind)
             if new_events:

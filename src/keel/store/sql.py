@@ -36,6 +36,7 @@ class Database:
 
     def __init__(self, url: str):
         self.url = url
+        self._upserts: dict[tuple[str, tuple[str, ...]], Any] = {}  # upsert statements by (table, columns)
         try:
             if url.startswith("sqlite"):
                 path = url.split("///", 1)[1] if "///" in url else ""
@@ -94,6 +95,26 @@ class Database:
         """Call before inserting events in ``conn``'s transaction (see EVENTS_LOCK_KEY)."""
         if self.dialect == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENTS_LOCK_KEY})
+
+    def upsert_many(self, conn: Any, table: sa.Table, columns: tuple[str, ...], rows: list[dict[str, Any]],
+                    key: tuple[str, ...]) -> None:
+        """Upsert rows that all name ``columns`` in one executemany, with a statement built once
+        per (table, columns)."""
+        if self.dialect not in ("sqlite", "postgresql"):
+            for row in rows:
+                self.upsert(conn, table, row, key)
+            return
+        stmt = self._upserts.get((table.name, columns))
+        if stmt is None:
+            if self.dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            ins = insert(table)
+            update = {k: ins.excluded[k] for k in columns if k not in key}
+            stmt = self._upserts[(table.name, columns)] = ins.on_conflict_do_update(index_elements=list(key),
+                                                                                    set_=update)
+        conn.execute(stmt, rows)
 
     def upsert(self, conn: Any, table: sa.Table, row: dict[str, Any], key: tuple[str, ...]) -> None:
         """Insert the row, or update the columns it names when its key exists (one statement)."""

@@ -21,6 +21,7 @@ from typing import Any
 PREFIX = "sys."
 CPU_PERCENT, RSS_MB = "sys.cpu_percent", "sys.rss_mb"
 PEAK_RSS_MB, CPU_TIME_S = "sys.peak_rss_mb", "sys.cpu_time_s"
+_FIRST_SAMPLE_AFTER = 0.02  # seconds
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
 
@@ -62,8 +63,8 @@ def _reset_peak() -> None:
 class Sampler:
     """Samples this process every ``every`` seconds into ``spool`` (a ``MetricSpool``).
 
-    The thread is started without waiting for it (a task of a millisecond pays nothing for
-    it) and is never joined: ``stop`` marks it stopped under a lock, so no sample is written
+    The thread is started without waiting for it and takes its first sample after 20 ms (a
+    task of a millisecond pays only for the last sample, in ``stop``); it is never joined: ``stop`` marks it stopped under a lock, so no sample is written
     after the task's last one.
     """
 
@@ -81,23 +82,26 @@ class Sampler:
         import _thread
 
         _reset_peak()
-        self._sample()
         _thread.start_new_thread(self._loop, ())
         return self
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.every):
+        # The first sample is taken once the task has lived _FIRST_SAMPLE_AFTER seconds: a
+        # trivial task ends before it and pays for one sample (in stop), not two.
+        wait = min(self.every, _FIRST_SAMPLE_AFTER)
+        while not self._stop.wait(wait):
+            wait = self.every
             with self._guard:
                 if self._stopped:
                     return
                 self._sample()
 
-    def _sample(self) -> None:
+    def _sample(self, final: bool = False) -> None:
         now, cpu = time.monotonic(), _cpu_seconds()
         then, cpu_then = self._last
         rss = _rss_mb()
         self._peak = max(self._peak, rss)
-        if self._n:
+        if self._n or final:
             self.spool.add(CPU_PERCENT, 100.0 * (cpu - cpu_then) / max(now - then, 1e-6), self._n)
         self.spool.add(RSS_MB, rss, self._n)
         self._last = (now, cpu)
@@ -110,7 +114,7 @@ class Sampler:
                 return
             self._stopped = True
             self._stop.set()
-            self._sample()
+            self._sample(final=True)
             peak = _peak_rss_mb()
             self.spool.add(PEAK_RSS_MB, max(peak or 0.0, self._peak), None)
             self.spool.add(CPU_TIME_S, _cpu_seconds(), None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import os
 import selectors
 import signal
@@ -37,11 +38,26 @@ class _Child:
     status: int | None = None
 
 
+_libc: Any = None
+
+
+def _load_libc() -> Any:
+    """libc, opened once in the scheduler so that forked tasks do not dlopen it each."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _libc = False
+    return _libc
+
+
 def _die_with_parent() -> None:
+    libc = _load_libc()
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
+        if libc:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except AttributeError:
         pass
 
 
@@ -49,6 +65,9 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
                 parent_pid: int) -> None:
     """The forked task process. Never returns."""
     code = _HARNESS_FAILURE
+    # What the scheduler allocated is never garbage of this task: keep the collector off it,
+    # so that a collection here does not write to (and copy) every inherited page.
+    gc.freeze()
     try:
         os.setpgid(0, 0)
         _die_with_parent()
@@ -142,6 +161,31 @@ class LocalExecutor:
         self.hostname = socket.gethostname()
         self._exited: list[_Child] = []
         self._guard: Any = None  # kills what tasks started if this process dies (guard.py)
+        self._server_registered = False
+        self._server: Any = None  # the fork server for step tasks (forkserver.py), once started
+        self._server_failed = flow_cls is None or os.environ.get("KEEL_FORK_SERVER", "0") != "1"
+        if not self._server_failed:
+            self._start_server()
+
+    def _start_server(self) -> None:
+        from keel.runtime.executors.forkserver import ForkServer
+
+        try:
+            import pickle
+
+            pickle.dumps(self.artifacts)  # an S3 store's client, say, does not travel: fork as before
+            self._server = ForkServer(self.flow_cls, self.artifacts)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - tasks are forked from here instead
+            self._server_failed = True
+            self._server = None
+
+    def _use_server(self, spec: TaskSpec) -> bool:
+        if spec.command is not None or self._server is None:
+            return False
+        if not self._server.wait_ready():
+            self._server, self._server_failed = None, True
+            return False
+        return True
 
     def submit(self, spec: TaskSpec) -> None:
         out_r, out_w = os.pipe()
@@ -155,24 +199,42 @@ class LocalExecutor:
             from keel.runtime.executors.guard import TaskGuard
 
             self._guard = TaskGuard()
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            os.close(out_r)
-            os.close(err_r)
-            _child_main(spec, self.flow_cls, self.artifacts, out_w, err_w, parent)
-        os.close(out_w)
-        os.close(err_w)
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass  # the child already did it, or already exited
-        child = _Child(spec=spec, pid=pid, pidfd=os.pidfd_open(pid))
+            _load_libc()
+        if self._use_server(spec):
+            try:
+                pid = self._server.start(spec, out_w, err_w, self._on_server_message)
+            except OSError:
+                self._server_gone()
+                os.close(out_r)
+                os.close(err_r)
+                self.submit(spec)  # forked from here, as without a server
+                return
+            os.close(out_w)
+            os.close(err_w)
+            child = _Child(spec=spec, pid=pid, pidfd=-1)
+        else:
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                os.close(out_r)
+                os.close(err_r)
+                _child_main(spec, self.flow_cls, self.artifacts, out_w, err_w, parent)
+            os.close(out_w)
+            os.close(err_w)
+            try:
+                os.setpgid(pid, pid)
+            except OSError:
+                pass  # the child already did it, or already exited
+            child = _Child(spec=spec, pid=pid, pidfd=os.pidfd_open(pid))
         for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
             os.set_blocking(fd, False)
             child.pipes[fd] = stream
             self.selector.register(fd, selectors.EVENT_READ, (child, stream))
-        self.selector.register(child.pidfd, selectors.EVENT_READ, (child, None))
+        if child.pidfd >= 0:
+            self.selector.register(child.pidfd, selectors.EVENT_READ, (child, None))
+        elif not self._server_registered:
+            self.selector.register(self._server.sock, selectors.EVENT_READ, (None, None))
+            self._server_registered = True
         self.children[pid] = child
         self.by_task[(spec.task_id, spec.attempt)] = child
         self._guard.watch(pid)
@@ -187,7 +249,13 @@ class LocalExecutor:
             return []
         for key, _ in self.selector.select(max(timeout, 0)):
             child, stream = key.data
-            if stream is None:
+            if child is None:  # the fork server: a task's exit, or its own end
+                message = self._server.read() if self._server is not None else None
+                if message is None:
+                    self._server_gone()
+                else:
+                    self._on_server_message(message)
+            elif stream is None:
                 if child.status is None:
                     self._reap(child)
             elif key.fd in child.pipes:
@@ -214,16 +282,38 @@ class LocalExecutor:
         os.close(fd)
         child.pipes.pop(fd, None)
 
-    def _reap(self, child: _Child) -> None:
-        # What the task started and left running ends with it. Killed before the reap, while
-        # the exited task still holds its pid, so the group id cannot have been reused.
-        _killpg(child.pid, signal.SIGKILL)
-        _, status = os.waitpid(child.pid, 0)
+    def _on_server_message(self, message: Any) -> None:
+        if message[0] == "exit":
+            child = self.children.get(message[1])
+            if child is not None and child.status is None:
+                self._reap(child, message[2])
+
+    def _server_gone(self) -> None:
+        """The fork server ended (killed?): its tasks are gone with it; fork from here from now on."""
+        server, self._server, self._server_failed = self._server, None, True
+        if server is None:
+            return
+        if self._server_registered:
+            self.selector.unregister(server.sock)
+            self._server_registered = False
+        server.close()
+        for child in list(self.children.values()):
+            if child.pidfd < 0 and child.status is None:
+                _killpg(child.pid, signal.SIGKILL)
+                self._reap(child, signal.SIGKILL)  # a waitpid status: killed by SIGKILL
+
+    def _reap(self, child: _Child, status: int | None = None) -> None:
+        if status is None:
+            # What the task started and left running ends with it. Killed before the reap, while
+            # the exited task still holds its pid, so the group id cannot have been reused.
+            # (The fork server does the same for its tasks and sends ``status``.)
+            _killpg(child.pid, signal.SIGKILL)
+            _, status = os.waitpid(child.pid, 0)
+            self.selector.unregister(child.pidfd)
+            os.close(child.pidfd)
         if self._guard is not None:
             self._guard.forget(child.pid)
         child.status = status
-        self.selector.unregister(child.pidfd)
-        os.close(child.pidfd)
         for fd in list(child.pipes):
             self._drain(child, fd)
         del self.children[child.pid]
@@ -285,7 +375,16 @@ class LocalExecutor:
         return outcomes
 
     def close(self) -> None:
-        """The run is over: release the guard process."""
+        """The run is over: release the fork server and the guard process."""
+        if self._server is not None:
+            server, self._server = self._server, None
+            try:
+                if self._server_registered:
+                    self.selector.unregister(server.sock)
+            except (KeyError, ValueError, OSError, RuntimeError):
+                pass
+            self._server_registered = False
+            server.close()
         if self._guard is not None:
             self._guard.close()
             self._guard = None

@@ -1,0 +1,212 @@
+"""A small process that forks the local executor's step tasks (a fork server, or zygote).
+
+Forking the scheduler costs a task more than its work does: the scheduler has imported
+SQLAlchemy, rich and the store and holds the run's state (~50 MB), so every fork copies its
+page tables and every page the task touches is copied on write. The fork server is a fresh
+interpreter that imports only the flow file and ``keel.runtime.task``; the scheduler asks it
+for a task over a Unix socket (the spec, pickled, and the task's stdout/stderr pipes as
+passed file descriptors), it forks the task, reaps it and reports its pid and exit status.
+
+What stays as before: the task is its own process group (timeouts and ``kill`` signal the
+group from the scheduler), it dies with its parent (PR_SET_PDEATHSIG) and the fork server
+dies with the scheduler, the guard watches its pid, a crash or signal ends only that task.
+Command tasks (project jobs) and flows whose class cannot be imported from a file are
+forked from the scheduler as before; so is everything when the fork server fails to start.
+It is off by default: ``KEEL_FORK_SERVER=1`` turns it on (see the README's "The cost of a
+task" for what is still open).
+
+Protocol (both ways): a 4-byte big-endian length, then a pickle.
+  scheduler -> server: ("hello", flow_file, flow_name, artifacts, sys_path)
+                       ("task", spec, env_or_None, cwd_or_None) + two fds (stdout, stderr)
+  server -> scheduler: ("ready",) | ("error", text) | ("started", pid) | ("exit", pid, status)
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from typing import Any
+
+_HEADER = struct.Struct(">I")
+
+
+def send(sock: socket.socket, message: Any, fds: list[int] | None = None) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    frame = _HEADER.pack(len(data)) + data
+    if fds:
+        sent = socket.send_fds(sock, [frame], fds)
+        frame = frame[sent:]
+    if frame:
+        sock.sendall(frame)
+
+
+def recv(sock: socket.socket, with_fds: bool = False) -> tuple[Any, list[int]]:
+    """One message (and the fds sent with it); (None, []) at end of stream."""
+    fds: list[int] = []
+    if with_fds:
+        head, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, 4)
+        if len(head) < _HEADER.size and head:
+            head += _exact(sock, _HEADER.size - len(head))
+    else:
+        head = _exact(sock, _HEADER.size)
+    if len(head) < _HEADER.size:
+        return None, fds
+    return pickle.loads(_exact(sock, _HEADER.unpack(head)[0])), fds
+
+
+def _exact(sock: socket.socket, n: int) -> bytes:
+    chunks, left = [], n
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class ForkServer:
+    """The scheduler's handle on a fork server process (see the module docstring)."""
+
+    def __init__(self, flow_cls: type, artifacts: Any):
+        import inspect
+
+        flow_file = inspect.getfile(flow_cls)
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = dict(os.environ)
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "keel.runtime.executors.forkserver", str(theirs.fileno()), str(os.getpid())],
+            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, close_fds=True)
+        theirs.close()
+        self.sock = mine
+        self.pid = self.proc.pid
+        self._env: dict[str, str] | None = None
+        self._cwd: str | None = None
+        send(mine, ("hello", os.path.abspath(flow_file), flow_cls.__name__, artifacts, list(sys.path)))
+        self.ready: bool | None = None  # None until the server answers the hello
+
+    def wait_ready(self) -> bool:
+        if self.ready is None:
+            message, _ = recv(self.sock)
+            self.ready = bool(message) and message[0] == "ready"
+            if not self.ready:
+                self.close()
+        return self.ready
+
+    def start(self, spec: Any, out_w: int, err_w: int, on_exit: Any) -> int:
+        """Fork ``spec``'s task with these pipes; returns its pid. Exits read meanwhile go to ``on_exit``."""
+        env = dict(os.environ)
+        cwd = os.getcwd()
+        send(self.sock, ("task", spec, env if env != self._env else None, cwd if cwd != self._cwd else None),
+             [out_w, err_w])
+        self._env, self._cwd = env, cwd
+        while True:
+            message, _ = recv(self.sock)
+            if message is None:
+                raise OSError("the fork server ended")
+            if message[0] == "started":
+                return int(message[1])
+            on_exit(message)
+
+    def read(self) -> Any:
+        """One message, after the selector said the socket is readable (None: the server ended)."""
+        return recv(self.sock)[0]
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# -- the server process -----------------------------------------------------------------------
+
+def _serve(sock: socket.socket, scheduler_pid: int) -> None:
+    import gc
+    import traceback
+
+    from keel.runtime.executors.local import _child_main, _die_with_parent, _killpg
+
+    _die_with_parent()
+    if os.getppid() != scheduler_pid:
+        return
+    hello, _ = recv(sock)
+    if hello is None:
+        return
+    try:
+        _, flow_file, flow_name, artifacts, sys_path = hello
+        sys.path[:] = sys_path
+        from keel.flow.loader import load_flow_file
+
+        flow_cls = load_flow_file(flow_file, flow_name)
+        import keel.runtime.task  # noqa: F401 - what every task runs, imported once here
+        import keel.tracking.sysmetrics  # noqa: F401
+    except BaseException:  # noqa: BLE001 - reported; the scheduler forks tasks itself
+        send(sock, ("error", traceback.format_exc()))
+        return
+    send(sock, ("ready",))
+    gc.collect()
+    gc.freeze()  # what is here now is never garbage of a task: no collection copies its pages
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the scheduler, which decides
+    sel = selectors.DefaultSelector()
+    sel.register(sock, selectors.EVENT_READ, None)
+    children: dict[int, int] = {}  # pid -> pidfd
+    me = os.getpid()
+    while True:
+        for key, _ in sel.select():
+            if key.data is None:
+                message, fds = recv(sock, with_fds=True)
+                if message is None:  # the scheduler is done (or gone): nothing of ours outlives it
+                    for pid in children:
+                        _killpg(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                    return
+                _, spec, env, cwd = message
+                if env is not None:
+                    os.environ.clear()
+                    os.environ.update(env)
+                if cwd is not None:
+                    os.chdir(cwd)
+                out_w, err_w = fds
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - runs in the task
+                    sock.close()
+                    for fd in children.values():
+                        os.close(fd)
+                    _child_main(spec, flow_cls, artifacts, out_w, err_w, me)
+                os.close(out_w)
+                os.close(err_w)
+                try:
+                    os.setpgid(pid, pid)
+                except OSError:
+                    pass  # the child already did it, or already exited
+                pidfd = os.pidfd_open(pid)
+                children[pid] = pidfd
+                sel.register(pidfd, selectors.EVENT_READ, pid)
+                send(sock, ("started", pid))
+            else:
+                pid = key.data
+                # What the task started and left running ends with it, before the reap (the
+                # group id cannot have been reused while the exited task holds its pid).
+                _killpg(pid, signal.SIGKILL)
+                _, status = os.waitpid(pid, 0)
+                sel.unregister(key.fd)
+                os.close(children.pop(pid))
+                send(sock, ("exit", pid, status))
+
+
+if __name__ == "__main__":
+    _serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))
