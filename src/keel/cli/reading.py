@@ -209,9 +209,16 @@ def show_logs(flow: str, target: str, stream: str = "stdout", follow: bool = Fal
     parts = target.strip("/").split("/")
     if parts and parts[0] == flow:
         parts = parts[1:]
-    if len(parts) not in (2, 3) or not parts[0].isdigit() or (len(parts) == 3 and not parts[2].isdigit()):
-        raise UsageError(f"malformed log target {target!r}: expected RUN/STEP[/TASK], e.g. 3/start or 3/part/7")
-    return print_logs(flow, int(parts[0]), parts[1], int(parts[2]) if len(parts) == 3 else None, stream, follow)
+    from keel.ids import parse_id
+
+    def digits(text: str) -> bool:
+        return text.isascii() and text.isdigit()
+
+    if len(parts) not in (2, 3) or not digits(parts[0]) or (len(parts) == 3 and not digits(parts[2])):
+        raise UsageError(f"malformed log target {target[:80]!r}: expected RUN/STEP[/TASK], e.g. 3/start or 3/part/7")
+    run_id = parse_id(parts[0], "run id", target)
+    task_id = parse_id(parts[2], "task id", target) if len(parts) == 3 else None
+    return print_logs(flow, run_id, parts[1], task_id, stream, follow)
 
 
 def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: str, follow: bool) -> int:

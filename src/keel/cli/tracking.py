@@ -120,20 +120,18 @@ def cmd_comment(pathspec: str, text: str | None, author: str | None) -> int:
 
 
 # -- export ---------------------------------------------------------------------------------------
-def cmd_export(pathspec: str, fmt: str, output: str | None) -> int:
+def cmd_export(pathspec: str, fmt: str, output: str | None, force: bool = False) -> int:
+    from keel.cli.output import check_target, write_text
     from keel.client.core import parse_pathspec
     from keel.tracking.export import dumps, export_run
 
     if fmt != "json":
         raise UsageError(f"--format {fmt}: the export formats are: json")
     flow, run_id = parse_pathspec(pathspec, 2)
-    text = dumps(export_run(_store(), flow, int(run_id)))
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    check_target(output or "-", force=force)  # refuse a bad -o before building the export
+    text = dumps(export_run(_store(), flow, int(run_id))) + "\n"
+    if write_text(output or "-", text, force=force):
         print(f"Wrote {flow}/{run_id} to {output} ({len(text):,} bytes)", file=sys.stderr)
-    else:
-        print(text)
     return 0
 
 
@@ -265,10 +263,11 @@ def register(cli: click.Group) -> None:
     @cli.command()
     @click.argument("run")
     @click.option("--format", "fmt", default="json", show_default=True, help="json")
-    @click.option("-o", "--output", default=None, help="write to this file instead of standard output")
-    def export(run: str, fmt: str, output: str | None) -> None:
+    @click.option("-o", "--output", default=None, help="write to this file instead of standard output (- = stdout)")
+    @click.option("--force", is_flag=True, help="with -o: replace the file if it exists")
+    def export(run: str, fmt: str, output: str | None, force: bool) -> None:
         """Everything about a run, for other tools: keel export FLOW/RUN --format json."""
-        _guard(lambda: cmd_export(run, fmt, output))
+        _guard(lambda: cmd_export(run, fmt, output, force))
 
     @cli.command()
     @click.argument("run")
