@@ -23,10 +23,10 @@ def parse_id(text: str, what: str = "run id", where: str = "") -> int:
     if is_id(text):
         return int(text)
     shown = text if len(text) <= 40 else text[:40] + "…"
-    place = f" in {where[:80]!r}" if where else ""
+    place = f"malformed pathspec {where if len(where) <= 80 else where[:80] + '…'!r}: " if where else ""
     if text.isascii() and text.isdigit():
-        raise UsageError(f"the {what} {shown}{place} is out of range: ids are integers from 0 to {MAX_ID}")
-    raise UsageError(f"the {what} {shown!r}{place} must be an integer, e.g. 3")
+        raise UsageError(f"{place}the {what} {shown} is out of range: ids are integers from 0 to {MAX_ID}")
+    raise UsageError(f"{place}the {what} {shown!r} must be an integer")
 
 
 def in_range(value: int) -> bool:
