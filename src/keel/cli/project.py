@@ -94,7 +94,13 @@ def scheduler(path: str) -> None:
     def go() -> int:
         from keel.schedule.cron import CronScheduler
 
-        return CronScheduler(load(path)).run()
+        from keel.errors import UsageError
+
+        proj = load(path)
+        if not proj.scheduled:
+            raise UsageError(f"{path}: project {proj.name} has no scheduled jobs, so the scheduler would have "
+                             f"nothing to do; give a job a schedule, e.g. schedule: \"0 * * * *\"")
+        return CronScheduler(proj).run()
 
     _guard(go)
 

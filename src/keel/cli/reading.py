@@ -54,11 +54,7 @@ def cmd_runs(flow: str | None, limit: int, as_json: bool) -> int:
                            "finished_at": r.finished_at, "params": r.params, "tags": r.tags} for r in records],
                          indent=2, default=repr))
         return 0
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for col in ("run", "status", "started", "duration", "params", "tags"):
-        table.add_column(col)
+    table = runs_table(records, ())
     for r in records:
         params = " ".join(f"{k}={_short(v, 20)}" for k, v in r.params.items())
         table.add_row(r.pathspec, _status(r.effective_status), _when(r.created_at),
@@ -68,6 +64,22 @@ def cmd_runs(flow: str | None, limit: int, as_json: bool) -> int:
         return 0
     _console().print(table)
     return 0
+
+
+def runs_table(records: list[Any], extra: tuple[str, ...] | list[str]) -> Any:
+    """The table of ``keel runs`` (with or without --where): one line per run whatever the width;
+    the run id is never cut, long values are (the full value is in ``keel show`` and ``--json``)."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    widest = max((len(r.pathspec) for r in records), default=3)
+    table.add_column("run", no_wrap=True, min_width=widest)
+    table.add_column("status", no_wrap=True, min_width=max((len(r.effective_status) for r in records), default=6))
+    table.add_column("started", no_wrap=True, min_width=19)
+    table.add_column("duration", no_wrap=True, min_width=8)
+    for col in (*extra, "params", "tags"):  # what is left of the width, shared; cut with an ellipsis
+        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=min(len(col), 8), ratio=1)
+    return table
 
 
 def _status(status: str) -> str:

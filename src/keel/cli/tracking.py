@@ -31,7 +31,7 @@ def _store() -> Any:
 
 # -- keel runs --where/--sort -------------------------------------------------------------------
 def cmd_search_runs(flow: str | None, where: str | None, sort: str | None, limit: int, as_json: bool) -> int:
-    from keel.cli.reading import _seconds, _short, _status, _when
+    from keel.cli.reading import _console, _seconds, _short, _status, _when, runs_table
     from keel.errors import NotFoundError
     from keel.tracking.query import Query
     from keel.tracking.search import field_value, last_metrics, search_runs
@@ -53,18 +53,14 @@ def cmd_search_runs(flow: str | None, where: str | None, sort: str | None, limit
     if not records:
         print("No runs match." if where else "No runs yet. Start one with: python flow.py run")
         return 0
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for col in ("run", "status", "started", "duration", *columns, "params", "tags"):
-        table.add_column(col)
+    table = runs_table(records, columns)
     for r in records:
         values = [field_value(r, c, last) for c in columns]
         shown = [f"{v:g}" if isinstance(v, float) else "-" if v is None else _short(v, 20) for v in values]
         params = " ".join(f"{k}={_short(v, 20)}" for k, v in r.params.items() if f"params.{k}" not in columns)
         table.add_row(r.pathspec, _status(r.effective_status), _when(r.created_at),
                       _seconds(r.created_at, r.finished_at), *shown, params, ",".join(r.tags))
-    _wide_console().print(table)
+    _console().print(table)  # the same layout as keel runs without --where
     return 0
 
 
