@@ -63,3 +63,25 @@ def test_a_progress_bar_shows_its_latest_state():
     finally:
         sys.stdout = out
     assert printed == "[F/1/start/1] done\n"
+
+
+def test_a_run_without_a_terminal_prints_progress_for_a_long_step(tmp_path, keel_home):
+    from keel_testing import run_cli, write_flow
+
+    path = write_flow(tmp_path, "slow_flow", """
+        import time
+        from keel import FlowSpec, step
+
+        class SlowFlow(FlowSpec):
+            @step
+            def start(self):
+                time.sleep(3)  # the long step (its work), not a wait for a condition
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """)
+    proc = run_cli("run", str(path), cwd=tmp_path, env={"KEEL_PROGRESS_SECONDS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "start: 1 running, 0 done, for " in proc.stderr, proc.stderr

@@ -23,6 +23,7 @@ with the task's pathspec: ``[BigSum/3/part/7] line``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime
@@ -37,6 +38,13 @@ _REFRESH_INTERVAL = 0.1  # seconds between redraws of the live view
 _STATUSES = ("succeeded", "failed", "retrying", "caught", "interrupted")
 
 _clock = time.monotonic  # replaced in tests
+
+
+def _progress_interval() -> float:
+    try:
+        return max(1.0, float(os.environ.get("KEEL_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
 _now = datetime.now  # replaced in tests
 
 
@@ -121,6 +129,7 @@ class RunConsole:
         self._live: Any = None
         self._pending: list[tuple[str, bool]] = []  # output lines waiting for the next redraw
         self._next_refresh = 0.0
+        self._next_progress = _clock() + _progress_interval()
         self._status = "running"
         if live and not quiet:
             self._start_live(console)
@@ -351,11 +360,27 @@ class RunConsole:
 
     def _changed(self) -> None:
         if self._live is None:
+            self._progress()
             return
         now = _clock()
         if now >= self._next_refresh:
             self._next_refresh = now + _REFRESH_INTERVAL
             self._redraw()
+
+    def _progress(self) -> None:
+        """Without a live view (a pipe, a CI log): a line per running step every
+        ``KEEL_PROGRESS_SECONDS`` (default 30), so a long step is not mistaken for a hung one."""
+        if self._quiet or self._closed:
+            return
+        now = _clock()
+        if now < self._next_progress:
+            return
+        self._next_progress = now + _progress_interval()
+        for state in self._steps.values():
+            if state.running and not state.completed and state.first_start is not None:
+                total = f" of {state.total}" if state.total else ""
+                self._line(f"{state.name}: {state.running} running, {state.done}{total} done, "
+                           f"for {_duration(self._elapsed(state))}")
 
     def _redraw(self) -> None:
         self._flush_pending()

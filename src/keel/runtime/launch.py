@@ -193,6 +193,9 @@ class _RunIO(Events):
     def message(self, text: str) -> None:
         self.console.message(text)
 
+    def idle(self) -> None:
+        self.console.refresh()
+
     def close(self) -> None:
         for fh in self.files.values():
             fh.close()
