@@ -58,3 +58,25 @@ def module_of(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# -- bad input (tests/badinput) --------------------------------------------------------------
+def store_digest(home: Path) -> str:
+    """A hash of the metadata database's rows (its SQL dump): equal before and after means nothing
+    stored changed (the file's bytes may, when a reader checkpoints the WAL)."""
+    import hashlib
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{home / 'metadata.db'}?mode=ro", uri=True)
+    try:
+        return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+    finally:
+        conn.close()
+
+
+def assert_clean_error(proc, code: int, *words: str) -> None:
+    """One clear message, the exit status, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    for word in words:
+        assert word in proc.stderr, proc.stderr

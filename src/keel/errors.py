@@ -97,8 +97,11 @@ class QueryError(UsageError):
         self.query, self.column = query, column
         where = f" at column {column}" if column else ""
         text = f"bad query{where}: {message}"
-        if query and column:
-            text += f"\n  {query}\n  {' ' * (column - 1)}^"
+        if query and column:  # the query under a caret; a long one as the 70 characters around the mistake
+            start = max(0, min(column - 35, len(query) - 70))
+            shown = query[start:start + 70]
+            lead, tail = ("…" if start else ""), ("…" if start + 70 < len(query) else "")
+            text += f"\n  {lead}{shown}{tail}\n  {' ' * (column - 1 - start + len(lead))}^"
         super().__init__(text)
 
 

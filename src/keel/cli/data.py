@@ -84,7 +84,7 @@ def list_tables() -> None:
 @data.command()
 @click.argument("name")
 @click.option("--version", "version", type=int, default=None, help="a version number (default: the latest)")
-@click.option("--limit", type=int, default=20, show_default=True, help="rows to show")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="rows to show")
 def show(name: str, version: int | None, limit: int) -> None:
     """A table's schema, lineage and first rows."""
 
@@ -129,7 +129,7 @@ def history(name: str) -> None:
 
 @data.command()
 @click.argument("query")
-@click.option("--limit", type=int, default=100, show_default=True, help="rows to show at most")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="rows to show at most")
 def sql(query: str, limit: int) -> None:
     """Run DuckDB SQL over the tables (latest versions; NAME@N for an older one)."""
 

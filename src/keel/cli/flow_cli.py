@@ -347,6 +347,13 @@ def run_flow_cli(flow_cls: type, argv: list[str] | None = None, flow_file: str |
     argv = list(sys.argv[1:] if argv is None else argv)
     flow_file = flow_file or inspect.getsourcefile(flow_cls) or sys.argv[0]
     prog = prog or f"python {os.path.basename(flow_file)}"
+    from keel.flow.loader import check_module_name
+
+    try:
+        check_module_name(flow_file)
+    except UsageError as exc:
+        print(f"keel: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     raise SystemExit(dispatch(flow_cls, flow_file, argv, prog))
 
 

@@ -131,7 +131,8 @@ def show(target: str) -> None:
 
 @cli.command()
 @click.argument("flow", required=False)
-@click.option("--limit", default=50, show_default=True, help="show at most this many runs")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="show at most this many runs (1 or more)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON for tools")
 @click.option("--where", default=None, help='filter, e.g. "params.alpha > 0.3 and metrics.acc >= 0.9"')
 @click.option("--sort", default=None, help="sort keys, e.g. -metrics.acc,created (- for descending)")
@@ -154,6 +155,9 @@ def compare(runs: tuple[str, ...], as_json: bool, as_csv: bool) -> None:
     """Compare runs side by side: parameters, last metric values, durations."""
     from keel.cli.reading import cmd_compare
 
+    if as_json and as_csv:
+        click.echo("keel: choose one of --json and --csv", err=True)
+        sys.exit(2)
     _guard(lambda: cmd_compare(list(runs), as_json, as_csv))
 
 

@@ -45,7 +45,11 @@ def validate(path: str) -> None:
     from keel.cli.main import _guard
 
     def go() -> int:
+        from keel.runtime.executors.local import machine_budget
+        from keel.runtime.project import check_job_resources
+
         proj = load(path)
+        check_job_resources(proj, machine_budget())  # what `keel project run` would refuse here
         click.echo(f"{path}: project {proj.name} is valid ({len(proj.jobs)} job(s): {', '.join(proj.order())}).")
         return 0
 
@@ -97,7 +101,13 @@ def scheduler(path: str) -> None:
     def go() -> int:
         from keel.schedule.cron import CronScheduler
 
-        return CronScheduler(load(path)).run()
+        from keel.errors import UsageError
+
+        proj = load(path)
+        if not proj.scheduled:
+            raise UsageError(f"{path}: project {proj.name} has no scheduled jobs, so the scheduler would have "
+                             f"nothing to do; give a job a schedule, e.g. schedule: \"0 * * * *\"")
+        return CronScheduler(proj).run()
 
     _guard(go)
 

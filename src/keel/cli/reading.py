@@ -54,11 +54,7 @@ def cmd_runs(flow: str | None, limit: int, as_json: bool) -> int:
                            "finished_at": r.finished_at, "params": r.params, "tags": r.tags} for r in records],
                          indent=2, default=repr))
         return 0
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for col in ("run", "status", "started", "duration", "params", "tags"):
-        table.add_column(col)
+    table = runs_table(records, ())
     for r in records:
         params = " ".join(f"{k}={_short(v, 20)}" for k, v in r.params.items())
         table.add_row(r.pathspec, _status(r.effective_status), _when(r.created_at),
@@ -68,6 +64,22 @@ def cmd_runs(flow: str | None, limit: int, as_json: bool) -> int:
         return 0
     _console().print(table)
     return 0
+
+
+def runs_table(records: list[Any], extra: tuple[str, ...] | list[str]) -> Any:
+    """The table of ``keel runs`` (with or without --where): one line per run whatever the width;
+    the run id is never cut, long values are (the full value is in ``keel show`` and ``--json``)."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    widest = max((len(r.pathspec) for r in records), default=3)
+    table.add_column("run", no_wrap=True, min_width=widest)
+    table.add_column("status", no_wrap=True, min_width=max((len(r.effective_status) for r in records), default=6))
+    table.add_column("started", no_wrap=True, min_width=19)
+    table.add_column("duration", no_wrap=True, min_width=8)
+    for col in (*extra, "params", "tags"):  # what is left of the width, shared; cut with an ellipsis
+        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=min(len(col), 8), ratio=1)
+    return table
 
 
 def _status(status: str) -> str:
@@ -214,9 +226,16 @@ def show_logs(flow: str, target: str, stream: str = "stdout", follow: bool = Fal
     parts = target.strip("/").split("/")
     if parts and parts[0] == flow:
         parts = parts[1:]
-    if len(parts) not in (2, 3) or not parts[0].isdigit() or (len(parts) == 3 and not parts[2].isdigit()):
-        raise UsageError(f"malformed log target {target!r}: expected RUN/STEP[/TASK], e.g. 3/start or 3/part/7")
-    return print_logs(flow, int(parts[0]), parts[1], int(parts[2]) if len(parts) == 3 else None, stream, follow)
+    from keel.ids import parse_id
+
+    def digits(text: str) -> bool:
+        return text.isascii() and text.isdigit()
+
+    if len(parts) not in (2, 3) or not digits(parts[0]) or (len(parts) == 3 and not digits(parts[2])):
+        raise UsageError(f"malformed log target {target[:80]!r}: expected RUN/STEP[/TASK], e.g. 3/start or 3/part/7")
+    run_id = parse_id(parts[0], "run id", target)
+    task_id = parse_id(parts[2], "task id", target) if len(parts) == 3 else None
+    return print_logs(flow, run_id, parts[1], task_id, stream, follow)
 
 
 def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: str, follow: bool) -> int:

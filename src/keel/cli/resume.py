@@ -16,11 +16,14 @@ def cmd_resume(flow_cls: type, flow_file: str, positional: list[str], opts: Any,
 
     origin_id: int | None = None
     step: str | None = None
+    from keel.ids import parse_id
+
     for value in positional:
         tail = value.rsplit("/", 1)[-1]
-        if tail.isdigit() and origin_id is None:
-            origin_id = int(tail)
-        elif step is None and not tail.isdigit():
+        digits = tail.isascii() and tail.isdigit()
+        if digits and origin_id is None:
+            origin_id = parse_id(tail, "run id", value)
+        elif step is None and not digits:
             step = value
         else:
             raise UsageError(f"resume takes [RUN_ID] [STEP], got {' '.join(positional)!r}")

@@ -30,10 +30,12 @@ def parse_target(target: str) -> tuple[str, int | None]:
     from keel.errors import UsageError
 
     flow, _, run = target.partition("/")
-    if not flow or (run and not run.isdigit()) or "/" in run:
-        raise UsageError(f"malformed target {target!r}: give FLOW (follow its latest successful run) or FLOW/RUN, "
-                         f"e.g. Train or Train/3")
-    return flow, int(run) if run else None
+    from keel.ids import parse_id
+
+    if not flow or (run and not (run.isascii() and run.isdigit())) or "/" in run:
+        raise UsageError(f"malformed target {target[:80]!r}: give FLOW (follow its latest successful run) or "
+                         f"FLOW/RUN, e.g. Train or Train/3")
+    return flow, parse_id(run, "run id", target) if run else None
 
 
 @click.command()

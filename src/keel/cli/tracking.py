@@ -31,7 +31,7 @@ def _store() -> Any:
 
 # -- keel runs --where/--sort -------------------------------------------------------------------
 def cmd_search_runs(flow: str | None, where: str | None, sort: str | None, limit: int, as_json: bool) -> int:
-    from keel.cli.reading import _seconds, _short, _status, _when
+    from keel.cli.reading import _console, _seconds, _short, _status, _when, runs_table
     from keel.errors import NotFoundError
     from keel.tracking.query import Query
     from keel.tracking.search import field_value, last_metrics, search_runs
@@ -53,18 +53,14 @@ def cmd_search_runs(flow: str | None, where: str | None, sort: str | None, limit
     if not records:
         print("No runs match." if where else "No runs yet. Start one with: python flow.py run")
         return 0
-    from rich.table import Table
-
-    table = Table(box=None, header_style="bold")
-    for col in ("run", "status", "started", "duration", *columns, "params", "tags"):
-        table.add_column(col)
+    table = runs_table(records, columns)
     for r in records:
         values = [field_value(r, c, last) for c in columns]
         shown = [f"{v:g}" if isinstance(v, float) else "-" if v is None else _short(v, 20) for v in values]
         params = " ".join(f"{k}={_short(v, 20)}" for k, v in r.params.items() if f"params.{k}" not in columns)
         table.add_row(r.pathspec, _status(r.effective_status), _when(r.created_at),
                       _seconds(r.created_at, r.finished_at), *shown, params, ",".join(r.tags))
-    _wide_console().print(table)
+    _console().print(table)  # the same layout as keel runs without --where
     return 0
 
 
@@ -174,20 +170,18 @@ def cmd_comment(pathspec: str, text: str | None, author: str | None) -> int:
 
 
 # -- export ---------------------------------------------------------------------------------------
-def cmd_export(pathspec: str, fmt: str, output: str | None) -> int:
+def cmd_export(pathspec: str, fmt: str, output: str | None, force: bool = False) -> int:
+    from keel.cli.output import check_target, write_text
     from keel.client.core import parse_pathspec
     from keel.tracking.export import dumps, export_run
 
     if fmt != "json":
         raise UsageError(f"--format {fmt}: the export formats are: json")
     flow, run_id = parse_pathspec(pathspec, 2)
-    text = dumps(export_run(_store(), flow, int(run_id)))
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    check_target(output or "-", force=force)  # refuse a bad -o before building the export
+    text = dumps(export_run(_store(), flow, int(run_id))) + "\n"
+    if write_text(output or "-", text, force=force):
         print(f"Wrote {flow}/{run_id} to {output} ({len(text):,} bytes)", file=sys.stderr)
-    else:
-        print(text)
     return 0
 
 
@@ -319,10 +313,11 @@ def register(cli: click.Group) -> None:
     @cli.command()
     @click.argument("run")
     @click.option("--format", "fmt", default="json", show_default=True, help="json")
-    @click.option("-o", "--output", default=None, help="write to this file instead of standard output")
-    def export(run: str, fmt: str, output: str | None) -> None:
+    @click.option("-o", "--output", default=None, help="write to this file instead of standard output (- = stdout)")
+    @click.option("--force", is_flag=True, help="with -o: replace the file if it exists")
+    def export(run: str, fmt: str, output: str | None, force: bool) -> None:
         """Everything about a run, for other tools: keel export FLOW/RUN --format json."""
-        _guard(lambda: cmd_export(run, fmt, output))
+        _guard(lambda: cmd_export(run, fmt, output, force))
 
     @cli.command()
     @click.argument("run")

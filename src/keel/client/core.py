@@ -71,10 +71,11 @@ def parse_pathspec(pathspec: str, parts: int) -> list[str]:
               4: "Flow/RUN/STEP/TASK (e.g. BigSum/3/part/7)"}
     if len(pieces) != parts or not all(pieces):
         raise UsageError(f"malformed pathspec {pathspec!r}: expected {shapes[parts]}")
-    if not pieces[1].isdigit():
-        raise UsageError(f"malformed pathspec {pathspec!r}: the run id {pieces[1]!r} must be an integer")
-    if parts == 4 and not pieces[3].isdigit():
-        raise UsageError(f"malformed pathspec {pathspec!r}: the task id {pieces[3]!r} must be an integer")
+    from keel.ids import parse_id
+
+    parse_id(pieces[1], "run id", pathspec)  # digits, and small enough for the database
+    if parts == 4:
+        parse_id(pieces[3], "task id", pathspec)
     return pieces
 
 

@@ -314,7 +314,11 @@ class DataEngine:
             url = "postgresql+psycopg://" + url[len("postgresql://"):]
         try:
             engine = sa.create_engine(url)
-        except (sa.exc.ArgumentError, ImportError) as exc:
+        except ImportError as exc:
+            from keel.store.sql import missing_driver
+
+            raise UsageError(f"cannot export {name}@{v.version}: " + missing_driver(url, exc)) from None
+        except sa.exc.ArgumentError as exc:
             raise UsageError(f"cannot export {name}@{v.version} to {_safe_url(url)}: {exc}") from None
         written = 0
         try:

@@ -67,6 +67,13 @@ def _where(func: Callable[..., Any]) -> tuple[str, int]:
 
 
 def _number(deco: str, key: str, value: Any, *, minimum: float = 0) -> float:
+    if key in ("memory", "disk") and isinstance(value, str):  # "512M", "2G": the same parser as keel.yaml
+        from keel.flow.sizes import parse_size
+
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise DefinitionError(f"@{deco}({key}={value!r}): {exc}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         try:
             value = float(value)

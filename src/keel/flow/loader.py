@@ -15,10 +15,27 @@ from keel.errors import DefinitionError, UsageError
 from keel.flow.spec import FlowSpec
 
 
+def check_module_name(path: str) -> None:
+    """Refuse a flow file named like a module Python or Keel imports (``json.py``, ``click.py``):
+    importing it would hide that module from every library, and runs fail far from the cause."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    taken = name in sys.stdlib_module_names or name == "keel"
+    if not taken and name in sys.modules:
+        module = sys.modules[name]
+        known = getattr(module, "__file__", None)  # another flow file of that name loaded earlier is fine
+        taken = (known is not None and not getattr(module, "__keel_flow_file__", False) and name != "__main__"
+                 and os.path.abspath(known) != os.path.abspath(path))
+    if taken:
+        what = "Python's standard module" if name in sys.stdlib_module_names else "the installed module"
+        raise UsageError(f"{path}: a flow file named {name}.py hides {what} {name!r} from every library that "
+                         f"imports it (Keel too); rename the file, e.g. {name}_flow.py")
+
+
 def load_flow_file(path: str, flow_name: str | None = None) -> type:
     """Import a flow file (its folder on sys.path) and return its FlowSpec subclass."""
     if not os.path.isfile(path):
         raise UsageError(f"no flow file {path!r}; give the path of a .py file that defines a FlowSpec")
+    check_module_name(path)
     folder = os.path.dirname(os.path.abspath(path))
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -27,6 +44,7 @@ def load_flow_file(path: str, flow_name: str | None = None) -> type:
     if spec is None or spec.loader is None:
         raise UsageError(f"cannot import {path!r} as Python")
     module = importlib.util.module_from_spec(spec)
+    module.__keel_flow_file__ = True  # type: ignore[attr-defined]
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)

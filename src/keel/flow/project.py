@@ -42,32 +42,15 @@ from keel.flow.alert_rules import _SKIP_RULE_CHECKS, RULE_KEYS, Action, Rule, Wh
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$",
                        re.IGNORECASE)
-_MB = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024, "": 1.0}
 
 #: Add-ons a project may declare and a job may use.
 KNOWN_ADDONS = ("queue", "spark")
 
 
 # -- values written as text -------------------------------------------------------------------
-
-def parse_size(value: Any) -> float:
-    """Megabytes from ``512M``, ``2G``, ``1.5GB`` or a plain number (already MB, like @resources)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a size such as 512M or 2G")
-    if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ValueError("must be more than 0")
-        return float(value)
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError("must be a size such as 512M or 2G (K, M, G or T; a plain number is MB)")
-    mb = float(match.group(1)) * _MB[match.group(2).upper()]
-    if mb <= 0:
-        raise ValueError("must be more than 0")
-    return mb
+from keel.flow.sizes import parse_size  # noqa: E402,F401 - one parser of sizes for YAML and @resources
 
 
 def parse_duration(value: Any) -> float:

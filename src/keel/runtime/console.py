@@ -23,6 +23,7 @@ with the task's pathspec: ``[BigSum/3/part/7] line``.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import datetime
@@ -37,6 +38,13 @@ _REFRESH_INTERVAL = 0.1  # seconds between redraws of the live view
 _STATUSES = ("succeeded", "failed", "retrying", "caught", "interrupted")
 
 _clock = time.monotonic  # replaced in tests
+
+
+def _progress_interval() -> float:
+    try:
+        return max(1.0, float(os.environ.get("KEEL_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
 _now = datetime.now  # replaced in tests
 
 
@@ -85,6 +93,9 @@ class _StepState:
         )
 
 
+_MAX_HELD = 1 << 20  # characters of an unfinished line held back before it is printed anyway
+
+
 class RunConsole:
     """The console of one run. Every method is cheap and safe to call 10,000s of times.
 
@@ -109,13 +120,16 @@ class RunConsole:
         self._quiet = quiet
         self._steps = {name: _StepState(name) for name in steps}
         self._attempts: dict[tuple[str, int], int] = {}
-        self._partial: dict[tuple[str, bool], str] = {}
+        # a task's unfinished last line, as chunks (joined once, when its newline comes: linear)
+        self._partial: dict[tuple[str, bool], list[str]] = {}
+        self._held_size: dict[tuple[str, bool], int] = {}
         self._closed = False
         if live is None:
             live = console is not None or _isatty(self._stream)
         self._live: Any = None
         self._pending: list[tuple[str, bool]] = []  # output lines waiting for the next redraw
         self._next_refresh = 0.0
+        self._next_progress = _clock() + _progress_interval()
         self._status = "running"
         if live and not quiet:
             self._start_live(console)
@@ -175,18 +189,37 @@ class RunConsole:
 
         Lines go to ``sys.stdout`` / ``sys.stderr`` as ``[Flow/run/step/task] line``.
         """
-        if self._partial:
-            held = self._partial.pop((pathspec, stderr), None)
-            if held is not None:
-                text = held + text
         if not text:
             return
-        if text[-1] != "\n":  # keep the partial last line for the next chunk
-            end = text.rfind("\n")
-            self._partial[(pathspec, stderr)] = text[end + 1:]
-            if end < 0:
+        key = (pathspec, stderr)
+        end = text.rfind("\n")
+        if end < 0:  # no line ends in this chunk: hold it, in O(len(text))
+            held = self._partial.setdefault(key, [])
+            cr = text.rstrip("\r").rfind("\r")
+            if cr >= 0 or (held and held[-1].endswith("\r")):  # a progress bar redrawn with \r:
+                held.clear()                                     # only its latest state is shown
+                text = text[cr + 1:]
+            held.append(text)
+            size = self._held_size[key] = (self._held_size.get(key, 0) if len(held) > 1 else 0) + len(text)
+            if size > _MAX_HELD:  # a huge line: print it in pieces, memory stays bounded
+                text = "".join(held) + "\n"
+                held.clear()
+            else:
                 return
+        else:
+            held_chunks = self._partial.pop(key, None)
+            rest = text[end + 1:]
             text = text[: end + 1]
+            first = text.find("\n")
+            cr = text.rfind("\r", 0, first - 1 if text[first - 1:first] == "\r" else first)
+            if cr >= 0 or (held_chunks and held_chunks[-1].endswith("\r")):  # the bar's last state ends the line
+                held_chunks = None
+                text = text[cr + 1:]
+            if held_chunks:
+                held_chunks.append(text)
+                text = "".join(held_chunks)
+            if rest:
+                self._partial[key] = [rest]
         prefix = f"[{pathspec}] "
         if text.find("\n") == len(text) - 1:
             lines = prefix + text
@@ -200,7 +233,7 @@ class RunConsole:
     def flush_output(self, pathspec: str) -> None:
         """The task has ended: print what is left of its last line, if anything."""
         for stderr in (False, True):
-            held = self._partial.pop((pathspec, stderr), None)
+            held = "".join(self._partial.pop((pathspec, stderr), None) or ())
             if held:
                 self._emit(f"[{pathspec}] {held}\n", stderr)
 
@@ -327,11 +360,27 @@ class RunConsole:
 
     def _changed(self) -> None:
         if self._live is None:
+            self._progress()
             return
         now = _clock()
         if now >= self._next_refresh:
             self._next_refresh = now + _REFRESH_INTERVAL
             self._redraw()
+
+    def _progress(self) -> None:
+        """Without a live view (a pipe, a CI log): a line per running step every
+        ``KEEL_PROGRESS_SECONDS`` (default 30), so a long step is not mistaken for a hung one."""
+        if self._quiet or self._closed:
+            return
+        now = _clock()
+        if now < self._next_progress:
+            return
+        self._next_progress = now + _progress_interval()
+        for state in self._steps.values():
+            if state.running and not state.completed and state.first_start is not None:
+                total = f" of {state.total}" if state.total else ""
+                self._line(f"{state.name}: {state.running} running, {state.done}{total} done, "
+                           f"for {_duration(self._elapsed(state))}")
 
     def _redraw(self) -> None:
         self._flush_pending()

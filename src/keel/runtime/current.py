@@ -295,12 +295,27 @@ class Current:
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
         """Record one point of metric ``name`` (optionally at training ``step``)."""
         spool = self._need_task("log_metric")
+        shown = repr(name)[:60]
+        if not isinstance(name, str) or not name.strip() or len(name) > 250 or not name.isprintable():
+            raise KeelError(f"log_metric({shown}, ...): a metric name is a non-empty string of at most 250 "
+                            f"printable characters on one line, e.g. \"val_loss\"")
         try:
             value = float(value)
-        except (TypeError, ValueError):
-            raise KeelError(f"log_metric({name!r}, {value!r}): the value must be a number") from None
+        except (TypeError, ValueError, OverflowError):
+            raise KeelError(f"log_metric({shown}, {repr(value)[:40]}): the value must be a number") from None
         if step is not None:
-            step = int(step)
+            import operator
+
+            try:
+                step = operator.index(step)  # int, numpy integers
+            except TypeError:
+                if not (isinstance(step, float) and step.is_integer()):
+                    raise KeelError(f"log_metric({shown}, ..., step={repr(step)[:40]}): the step must be an "
+                                    f"integer") from None
+                step = int(step)
+            if not -2**63 <= step < 2**63:
+                raise KeelError(f"log_metric({shown}, ..., step={step}): the step is out of range; steps are "
+                                f"64-bit integers (below 2**63)")
         if math.isnan(value):
             value = float("nan")
         spool.add(name, value, step)

@@ -78,6 +78,11 @@ def check_resources(graph: FlowGraph, budget: dict[str, float], skip: frozenset[
                 problems.append(f"{deco.file or node.file}:{deco.line or node.lineno}: step {name!r} asks for "
                                 f"@resources(memory={deco.memory:g}) MB but this machine has "
                                 f"{budget['memory']:,.0f} MB. Lower it, or run the step on a cluster with --with ray")
+            if "gpu" in budget and (deco.gpu or 0) > budget["gpu"]:
+                has = f"{budget['gpu']:g} GPU(s)" if budget["gpu"] else "no GPU"
+                problems.append(f"{deco.file or node.file}:{deco.line or node.lineno}: step {name!r} asks for "
+                                f"@resources(gpu={deco.gpu:g}) but this machine has {has}. Run it where there "
+                                f"is one: --with ray, or @kubernetes(gpu=...)")
     if problems:
         raise DefinitionError("\n".join(problems))
 
@@ -189,6 +194,9 @@ class _RunIO(Events):
 
     def message(self, text: str) -> None:
         self.console.message(text)
+
+    def idle(self) -> None:
+        self.console.refresh()
 
     def close(self) -> None:
         for fh in self.files.values():

@@ -134,6 +134,7 @@ class Events:
     def task_finished(self, step: str, task_id: int, status: str) -> None: ...
     def tasks_created(self, step: str, n: int) -> None: ...
     def message(self, text: str) -> None: ...
+    def idle(self) -> None: ...  # called every loop: periodic progress lines, redraws
 
 
 class Scheduler:
@@ -206,6 +207,7 @@ class Scheduler:
                 self._check_timeouts()
                 self._heartbeat()
                 self._flush(force=False)
+                self.events.idle()
         finally:
             self._flush()
             if self.cache is not None:

@@ -51,10 +51,19 @@ class SystemClock:
 
 
 def cron_prev(expr: str, now: float) -> float:
-    """The latest time of ``expr`` at or before ``now`` (UNIX seconds)."""
+    """The latest time of ``expr`` at or before ``now`` (UNIX seconds): never one still in the future.
+
+    croniter works in whole seconds and its ``get_prev`` excludes its start, so the whole second
+    ``floor(now)`` (which is not after ``now``) is checked on its own first."""
+    import math
+
     from croniter import croniter
 
-    start = dt.datetime.fromtimestamp(now + 1).astimezone()  # +1 s: a time exactly at `now` counts
+    second = math.floor(now)
+    start = dt.datetime.fromtimestamp(second).astimezone()
+    at = float(croniter(expr, start - dt.timedelta(seconds=1)).get_next(float))
+    if at <= now:
+        return at
     return float(croniter(expr, start).get_prev(float))
 
 
@@ -66,7 +75,8 @@ def cron_next(expr: str, now: float) -> float:
 
 
 def when(ts: float | None) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+    """A schedule time with its time zone (cron reads expressions in local time)."""
+    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
 
 
 @dataclass

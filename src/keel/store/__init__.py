@@ -28,11 +28,26 @@ class StoreSettings:
     @classmethod
     def from_env(cls) -> "StoreSettings":
         home = Path(os.environ.get("KEEL_HOME") or ".keel").expanduser().absolute()
+        _check_home(home)
         return cls(
             home=home,
             metadata_url=os.environ.get("KEEL_METADATA_URL") or f"sqlite:///{home / 'metadata.db'}",
             artifact_url=os.environ.get("KEEL_ARTIFACT_URL") or str(home / "artifacts"),
         )
+
+
+def _check_home(home: Path) -> None:
+    """KEEL_HOME is a folder, or can become one: not a file, a device or a path through one."""
+    from keel.errors import UsageError
+
+    where = home
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        shown = "KEEL_HOME=" + str(home) if os.environ.get("KEEL_HOME") else f"the store folder {home}"
+        what = "is" if where == home else f"would be inside {where}, which is"
+        raise UsageError(f"{shown} {what} not a folder; set KEEL_HOME to a folder (it is created if missing), "
+                         f"or unset it to use ./.keel")
 
 
 class Store:

@@ -152,13 +152,37 @@ def _describe(tok: Token) -> str:
     return "the end of the query" if tok.kind == "end" else repr(tok.text)
 
 
+MAX_DEPTH = 50      # nested parentheses and 'not's: deeper queries are refused, not a RecursionError
+MAX_TERMS = 500     # comparisons in one query (each is a subquery: SQL engines limit the tree)
+MAX_VALUES = 1000   # values in one 'in (...)' list
+MAX_LENGTH = 20_000  # characters
+
+
 class _Parser:
     """Recursive descent over the tokens; every error names the column of the token at fault."""
 
     def __init__(self, text: str):
+        if len(text) > MAX_LENGTH:
+            raise QueryError(f"the query is {len(text):,} characters long; at most {MAX_LENGTH:,} are read. "
+                             f"Search with fewer conditions, or use tags (\"baseline\" in tags)")
         self.text = text
         self.tokens = tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.terms = 0
+
+    def deeper(self, tok: Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"the query nests more than {MAX_DEPTH} levels of '(' and 'not' here; "
+                            f"write it flatter", tok)
+
+    def counted(self, node: Any, tok: Token) -> Any:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise self.fail(f"the query has more than {MAX_TERMS} comparisons; for many values of one "
+                            f"field use 'in', e.g. params.seed in (1, 2, 3)", tok)
+        return node
 
     @property
     def tok(self) -> Token:
@@ -201,24 +225,27 @@ class _Parser:
 
     def not_expr(self) -> Any:
         if self.is_kw("not"):
-            self.take()
-            return Not(self.not_expr())
+            self.deeper(self.take())
+            node = Not(self.not_expr())
+            self.depth -= 1
+            return node
         return self.primary()
 
     def primary(self) -> Any:
         tok = self.tok
         if tok.text == "(" and tok.kind == "punct":
-            self.take()
+            self.deeper(self.take())
             node = self.or_expr()
             if self.tok.text != ")":
                 raise self.fail(f"expected ')' to close the '(' at column {tok.col}, found {_describe(self.tok)}")
             self.take()
+            self.depth -= 1
             return node
         if tok.kind == "field":
-            return self.comparison_from_field(self.field())
+            return self.counted(self.comparison_from_field(self.field()), tok)
         if tok.kind in ("number", "string") or (tok.kind == "keyword" and tok.value in ("true", "false", "null")):
             value = self.value()
-            return self.comparison_from_value(value, tok)
+            return self.counted(self.comparison_from_value(value, tok), tok)
         if tok.kind == "end":
             raise self.fail("the query ends too early: expected a comparison such as params.alpha > 0.3")
         raise self.fail(f"expected a field (params.NAME, metrics.NAME, tags, status, ...), found {_describe(tok)}")
@@ -283,6 +310,8 @@ class _Parser:
         self.take()
         values = [self.value()]
         while self.tok.text == ",":
+            if len(values) >= MAX_VALUES:
+                raise self.fail(f"a list of values holds at most {MAX_VALUES}; split the search")
             self.take()
             values.append(self.value())
         if self.tok.text != ")":
@@ -327,6 +356,8 @@ def parse_sort(text: str) -> list[SortKey]:
     """``-metrics.acc,created`` -> sort keys; raises QueryError with the column of the mistake."""
     keys: list[SortKey] = []
     pos = 0
+    if text.count(",") >= 20:
+        raise QueryError("sort by at most 20 keys, e.g. --sort -metrics.acc,created")
     for part in text.split(","):
         stripped = part.strip()
         col = pos + len(part) - len(part.lstrip()) + 1

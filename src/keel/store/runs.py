@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator
 import sqlalchemy as sa
 
 from keel.errors import MetadataError
+from keel.ids import in_range
 from keel.store.records import (
     TASK_EVENT, AttemptRecord, RunRecord, StepRecord, TaskRecord, WriteOp, as_op, event_row,
 )
@@ -106,6 +107,8 @@ class SqlRuns:
                          .values(heartbeat_at=time.time()))
 
     def get_run(self, flow: str, run_id: int) -> RunRecord | None:
+        if not in_range(run_id):  # no stored id is that large; the driver would raise OverflowError
+            return None
         with self.db.read() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.flow == flow, runs.c.run_id == run_id)).first()
             return _run_record(row, conn) if row is not None else None
@@ -211,11 +214,15 @@ class SqlRuns:
                 conn.execute(events.insert(), new_events)
 
     def list_steps(self, flow: str, run_id: int) -> list[StepRecord]:
+        if not in_range(run_id):
+            return []
         with self.db.read() as conn:
             return [StepRecord(**r._mapping) for r in conn.execute(
                 sa.select(steps).where(steps.c.flow == flow, steps.c.run_id == run_id).order_by(steps.c.position))]
 
     def list_tasks(self, flow: str, run_id: int, step: str | None = None) -> list[TaskRecord]:
+        if not in_range(run_id):
+            return []
         query = sa.select(tasks).where(tasks.c.flow == flow, tasks.c.run_id == run_id).order_by(tasks.c.task_id)
         if step is not None:
             query = query.where(tasks.c.step == step)
@@ -223,6 +230,8 @@ class SqlRuns:
             return [_task_record(r) for r in conn.execute(query)]
 
     def get_task(self, flow: str, run_id: int, task_id: int) -> TaskRecord | None:
+        if not (in_range(run_id) and in_range(task_id)):
+            return None
         with self.db.read() as conn:
             row = conn.execute(sa.select(tasks).where(tasks.c.flow == flow, tasks.c.run_id == run_id,
                                                       tasks.c.task_id == task_id)).first()

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from keel.errors import MetadataError
+from keel.errors import MetadataError, UsageError
 
 # Serialises the transactions that write events on PostgreSQL, so ids commit in order and a
 # reader's cursor never skips an id that commits late (SQLite's write lock does this already).
@@ -51,6 +51,10 @@ class Database:
                     event.listen(engine, "connect", _sqlite_pragmas)
                 event.listen(self.writer, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             else:
+                dialect = url.split("://", 1)[0].split("+", 1)[0].lower()
+                if dialect not in ("postgresql", "postgres"):
+                    raise UsageError(f"KEEL_METADATA_URL={redact(url)}: the metadata store runs on SQLite or "
+                                     f"PostgreSQL; write sqlite:///path/metadata.db or postgresql://user@host/db")
                 if url.startswith(("postgresql://", "postgres://")):
                     url = "postgresql+psycopg://" + url.split("://", 1)[1]
                 if url.startswith("postgresql+psycopg"):
@@ -58,6 +62,8 @@ class Database:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
                 self.writer = self.engine
             self._ensure_schema()
+        except ImportError as exc:
+            raise MetadataError(missing_driver(self.url, exc, "KEEL_METADATA_URL")) from None
         except sa.exc.SQLAlchemyError as exc:
             raise MetadataError(f"cannot open the metadata database {redact(self.url)}: {exc.__class__.__name__}: "
                                 f"{str(exc).splitlines()[0]}") from exc
@@ -131,6 +137,23 @@ class Database:
         values = {k: v for k, v in row.items() if k not in key}
         if conn.execute(table.update().where(*where).values(**values)).rowcount == 0:
             conn.execute(table.insert().values(**row))
+
+
+_DRIVERS = {  # dialect -> (what it is, the extra that installs its driver, how to write the URL)
+    "postgresql": ("PostgreSQL", "keel[postgres]", "postgresql://user@host/db"),
+    "mysql": ("MySQL", "keel[mysql]", "mysql+pymysql://user@host/db"),
+    "mariadb": ("MariaDB", "keel[mysql]", "mariadb+pymysql://user@host/db"),
+}
+
+
+def missing_driver(url: str, exc: ImportError, setting: str = "the URL") -> str:
+    """A message for a database URL whose driver is not installed, naming the extra to install."""
+    dialect = url.split("://", 1)[0].split("+", 1)[0].lower()
+    module = getattr(exc, "name", None) or str(exc)
+    name, extra, example = _DRIVERS.get(dialect, (dialect, "", ""))
+    how = (f"Install it with: pip install '{extra}' (then write the URL as {example})" if extra
+           else f"Install the Python package that provides {module}")
+    return f"{setting} is a {name} URL ({redact(url)}) but its driver ({module}) is not installed. {how}"
 
 
 def _require_psycopg(url: str) -> None:

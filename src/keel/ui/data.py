@@ -485,10 +485,12 @@ def _parse_cursor(cursor: str | None) -> dict[str, str]:
 
 
 def parse_pathspec(spec: str) -> tuple[str, int]:
+    from keel.ids import parse_id
+
     flow, _, run = spec.strip().strip("/").partition("/")
-    if not flow or not run.isdigit():
-        raise UsageError(f"{spec!r} is not a run: write FLOW/RUN_ID, e.g. Train/3")
-    return flow, int(run)
+    if not flow or not run.isascii() or not run.isdigit():
+        raise UsageError(f"{spec[:80]!r} is not a run: write FLOW/RUN_ID, e.g. Train/3")
+    return flow, parse_id(run, "run id", spec)
 
 
 def preview(value: Any, rows: int = 10) -> dict[str, Any]:

@@ -403,7 +403,18 @@ def _killpg(pid: int, sig: int) -> None:
 
 
 def machine_budget() -> dict[str, Any]:
-    """The cores and memory (MB) tasks with @resources may share on this machine."""
+    """The cores, memory (MB) and GPUs tasks with @resources may share on this machine."""
     import psutil
 
-    return {"cpu": os.cpu_count() or 1, "memory": psutil.virtual_memory().total // (1024 * 1024)}
+    return {"cpu": os.cpu_count() or 1, "memory": psutil.virtual_memory().total // (1024 * 1024),
+            "gpu": machine_gpus()}
+
+
+def machine_gpus() -> int:
+    """NVIDIA GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else the /dev/nvidiaN devices."""
+    import glob
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len(glob.glob("/dev/nvidia[0-9]*"))
