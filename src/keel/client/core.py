@@ -18,7 +18,7 @@ import datetime as _dt
 from functools import cached_property
 from typing import Any, Iterator
 
-from keel.errors import NotFoundError, UsageError
+from keel.errors import NotFoundError, UsageError, clip
 from keel.store import Store
 
 _store: Store | None = None
@@ -47,11 +47,11 @@ def parse_pathspec(pathspec: str, parts: int) -> list[str]:
     shapes = {2: "Flow/RUN (e.g. BigSum/3)", 3: "Flow/RUN/STEP (e.g. BigSum/3/start)",
               4: "Flow/RUN/STEP/TASK (e.g. BigSum/3/part/7)"}
     if len(pieces) != parts or not all(pieces):
-        raise UsageError(f"malformed pathspec {pathspec!r}: expected {shapes[parts]}")
+        raise UsageError(f"malformed pathspec {clip(pathspec)}: expected {shapes[parts]}")
     if not pieces[1].isdigit():
-        raise UsageError(f"malformed pathspec {pathspec!r}: the run id {pieces[1]!r} must be an integer")
+        raise UsageError(f"malformed pathspec {clip(pathspec)}: the run id {clip(pieces[1])} must be an integer")
     if parts == 4 and not pieces[3].isdigit():
-        raise UsageError(f"malformed pathspec {pathspec!r}: the task id {pieces[3]!r} must be an integer")
+        raise UsageError(f"malformed pathspec {clip(pathspec)}: the task id {clip(pieces[3])} must be an integer")
     return pieces
 
 
@@ -415,6 +415,9 @@ class Run:
         return self._store.metadata.run_metrics(self._record.flow, self._record.run_id)
 
     def add_tag(self, *tags: str) -> None:
+        from keel.tracking.tags import check_tags
+
+        tags = tuple(check_tags(tags))
         self._store.metadata.add_tags(self._record.flow, self._record.run_id, tags)
 
     def remove_tag(self, *tags: str) -> None:
@@ -446,7 +449,7 @@ class Flow:
 
     def __init__(self, name: str, *, _store: Store | None = None):
         if not name or "/" in name:
-            raise UsageError(f"malformed flow name {name!r}: give the flow's class name, e.g. Flow('BigSum')")
+            raise UsageError(f"malformed flow name {clip(name)}: give the flow's class name, e.g. Flow('BigSum')")
         self.name = name
         self._store = _store or _default_store()
 
