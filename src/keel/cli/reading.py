@@ -40,7 +40,10 @@ def size_text(n: int) -> str:
 
 
 def _short(value: Any, width: int = 40) -> str:
-    text = json.dumps(value, default=repr) if not isinstance(value, str) else value
+    if isinstance(value, float):  # nan, inf, -inf as Python writes them (and the JSON output spells them)
+        text = repr(value)
+    else:
+        text = json.dumps(value, default=repr) if not isinstance(value, str) else value
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
