@@ -15,6 +15,7 @@ class Produce(FlowSpec):
     @step
     def start(self):
         self.payload = "x" * 5000
+        print("produced")
         self.next(self.end)
 
     @step

@@ -23,9 +23,12 @@ EVENTS_LOCK_KEY = 0x6B65656D
 
 
 def _cannot_write(path: str) -> bool:
-    """An existing SQLite file that this user cannot write, or whose folder it cannot write (WAL needs it)."""
+    """An existing SQLite file that this user cannot write, or whose folder it cannot write (WAL needs it);
+    ``KEEL_READ_ONLY=1`` opens any existing store so (an archive on a writable disk, root browsing one)."""
     if not os.path.exists(path):
         return False
+    if os.environ.get("KEEL_READ_ONLY", "") not in ("", "0"):
+        return True
     return not (os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK))
 
 
