@@ -31,6 +31,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def clip(text: object, width: int = 40) -> str:
+    """User input quoted in a message: a short, printable prefix (``'abc…'``), never the whole of it."""
+    s = text if isinstance(text, str) else repr(text)
+    shown = "".join(c if c.isprintable() else "?" for c in s[:width])
+    return repr(shown + ("…" if len(s) > width else ""))
+
+
 class KeelError(Exception):
     """Base of every error Keel raises on purpose."""
 
@@ -55,11 +62,15 @@ class _IssuesError(KeelError):
     """An error that carries every problem found at once."""
 
     title = "problems"
+    shown = 50  # the message lists this many; ``.issues`` has every one
 
     def __init__(self, issues: list[Issue], title: str | None = None):
         self.issues = list(issues)
         head = title or f"{len(self.issues)} {self.title}"
-        super().__init__(head + ":\n" + "\n".join(str(i) for i in self.issues))
+        shown = [str(i) for i in self.issues[:self.shown]]
+        if len(self.issues) > self.shown:  # thousands of jobs with one mistake each: the first ones tell
+            shown.append(f"... and {len(self.issues) - self.shown} more like these (fix these first, then check again)")
+        super().__init__(head + ":\n" + "\n".join(shown))
 
 
 class GraphError(_IssuesError, DefinitionError):

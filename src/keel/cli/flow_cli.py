@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from keel.errors import KeelError, UsageError
+from keel.errors import KeelError, UsageError, clip
 from keel.flow.loader import load_flow_file
 
 __all__ = ["RunOptions", "dispatch", "dispatch_command", "exit_status", "flow_cli", "generic_help", "invoke", "load_flow_file",
@@ -62,7 +62,7 @@ class _AtLeastOne(click.ParamType):
         try:
             number = int(value)
         except ValueError:
-            raise UsageError(f"{flag} expects an integer, got {value!r}") from None
+            raise UsageError(f"{flag} expects an integer, got {clip(value)}") from None
         if number < 1:
             raise UsageError(f"{flag} must be at least 1, got {number}")
         return number
@@ -181,7 +181,7 @@ class _FlowGroup(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         if args and args[0] not in self.commands:
-            raise UsageError(f"unknown command {args[0]!r}; commands are: {', '.join(_COMMANDS)} "
+            raise UsageError(f"unknown command {clip(args[0])}; commands are: {', '.join(_COMMANDS)} "
                              f"(see {self.prog} --help)")
         return super().resolve_command(ctx, args)
 
@@ -328,15 +328,16 @@ def tag_command(flow: str) -> click.Command:
 def logs_command(flow: str | None) -> click.Command:
     """``logs RUN/STEP[/TASK]`` (``FLOW/RUN/STEP[/TASK]`` when ``flow`` is None)."""
 
-    def logs(target: str, stderr: bool, follow: bool) -> int:
+    def logs(target: str, stderr: bool, follow: bool, raw: bool) -> int:
         from keel.cli.reading import show_logs
 
-        return show_logs(flow or target.split("/", 1)[0], target, "stderr" if stderr else "stdout", follow)
+        return show_logs(flow or target.split("/", 1)[0], target, "stderr" if stderr else "stdout", follow, raw)
 
     return _LogsCommand("logs", callback=logs, context_settings=_HELP, params=[
         click.Argument(["target"], metavar="RUN/STEP[/TASK]" if flow else "FLOW/RUN/STEP[/TASK]"),
         click.Option(["--stderr"], is_flag=True, help="print stderr instead of stdout"),
-        click.Option(["--follow", "-f"], is_flag=True, help="keep printing while the run goes")],
+        click.Option(["--follow", "-f"], is_flag=True, help="keep printing while the run goes"),
+        click.Option(["--raw"], is_flag=True, help="print the bytes as written, escape sequences included")],
         help="Print a task's output (every task of the step when TASK is left out).",
         short_help="print a task's output")
 
@@ -344,6 +345,9 @@ def logs_command(flow: str | None) -> click.Command:
 def run_flow_cli(flow_cls: type, argv: list[str] | None = None, flow_file: str | None = None,
                  prog: str | None = None) -> NoReturn:
     """Entry point of ``FlowSpec.__init__`` in ``python flow.py COMMAND``: never returns."""
+    from keel.runtime.console import protect_streams
+
+    protect_streams()  # `python flow.py run | head -1`: printing stops, the run does not
     argv = list(sys.argv[1:] if argv is None else argv)
     flow_file = flow_file or inspect.getsourcefile(flow_cls) or sys.argv[0]
     prog = prog or f"python {os.path.basename(flow_file)}"

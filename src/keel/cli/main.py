@@ -198,8 +198,15 @@ from keel.cli.alerts import register as _register_alerts  # noqa: E402 - keel al
 
 _register_alerts(cli)
 
+from keel.cli.store import register as _register_store  # noqa: E402 - keel store verify [--repair]
+
+_register_store(cli)
+
 
 def main(argv: list[str] | None = None) -> Any:
+    from keel.runtime.console import protect_streams
+
+    protect_streams()  # `keel ... | head -1`, a closed stdout: printing stops, the command does not
     try:
         return cli.main(args=argv, prog_name="keel", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -8,7 +8,10 @@ import sys
 import time
 from typing import Any
 
-from keel.errors import NotFoundError, UsageError
+from keel.cli.text import markup as _m
+from keel.cli.text import plain as _plain
+from keel.errors import NotFoundError, UsageError, clip
+from keel.tracking.jsonsafe import dumps as json_dumps
 
 
 def _console() -> Any:
@@ -37,7 +40,10 @@ def size_text(n: int) -> str:
 
 
 def _short(value: Any, width: int = 40) -> str:
-    text = json.dumps(value, default=repr) if not isinstance(value, str) else value
+    if isinstance(value, float):  # nan, inf, -inf as Python writes them (and the JSON output spells them)
+        text = repr(value)
+    else:
+        text = json.dumps(value, default=repr) if not isinstance(value, str) else value
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -50,15 +56,15 @@ def cmd_runs(flow: str | None, limit: int, as_json: bool) -> int:
         known = ", ".join(md.list_flows()) or "none yet"
         raise NotFoundError(f"no runs of flow {flow!r}; flows with runs: {known}")
     if as_json:
-        print(json.dumps([{"pathspec": r.pathspec, "status": r.effective_status, "created_at": r.created_at,
-                           "finished_at": r.finished_at, "params": r.params, "tags": r.tags} for r in records],
-                         indent=2, default=repr))
+        print(json_dumps([{"pathspec": r.pathspec, "status": r.effective_status, "created_at": r.created_at,
+                          "finished_at": r.finished_at, "params": r.params, "tags": r.tags} for r in records],
+                         indent=2))
         return 0
     table = runs_table(records, ())
     for r in records:
         params = " ".join(f"{k}={_short(v, 20)}" for k, v in r.params.items())
-        table.add_row(r.pathspec, _status(r.effective_status), _when(r.created_at),
-                      _seconds(r.created_at, r.finished_at), params, ",".join(r.tags))
+        table.add_row(_m(r.pathspec), _status(r.effective_status), _when(r.created_at),
+                      _seconds(r.created_at, r.finished_at), _m(params), _m(",".join(r.tags)))
     if not records:
         print("No runs yet. Start one with: python flow.py run")
         return 0
@@ -105,25 +111,25 @@ def cmd_show_run(pathspec: str) -> int:
 
     md, r = resolve_run(pathspec)
     out = _console()
-    out.print(f"[bold]{r.pathspec}[/bold]  {_status(r.effective_status)}")
+    out.print(f"[bold]{_m(r.pathspec)}[/bold]  {_status(r.effective_status)}")
     out.print(f"  started {_when(r.created_at)}, finished {_when(r.finished_at)}, "
-              f"took {_seconds(r.created_at, r.finished_at)}; by {r.user} on {r.hostname}")
+              f"took {_seconds(r.created_at, r.finished_at)}; by {_m(r.user)} on {_m(r.hostname)}")
     if r.origin_run_id:
         out.print(f"  resumed from {r.flow}/{r.origin_run_id}")
     if r.error:
-        out.print(f"  [red]error:[/red] {r.error}")
+        out.print(f"  [red]error:[/red] {_m(r.error, multiline=True)}")
     if r.params:
-        out.print("  params: " + ", ".join(f"{k}={_short(v)}" for k, v in r.params.items()))
+        out.print("  params: " + _m(", ".join(f"{k}={_short(v)}" for k, v in r.params.items())))
     if r.tags:
-        out.print("  tags: " + ", ".join(r.tags))
+        out.print("  tags: " + _m(", ".join(r.tags)))
     for c in md.list_comments(r.flow, r.run_id):
-        out.print(f"  comment ({c['author']}, {_when(c['created_at'])}): {c['text']}")
+        out.print(f"  comment ({_m(c['author'])}, {_when(c['created_at'])}): {_m(c['text'], multiline=True)}")
     env = r.environment
     if env:
         git = f", git {env['git_commit'][:10]}{' (dirty)' if env.get('git_dirty') else ''}" if env.get("git_commit") else ""
         snap = env.get("snapshot") or {}
         kept = f" ({snap.get('files')} files kept)" if snap.get("files") else ""
-        out.print(f"  python {env.get('python')}{git}, code {str(r.code_hash or '')[:12]}{kept}")
+        out.print(_m(f"  python {env.get('python')}{git}, code {str(r.code_hash or '')[:12]}{kept}"))
     tasks = md.list_tasks(r.flow, r.run_id)
     steps = table = Table(box=None, header_style="bold", title=None)
     for col in ("step", "tasks", "status", "started", "took", "cpu", "peak mem", "artifacts"):
@@ -154,9 +160,9 @@ def cmd_show_run(pathspec: str) -> int:
         used = [resources[t.task_id] for t in ts if t.task_id in resources]
         cpu = sum(u.get("cpu_time_s", 0.0) for u in used)
         peak = max((u.get("peak_rss_mb", 0.0) for u in used), default=0.0)
-        steps.add_row(row["step"], str(len(ts)), status, _when(started)[11:], _seconds(started, finished),
+        steps.add_row(_m(row["step"]), str(len(ts)), _m(status), _when(started)[11:], _seconds(started, finished),
                       (f"{cpu * 1000:.0f}ms" if cpu < 1 else f"{cpu:.2f}s") if used else "-",
-                      f"{peak:.0f} MB" if used else "-", arts)
+                      f"{peak:.0f} MB" if used else "-", _m(arts))
     out.print(table)
     step_of = {t.task_id: t.step for t in tasks}
     for link in md.links.list(r.flow, r.run_id):   # addresses tasks published: their Spark UI, ...
@@ -165,12 +171,12 @@ def cmd_show_run(pathspec: str) -> int:
                   f"{link.task_id}: {link.url}", soft_wrap=True)
     failed = [a for a in md.list_attempts(r.flow, r.run_id) if a["status"] == "failed"]
     for a in failed[-3:]:
-        out.print(f"  [red]task {a['task_id']} attempt {a['attempt']}[/red]: {a['error_type']}: {a['error_message']}")
+        out.print(f"  [red]task {a['task_id']} attempt {a['attempt']}[/red]: {_m(a['error_type'])}: {_m(a['error_message'], multiline=True)}")
     metrics = md.run_metrics(r.flow, r.run_id)
     if metrics:
         shown = {k: v for k, v in metrics.items() if not k.startswith("sys.")}  # system metrics: columns above
         if shown:
-            out.print("  metrics (last): " + ", ".join(f"{k}={v[-1][1]:g}" for k, v in shown.items()))
+            out.print("  metrics (last): " + _m(", ".join(f"{k}={v[-1][1]:g}" for k, v in shown.items())))
     return 0
 
 
@@ -194,7 +200,7 @@ def cmd_compare(pathspecs: list[str], as_json: bool, as_csv: bool) -> int:
                      **{f"metrics.{k}": v for k, v in metrics.items() if not k.startswith("sys.")}})
     columns = list(dict.fromkeys(k for row in rows for k in row))
     if as_json:
-        print(json.dumps(rows, indent=2, default=repr))
+        print(json_dumps(rows, indent=2))
         return 0
     if as_csv:
         import csv
@@ -208,20 +214,20 @@ def cmd_compare(pathspecs: list[str], as_json: bool, as_csv: bool) -> int:
     table = Table(box=None, header_style="bold")
     table.add_column("")
     for row in rows:
-        table.add_column(row["run"])
+        table.add_column(_m(row["run"]))
     for col in columns[1:]:
         values = [row.get(col) for row in rows]
         differs = len({json.dumps(v, default=repr) for v in values}) > 1
         shown = [_seconds(0, v) if col == "duration" and v is not None else _short(v, 30) if v is not None else "-"
                  for v in values]
-        name = f"[yellow]{col} *[/yellow]" if differs else col
-        table.add_row(name, *shown)
+        name = f"[yellow]{_m(col)} *[/yellow]" if differs else _m(col)
+        table.add_row(name, *(_m(s) for s in shown))
     _console().print(table)
     print("(* differs between runs)")
     return 0
 
 
-def show_logs(flow: str, target: str, stream: str = "stdout", follow: bool = False) -> int:
+def show_logs(flow: str, target: str, stream: str = "stdout", follow: bool = False, raw: bool = False) -> int:
     """``logs [FLOW/]RUN/STEP[/TASK]`` for a flow already known by name."""
     parts = target.strip("/").split("/")
     if parts and parts[0] == flow:
@@ -232,13 +238,14 @@ def show_logs(flow: str, target: str, stream: str = "stdout", follow: bool = Fal
         return text.isascii() and text.isdigit()
 
     if len(parts) not in (2, 3) or not digits(parts[0]) or (len(parts) == 3 and not digits(parts[2])):
-        raise UsageError(f"malformed log target {target[:80]!r}: expected RUN/STEP[/TASK], e.g. 3/start or 3/part/7")
+        raise UsageError(f"malformed log target {clip(target)}: expected RUN/STEP[/TASK], e.g. 3/start or 3/part/7")
     run_id = parse_id(parts[0], "run id", target)
     task_id = parse_id(parts[2], "task id", target) if len(parts) == 3 else None
-    return print_logs(flow, run_id, parts[1], task_id, stream, follow)
+    return print_logs(flow, run_id, parts[1], task_id, stream, follow, raw)
 
 
-def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: str, follow: bool) -> int:
+def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: str, follow: bool,
+               raw: bool = False) -> int:
     from keel.store import Store
     from keel.store.records import TASK_END_EVENTS
 
@@ -269,6 +276,8 @@ def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: s
                 text = data.decode("utf-8", "replace")
                 if prefix:
                     text = "".join(prefix + line for line in text.splitlines(keepends=True))
+                if not raw:  # a task's output is shown, not obeyed: escape sequences become visible
+                    text = _plain(text, multiline=True)
                 sys.stdout.write(text)
                 sys.stdout.flush()
                 offsets[t.task_id] = offsets.get(t.task_id, 0) + len(data)

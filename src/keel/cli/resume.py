@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keel.errors import UsageError
+from keel.errors import UsageError, clip
 from keel.store import Store
 
 
@@ -26,7 +26,7 @@ def cmd_resume(flow_cls: type, flow_file: str, positional: list[str], opts: Any,
         elif step is None and not digits:
             step = value
         else:
-            raise UsageError(f"resume takes [RUN_ID] [STEP], got {' '.join(positional)!r}")
+            raise UsageError(f"resume takes [RUN_ID] [STEP], got {clip(' '.join(positional))}")
     store = Store.from_env()
     plan = plan_resume(flow_cls, store, origin_id, step)
     where = f"from step '{plan.step}'" if plan.step else "where it stopped"

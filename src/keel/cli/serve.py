@@ -18,22 +18,22 @@ _UNIT = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
 
 def parse_bytes(text: str) -> int:
     """``10MB`` -> 10485760; a bare number is bytes."""
-    from keel.errors import UsageError
+    from keel.errors import UsageError, clip
 
     match = _BYTES.match(text)
     if not match:
-        raise UsageError(f"--max-body {text!r} is not a size; write e.g. 10MB, 512KB or 1048576")
+        raise UsageError(f"--max-body {clip(text)} is not a size; write e.g. 10MB, 512KB or 1048576")
     return int(float(match.group(1)) * _UNIT[match.group(2).upper()])
 
 
 def parse_target(target: str) -> tuple[str, int | None]:
-    from keel.errors import UsageError
+    from keel.errors import UsageError, clip
 
     flow, _, run = target.partition("/")
     from keel.ids import parse_id
 
     if not flow or (run and not (run.isascii() and run.isdigit())) or "/" in run:
-        raise UsageError(f"malformed target {target[:80]!r}: give FLOW (follow its latest successful run) or "
+        raise UsageError(f"malformed target {clip(target)}: give FLOW (follow its latest successful run) or "
                          f"FLOW/RUN, e.g. Train or Train/3")
     return flow, parse_id(run, "run id", target) if run else None
 

@@ -20,7 +20,9 @@ from typing import Any
 
 import click
 
+from keel.cli.text import plain
 from keel.errors import NotFoundError, UsageError
+from keel.tracking.jsonsafe import dumps as json_dumps
 
 
 def _store() -> Any:
@@ -46,9 +48,9 @@ def cmd_search_runs(flow: str | None, where: str | None, sort: str | None, limit
     metric_names = [c.split(".", 1)[1] for c in columns if c.startswith("metrics.")]
     last = last_metrics(md, records, metric_names)
     if as_json:
-        print(json.dumps([{"pathspec": r.pathspec, "status": r.effective_status, "created_at": r.created_at,
+        print(json_dumps([{"pathspec": r.pathspec, "status": r.effective_status, "created_at": r.created_at,
                            "finished_at": r.finished_at, "params": r.params, "tags": r.tags,
-                           "metrics": last.get((r.flow, r.run_id), {})} for r in records], indent=2, default=repr))
+                           "metrics": last.get((r.flow, r.run_id), {})} for r in records], indent=2))
         return 0
     if not records:
         print("No runs match." if where else "No runs yet. Start one with: python flow.py run")
@@ -73,9 +75,9 @@ def _wide_console() -> Any:
 
 # -- tag and comment ------------------------------------------------------------------------------
 def _check_tag(tag: str) -> str:
-    if not tag.strip() or len(tag) > 255 or any(c in tag for c in "\n\r\t"):
-        raise UsageError(f"bad tag {tag!r}: a tag is a non-empty name of at most 255 characters, on one line")
-    return tag
+    from keel.tracking.tags import check_tag
+
+    return check_tag(tag)
 
 
 def cmd_tag(pathspec: str, tags: list[str], remove: bool) -> int:
@@ -93,7 +95,7 @@ def cmd_tag(pathspec: str, tags: list[str], remove: bool) -> int:
     else:
         md.add_tags(r.flow, r.run_id, tags)
     now = md.get_run(r.flow, r.run_id)
-    print(f"{r.pathspec} tags: {', '.join(now.tags) if now and now.tags else '(none)'}")
+    print(f"{r.pathspec} tags: {plain(', '.join(now.tags)) if now and now.tags else '(none)'}")
     return 0
 
 
@@ -160,12 +162,12 @@ def cmd_comment(pathspec: str, text: str | None, author: str | None) -> int:
         if not comments:
             print(f"{r.pathspec} has no comments. Add one with: keel comment {r.pathspec} \"TEXT\"")
         for c in comments:
-            print(f"{_when(c['created_at'])}  {c['author']}: {c['text']}")
+            print(f"{_when(c['created_at'])}  {plain(c['author'])}: {plain(c['text'], multiline=True)}")
         return 0
     if not text.strip():
         raise UsageError(f"the comment is empty; e.g. keel comment {r.pathspec} \"lr too high: diverged\"")
     c = md.add_comment(r.flow, r.run_id, text, author=author)
-    print(f"Comment {c['id']} added to {r.pathspec} by {c['author']}")
+    print(f"Comment {c['id']} added to {r.pathspec} by {plain(c['author'])}")
     return 0
 
 
@@ -231,7 +233,7 @@ def cmd_sweep(opts: Any, extra: list[str]) -> int:
     flow_cls = load_flow_file(opts.flow_file, opts.flow_name)
     run = parse_run_args(flow_cls, extra)  # the flow's own run options: same names, same checks
     opts.fixed, opts.max_workers, opts.max_num_splits = dict(run.params), run.max_workers, run.max_num_splits
-    opts.executors, opts.tags = list(run.executors), list(run.tags)
+    opts.executors, opts.tags = list(run.executors), [_check_tag(t) for t in run.tags]
     if not any(a.split("=")[0] == "--max-workers" for a in extra):
         opts.max_workers = None  # the sweep shares the cores among the trials running at once
     known = flow_parameters(flow_cls)

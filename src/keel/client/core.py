@@ -18,7 +18,7 @@ import datetime as _dt
 from functools import cached_property
 from typing import Any, Iterator
 
-from keel.errors import NotFoundError, UsageError
+from keel.errors import NotFoundError, UsageError, clip
 from keel.store import Store
 
 _store: Store | None = None
@@ -70,7 +70,7 @@ def parse_pathspec(pathspec: str, parts: int) -> list[str]:
     shapes = {2: "Flow/RUN (e.g. BigSum/3)", 3: "Flow/RUN/STEP (e.g. BigSum/3/start)",
               4: "Flow/RUN/STEP/TASK (e.g. BigSum/3/part/7)"}
     if len(pieces) != parts or not all(pieces):
-        raise UsageError(f"malformed pathspec {pathspec!r}: expected {shapes[parts]}")
+        raise UsageError(f"malformed pathspec {clip(pathspec)}: expected {shapes[parts]}")
     from keel.ids import parse_id
 
     parse_id(pieces[1], "run id", pathspec)  # digits, and small enough for the database
@@ -505,10 +505,9 @@ class Run:
         return sorted(t for t, system in kinds.items() if system)
 
     def add_tag(self, *tags: str) -> None:
-        """Add user tags (Metaflow's ``add_tag``; several at once also work)."""
-        for tag in tags:
-            if not isinstance(tag, str) or not tag.strip():
-                raise UsageError(f"a tag must be a non-empty string, got {tag!r}")
+        from keel.tracking.tags import check_tags
+
+        tags = tuple(check_tags(tags))
         self._store.metadata.add_tags(self._record.flow, self._record.run_id, tags)
         self._refresh()
 
@@ -561,7 +560,7 @@ class Flow:
 
     def __init__(self, name: str, *, _store: Store | None = None):
         if not name or "/" in name:
-            raise UsageError(f"malformed flow name {name!r}: give the flow's class name, e.g. Flow('BigSum')")
+            raise UsageError(f"malformed flow name {clip(name)}: give the flow's class name, e.g. Flow('BigSum')")
         self.name = name
         self._store = _store or _default_store()
 

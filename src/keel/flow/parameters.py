@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from keel.errors import DefinitionError, ParameterError
+from keel.errors import DefinitionError, ParameterError, clip
 
 
 class JSONType:
@@ -128,7 +128,7 @@ class Parameter:
             return kind(text)
         except (ValueError, TypeError):
             example = {int: "5", float: "0.5", bool: "true", JSONType: "'{\"k\": 1}'"}.get(kind, "text")
-            raise ParameterError(f"--{self.name} expects {self.type_name}, got {text!r} "
+            raise ParameterError(f"--{self.name} expects {self.type_name}, got {clip(text)} "
                                  f"(e.g. --{self.name} {example})") from None
 
     def resolve(self, raw: str | None) -> Any:
@@ -163,7 +163,7 @@ class IncludeFile(Parameter):
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise ParameterError(f"--{self.name}: cannot read {text!r} ({exc.strerror}); "
+            raise ParameterError(f"--{self.name}: cannot read {clip(text, 200)} ({exc.strerror}); "
                                  f"give the path of an existing file") from None
         return data.decode(self.encoding) if self.is_text else data
 
@@ -225,7 +225,7 @@ def defaults_or_given(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
     unknown = [k for k in given if k not in params and k not in by_attr]
     if unknown:
         known = ", ".join(params) or "none"
-        raise ParameterError(f"unknown parameter {unknown[0]!r}; the flow's parameters are: {known}")
+        raise ParameterError(f"unknown parameter {clip(unknown[0])}; the flow's parameters are: {known}")
     out: dict[str, Any] = {}
     for name, p in params.items():
         value = given.get(name, given.get(p.attr))

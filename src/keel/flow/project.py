@@ -253,6 +253,47 @@ class Project:
 
 # -- loading and checking ------------------------------------------------------------------------
 
+MAX_YAML_NODES = 200_000  # values in the file once its aliases (*name) are expanded
+
+
+def _expansion_problem(tree: Any) -> str | None:
+    """Why the loaded YAML is unsafe to walk, or None. Aliases share one object, so a few lines of
+    nested aliases ("billion laughs") expand to billions of values; this counts the expanded size
+    in time proportional to the distinct objects, and finds an alias that contains itself."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ValueError("recursive")
+        active.add(key)
+        children = list(node.keys()) + list(node.values()) if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_YAML_NODES:
+                break
+        active.discard(key)
+        sizes[key] = min(total, MAX_YAML_NODES + 1)
+        return sizes[key]
+
+    try:
+        total = size(tree)
+    except ValueError:
+        return "an alias (*name) refers to a value that contains it; a project file cannot be recursive"
+    except RecursionError:
+        return "the YAML nests too deeply to read; a project file is a few levels of mappings and lists"
+    if total > MAX_YAML_NODES:
+        return (f"the file expands to more than {MAX_YAML_NODES:,} values once its aliases (*name) are "
+                f"expanded; refusing to read it. Write the values out, or use fewer nested aliases")
+    return None
+
+
 def load_project(path: str, *, flow_loader: Callable[[str], type] | None = None) -> Project:
     """Read and check ``path``; raise ProjectError with every problem, or return the Project.
 
@@ -290,7 +331,7 @@ class _Checker:
         except (OSError, UnicodeDecodeError) as exc:
             raise KeelError(f"cannot read the project file {self.path}: {exc}") from None
         try:
-            return YAML(typ="rt").load(text)
+            tree = YAML(typ="rt").load(text)
         except MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else 1
@@ -298,6 +339,13 @@ class _Checker:
             self.add(line, f"this is not valid YAML: {what}; check the indentation and the colons near this line")
         except YAMLError as exc:
             self.add(1, f"this is not valid YAML: {exc}")
+        except RecursionError:
+            self.add(1, "the YAML nests too deeply to read; a project file is a few levels of mappings and lists")
+        else:
+            problem = _expansion_problem(tree)
+            if problem is None:
+                return tree
+            self.add(1, problem)
         return None
 
     def check(self, flow_loader: Callable[[str], type] | None) -> Project | None:

@@ -75,7 +75,7 @@ def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
 
             stack.enter_context(step_cluster(dict(command.spark)))
         result = run(RunRequest(flow_cls=flow_cls, params=params, flow_file=command.flow_file,
-                                tags=list(command.tags)))
+                                system_tags=list(command.tags)))
     ref = artifacts.put(result.pathspec).to_dict()
     base: dict[str, Any] = {"artifacts": {"flow_run": ref}, "own": ["flow_run"], "transition": [],
                             "foreach": None}
@@ -95,6 +95,16 @@ def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any
         try:
             with open(command.tags_path, encoding="utf-8") as fh:
                 tags = [t.strip() for t in fh if t.strip()]
+            from keel.errors import UsageError
+            from keel.tracking.tags import check_tag
+
+            checked = []
+            for t in tags:  # written by current.tag(), which checked them; the file itself is not trusted
+                try:
+                    checked.append(check_tag(t))
+                except UsageError:
+                    continue
+            tags = checked
             os.unlink(command.tags_path)
         except FileNotFoundError:
             pass

@@ -438,6 +438,71 @@ class RunConsole:
         return Group(title, grid)
 
 
+class _SideChannel:
+    """``sys.stdout``/``sys.stderr`` during a run: the run's output is a side channel, so a reader
+    that went away (``| head -1``: EPIPE), a closed or failing stream stops the printing, never
+    the run. The dead stream's descriptor is pointed at /dev/null, so that nothing later (click,
+    rich, the interpreter's last flush) trips over it again."""
+
+    def __init__(self, inner: Any):
+        self._inner = inner
+        self.broken = False
+
+    def _dead(self) -> None:
+        self.broken = True
+        try:
+            fd = self._inner.fileno()
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return int(self._inner.write(text))
+            except (OSError, ValueError):
+                self._dead()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._inner.flush()
+            except (OSError, ValueError):
+                self._dead()
+
+    def isatty(self) -> bool:
+        try:
+            return not self.broken and bool(self._inner.isatty())
+        except (OSError, ValueError):
+            return False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def protect_streams() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` in :class:`_SideChannel` (once) for a run. A standard
+    descriptor that was closed (``keel run flow.py >&-``) is opened on /dev/null first, so that no
+    file the run opens later (the database!) gets descriptor 1 and receives its printing."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        if stream is None:  # Python found the descriptor closed at start-up
+            stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        if not isinstance(stream, _SideChannel):
+            setattr(sys, name, _SideChannel(stream))
+
+
 def _isatty(stream: Any) -> bool:
     try:
         return bool(stream.isatty())

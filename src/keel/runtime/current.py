@@ -328,10 +328,9 @@ class Current:
     def tag(self, *tags: str) -> None:
         """Add tags to the run this task belongs to."""
         self._need_task("tag")
-        for t in tags:
-            if not isinstance(t, str) or not t:
-                raise KeelError(f"a tag must be a non-empty string, got {t!r}")
-            self._tags.append(t)
+        from keel.tracking.tags import check_tags
+
+        self._tags.extend(check_tags(tags))
         tags_path = self.__dict__.get("_tags_path")
         if tags_path:  # a project job: the runner reads this file when the job ends
             with open(tags_path, "a", encoding="utf-8") as fh:

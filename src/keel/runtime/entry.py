@@ -97,6 +97,7 @@ def read_request(data: dict[str, Any]) -> Request:
         options = Options(max_workers=int(data.get("max_workers") or 16),
                           max_num_splits=int(data.get("max_num_splits") or 100))
         return RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=list(data.get("tags") or []),
+                          system_tags=list(data.get("system_tags") or []),
                           options=options, quiet=bool(data.get("quiet")), command=str(data.get("command") or ""),
                           executors=list(data.get("executors") or []),
                           branch=data.get("branch") or None, production=bool(data.get("production")))

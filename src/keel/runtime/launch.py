@@ -32,6 +32,7 @@ class RunRequest:
     params: dict[str, Any]
     flow_file: str
     tags: list[str] = field(default_factory=list)
+    system_tags: list[str] = field(default_factory=list)  # Keel's own (project:, sweep:, reproduces:)
     options: Options = field(default_factory=Options)
     quiet: bool = False
     kind: str = "flow"
@@ -157,6 +158,23 @@ def prewarm_imports(flow_file: str) -> list[str]:
     return loaded
 
 
+def refuse_reused_run_id(store: Store, flow: str, run_id: int) -> None:
+    """A run id the database just gave out must be new to the store too. Logs already kept under it
+    mean that the database was emptied or replaced while the logs and artifacts stayed: refuse
+    (never mix two runs' logs), and mark the new record failed with the reason."""
+    from keel.errors import MetadataError
+
+    folder = store.logs.root / flow / str(run_id) if hasattr(store.logs, "root") else None
+    if folder is None or not folder.exists():
+        return
+    message = (f"the store does not match its metadata database: {folder} holds the logs of a run {flow}/{run_id} "
+               f"that the database ({store.settings.metadata_url}) did not know, so the database was emptied or "
+               f"replaced while KEEL_HOME kept its logs and artifacts. Nothing was run. Restore the database, or "
+               f"use a new KEEL_HOME for a new store")
+    store.metadata.set_run_status(flow, run_id, "failed", error=f"StoreMismatch: {message}")
+    raise MetadataError(message)
+
+
 class _RunIO(Events):
     """Tees task output to the log store and the console; forwards scheduler events."""
 
@@ -164,15 +182,41 @@ class _RunIO(Events):
         self.store, self.console, self.flow, self.run_id = store, console, flow, run_id
         self.files: dict[tuple[int, str], Any] = {}
         self.decoders: dict[tuple[int, str], Any] = {}
+        self.log_error: str | None = None  # the logs could not be written (disk full...): said once
+
+    def _log_failed(self, exc: OSError) -> None:
+        """A log write failed: keep the run and the tasks' results, stop writing logs, say so once."""
+        where = getattr(self.store.logs, "root", None)
+        self.log_error = f"{exc.strerror or exc}" + (f" ({where}/{self.flow}/{self.run_id})" if where else "")
+        for fh in self.files.values():
+            try:
+                fh.close()
+            except OSError:
+                pass
+        self.files.clear()
+        self.console.message(f"warning: the run's logs cannot be written any more: {self.log_error}. "
+                             f"The run goes on and keeps its results; its output from now on is not kept.")
+
+    def _close(self, fh: Any) -> None:
+        try:
+            fh.close()
+        except OSError as exc:
+            if self.log_error is None:
+                self._log_failed(exc)
 
     def output(self, spec: TaskSpec, stream: str, data: bytes) -> None:
         key = (spec.task_id, stream)
-        fh = self.files.get(key)
-        if fh is None:
-            fh = self.files[key] = self.store.logs.open_for_append(self.flow, self.run_id, spec.step,
-                                                                  spec.task_id, stream)
+        if key not in self.decoders:
             self.decoders[key] = codecs.getincrementaldecoder("utf-8")("replace")
-        fh.write(data)
+        if self.log_error is None:
+            try:
+                fh = self.files.get(key)
+                if fh is None:
+                    fh = self.files[key] = self.store.logs.open_for_append(self.flow, self.run_id, spec.step,
+                                                                          spec.task_id, stream)
+                fh.write(data)
+            except OSError as exc:
+                self._log_failed(exc)
         text = self.decoders[key].decode(data)
         if text:
             self.console.output(spec.pathspec, text, stderr=stream == "stderr")
@@ -184,7 +228,7 @@ class _RunIO(Events):
         for stream in ("stdout", "stderr"):
             fh = self.files.pop((task_id, stream), None)
             if fh is not None:
-                fh.close()
+                self._close(fh)
             self.decoders.pop((task_id, stream), None)
         self.console.flush_output(f"{self.flow}/{self.run_id}/{step}/{task_id}")
         self.console.task_finished(step, task_id, status)
@@ -199,8 +243,8 @@ class _RunIO(Events):
         self.console.refresh()
 
     def close(self) -> None:
-        for fh in self.files.values():
-            fh.close()
+        for fh in list(self.files.values()):
+            self._close(fh)
         self.files.clear()
 
 
@@ -262,6 +306,10 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     from keel.runtime.context import run_context
     from keel.runtime.executors.local import LocalExecutor, machine_budget
 
+    from keel.tracking.tags import check_tags
+
+    check_tags(req.tags)                      # a user's --tag cannot use the reserved prefixes
+    check_tags(req.system_tags, system=True)
     graph = FlowGraph(req.flow_cls)
     graph.check()
     context = run_context(req.flow_cls, req.branch, req.production)
@@ -294,9 +342,10 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
         except (OSError, ValueError) as exc:
             snapshot_warning = f"the code snapshot could not be taken ({exc}); the run keeps only the flow file"
     run_id = store.metadata.new_run(
-        flow, params=req.params, tags=req.tags, kind=req.kind, code_hash=code_key, code_key=code_key,
-        environment=environment, origin_run_id=req.origin_run_id, user=context.username,
+        flow, params=req.params, tags=[*req.tags, *req.system_tags], kind=req.kind, code_hash=code_key,
+        code_key=code_key, environment=environment, origin_run_id=req.origin_run_id, user=context.username,
         system_tags=context.system_tags)
+    refuse_reused_run_id(store, flow, run_id)
     req.options.task_context = {**context.task_fields(flow, req.tags),
                                 "card_dir": str(store.settings.home / "cards")}  # current.card.refresh()
     if on_started is not None:
@@ -306,6 +355,9 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     console = RunConsole(flow, run_id, steps, quiet=req.quiet)
     io = _RunIO(store, console, flow, run_id)
     console.message(f"Run {flow}/{run_id} started (KEEL_HOME={store.settings.home})")
+    for executor in remote.values():  # say which cluster the run joined, and how it was found
+        if getattr(executor, "name", "") == "ray":
+            console.message(f"Steps on Ray run on the cluster at {executor.address} ({executor.address_source})")
     if snapshot_warning:
         console.message(f"Warning: {snapshot_warning}")
     prewarm_imports(req.flow_file)

@@ -210,5 +210,17 @@ def _request(where: str, node: Any, own: Any, opts: dict[str, Any]) -> dict[str,
 
 
 def ray_address(flag: str | None) -> str:
-    """The cluster to connect to: the flag, then KEEL_RAY_ADDRESS, then a local cluster ('auto')."""
-    return flag or os.environ.get("KEEL_RAY_ADDRESS") or "auto"
+    """The cluster to connect to: the flag, then KEEL_RAY_ADDRESS, then RAY_ADDRESS; "" when none was
+    given (Keel then refuses: it joins a cluster merely found on the machine only when asked, with 'auto')."""
+    return flag or os.environ.get("KEEL_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or ""
+
+
+def ray_address_source(flag: str | None) -> str:
+    """Where :func:`ray_address` found the address, in words for the run's first lines."""
+    if flag:
+        return "from --with ray:address" if flag != "auto" else "found automatically on this machine (address=auto)"
+    for name in ("KEEL_RAY_ADDRESS", "RAY_ADDRESS"):
+        value = os.environ.get(name)
+        if value:
+            return f"from {name}" + (", found automatically on this machine" if value == "auto" else "")
+    return ""

@@ -354,6 +354,9 @@ def _start_project_run(project: Project, options: ProjectRunOptions, store: Stor
     env.setdefault("scheduler", _process_identity())  # lets readers see a crashed runner at once
     run_id: int = store.metadata.new_run(project.name, kind="project", params=params, tags=options.tags,
                                          code_hash=code_key, code_key=code_key, environment=env)
+    from keel.runtime.launch import refuse_reused_run_id
+
+    refuse_reused_run_id(store, project.name, run_id)
     store.metadata.register_steps(project.name, run_id, selected)
     return run_id
 
@@ -414,7 +417,10 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     from keel.runtime.console import RunConsole
     from keel.runtime.executors.local import machine_budget
 
+    from keel.tracking.tags import check_tags
+
     options = options or ProjectRunOptions()
+    check_tags(options.tags)
     budget = machine_budget()
     remote = frozenset(project.jobs) if options.executors else frozenset()  # --with ray: the cluster's budget
     if not remote:

@@ -151,9 +151,29 @@ class ArtifactStore:
     def put_bytes(self, data: bytes) -> str:
         """Store raw bytes (a code snapshot, a log) by content; return the key."""
         key = _digest(data)
-        if not self.backend.exists(key):  # bytes in hand: skip the write when deduped
+        if not self.backend.exists(key) or not self._healthy(key, len(data)):  # deduped onto good bytes only
             self._put_stream(lambda out: out.write(data), key)
         return key
+
+    def _healthy(self, key: str, size: int | None = None) -> bool:
+        """Whether the existing blob ``key`` still holds its bytes; a damaged one is deleted, so that
+        the write that found it stores the bytes again (a dedup never hands out a corrupted blob)."""
+        if self.verify(key, size) is None:
+            return True
+        self.backend.delete(key)
+        return False
+
+    def verify(self, key: str, size: int | None = None) -> str | None:
+        """None when blob ``key`` is there and matches its content hash (and ``size``), else what is wrong."""
+        try:
+            self._fetch(key, "", size)
+        except ArtifactNotFound:
+            return "missing"
+        except ArtifactCorrupted as exc:
+            return str(getattr(exc, "found", exc))
+        except StoreError as exc:
+            return str(exc)
+        return None
 
     def _put_stream(self, write: Any, key: str | None = None) -> tuple[str, int]:
         temp = self.backend.new_temp()
@@ -173,6 +193,8 @@ class ArtifactStore:
         if key is not None and digest != key:  # the bytes changed under us
             _unlink_quietly(temp)
             raise StoreError(f"bytes changed while being stored (expected {key}, got {digest})")
+        if key is None and self.backend.exists(digest):  # a dedup: only onto a blob that is still sound
+            self._healthy(digest, sink.position)
         self.backend.commit(temp, digest)
         return digest, sink.position
 
@@ -279,7 +301,7 @@ class ArtifactStore:
         exc = ArtifactCorrupted(
             f"{label} is corrupted: the bytes on disk changed after it was stored "
             f"(blob {key} at {self.backend.location(key)}: {found}). Delete the blob "
-            "and rerun the step that produced it."
+            "(or run keel store verify --repair) and rerun the step that produced it."
         )
-        exc.key, exc.what = key, what  # type: ignore[attr-defined]
+        exc.key, exc.what, exc.found = key, what, found  # type: ignore[attr-defined]
         return exc

@@ -199,6 +199,13 @@ class MemoryRuns:
         with self.t.lock:
             return {n: dict(a) for n, a in sorted(self.t.artifacts.get((flow, run_id, task_id), {}).items())}
 
+    def artifacts_by_key(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        wanted = set(keys)
+        with self.t.lock:
+            return sorted(({"flow": f, "run_id": r, "task_id": t, "name": n, **a}
+                           for (f, r, t), arts in self.t.artifacts.items() for n, a in arts.items()
+                           if a["key"] in wanted), key=lambda a: (a["flow"], a["run_id"], a["task_id"], a["name"]))
+
     def run_artifacts(self, flow: str, run_id: int) -> Iterator[dict[str, Any]]:
         with self.t.lock:
             rows = [{"flow": f, "run_id": r, "task_id": t, "name": n, **a}

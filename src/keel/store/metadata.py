@@ -47,7 +47,7 @@ CRASH_AFTER_SECONDS = 6.0
 _FORWARD = {
     "runs": ("new_run", "set_run_status", "heartbeat", "get_run", "list_runs", "latest_run_id", "list_flows",
              "register_steps", "update_step", "write_batch", "list_steps", "list_tasks", "get_task",
-             "list_attempts", "task_artifacts", "run_artifacts"),
+             "list_attempts", "task_artifacts", "run_artifacts", "artifacts_by_key"),
     "metrics": ("run_metrics",),
     "annotations": ("add_tags", "tag_kinds", "remove_tags", "add_comment", "list_comments"),
     "schedules": ("claim_fire", "update_fire", "list_fires"),

@@ -255,6 +255,17 @@ class SqlRuns:
                         artifacts.c.flow == flow, artifacts.c.run_id == run_id, artifacts.c.task_id == task_id)
                         .order_by(artifacts.c.name))}
 
+    def artifacts_by_key(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        """Every artifact row (flow, run_id, task_id, name, key, ...) that points at one of ``keys``."""
+        keys = list(dict.fromkeys(keys))
+        out: list[dict[str, Any]] = []
+        with self.db.read() as conn:
+            for i in range(0, len(keys), 500):
+                out += [dict(r._mapping) for r in conn.execute(
+                    sa.select(artifacts).where(artifacts.c.key.in_(keys[i:i + 500]))
+                    .order_by(artifacts.c.flow, artifacts.c.run_id, artifacts.c.task_id, artifacts.c.name))]
+        return out
+
     def run_artifacts(self, flow: str, run_id: int) -> Iterator[dict[str, Any]]:
         with self.db.read() as conn:
             for r in conn.execute(sa.select(artifacts).where(artifacts.c.flow == flow, artifacts.c.run_id == run_id)):

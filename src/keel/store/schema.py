@@ -6,15 +6,30 @@ Only ``keel.store`` names these tables. A change to them ships with a migration 
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 # The Alembic revision this code writes; a store stamped with another one is migrated
 # (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
-SCHEMA_HEAD = "0006_task_links"
+SCHEMA_HEAD = "0007_metric_nan"
 # The revision of the schema that Keel 0.1 created without any version table.
 SCHEMA_RELEASE_0_1 = "0001_release_0_1"
 
 meta = sa.MetaData()
+
+
+class MetricValue(sa.types.TypeDecorator):  # type: ignore[type-arg]
+    """A metric's value: a float where NaN is kept as NULL (SQLite has no NaN) and read back as NaN."""
+
+    impl = sa.Float
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None or value != value else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return float("nan") if value is None else value
 
 runs = sa.Table(
     "runs", meta,
@@ -120,7 +135,7 @@ metrics = sa.Table(
     sa.Column("task_id", sa.Integer, nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("step", sa.BigInteger),
-    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("value", MetricValue, nullable=True),   # NULL is NaN (schema.MetricValue)
     sa.Column("ts", sa.Float, nullable=False),
 )
 sa.Index("ix_metrics_run", metrics.c.flow, metrics.c.run_id, metrics.c.name)

@@ -22,6 +22,16 @@ from keel.errors import MetadataError, UsageError
 EVENTS_LOCK_KEY = 0x6B65656D
 
 
+def _cannot_write(path: str) -> bool:
+    """An existing SQLite file that this user cannot write, or whose folder it cannot write (WAL needs it);
+    ``KEEL_READ_ONLY=1`` opens any existing store so (an archive on a writable disk, root browsing one)."""
+    if not os.path.exists(path):
+        return False
+    if os.environ.get("KEEL_READ_ONLY", "") not in ("", "0"):
+        return True
+    return not (os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK))
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -37,9 +47,13 @@ class Database:
     def __init__(self, url: str):
         self.url = url
         self._upserts: dict[tuple[str, tuple[str, ...]], Any] = {}  # upsert statements by (table, columns)
+        self.read_only = False  # a store this user cannot write (shared, archived): browse it, change nothing
         try:
             if url.startswith("sqlite"):
                 path = url.split("///", 1)[1] if "///" in url else ""
+                if path and path != ":memory:" and _cannot_write(path):
+                    self._open_read_only(path)
+                    return
                 if path and path != ":memory:":
                     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
                 args = {"timeout": 60, "isolation_level": None}
@@ -68,6 +82,27 @@ class Database:
             raise MetadataError(f"cannot open the metadata database {redact(self.url)}: {exc.__class__.__name__}: "
                                 f"{str(exc).splitlines()[0]}") from exc
 
+    def _open_read_only(self, path: str) -> None:
+        """SQLite opened immutable: no lock, no WAL files, no migration. Writes fail with a clear message."""
+        import sqlite3
+        import urllib.parse
+
+        from keel.store.versions import schema_revision
+        from keel.store.schema import SCHEMA_HEAD
+
+        self.read_only = True
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
+        self.engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(
+            uri, uri=True, timeout=60, isolation_level=None, check_same_thread=False))
+        self.writer = self.engine
+        revision = schema_revision(self.engine)
+        if revision != SCHEMA_HEAD:
+            raise MetadataError(
+                f"the metadata database {path} is read-only for you and has schema {revision or 'of Keel 0.1'!r}, "
+                f"not {SCHEMA_HEAD!r}, which this Keel reads; it cannot be migrated without write access. "
+                f"Copy the store somewhere writable (cp -r) and set KEEL_HOME to the copy, or read it with the "
+                f"Keel that made it")
+
     @property
     def dialect(self) -> str:
         return self.writer.dialect.name
@@ -91,6 +126,9 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Any]:
         """One write transaction (SQLite: holds the database's write lock from its start)."""
+        if self.read_only:
+            raise MetadataError(f"the metadata database {redact(self.url)} is read-only for you: it can be "
+                                f"browsed (keel runs, show, logs), not changed. Ask its owner, or copy the store")
         with self.writer.begin() as conn:
             yield conn
 

@@ -79,4 +79,6 @@ def _number(value: float) -> Any:
 
 
 def dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, default=repr, allow_nan=False)
+    from keel.tracking.jsonsafe import dumps as safe_dumps
+
+    return safe_dumps(data, indent=2)  # params, environment...: NaN anywhere is a string

@@ -109,7 +109,7 @@ def reproduce(store: Any, flow: str, run_id: int, *, quiet: bool = False, keep: 
 
     request = os.path.join(folder, ".keel-request.json")
     write_request(request, {"kind": "flow", "flow_file": str(entry), "flow_name": flow, "params_file": params_path,
-                            "tags": [f"reproduces:{record.pathspec}"], "quiet": quiet,
+                            "system_tags": [f"reproduces:{record.pathspec}"], "quiet": quiet,
                             "command": f"keel reproduce {record.pathspec} # then: keel resume"})
     cmd = [sys.executable, "-m", "keel.runtime.entry", request, id_path]
     try:

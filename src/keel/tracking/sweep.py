@@ -213,7 +213,7 @@ class Sweep:
         write_request(request, {
             "kind": "flow", "flow_file": os.path.abspath(o.flow_file), "flow_name": o.flow_name,
             "params": {**o.fixed, **{k: str(v) for k, v in trial.params.items()}},
-            "tags": [*o.tags, self.tag], "quiet": True, "max_workers": o.max_workers or self.workers,
+            "tags": list(o.tags), "system_tags": [self.tag], "quiet": True, "max_workers": o.max_workers or self.workers,
             "max_num_splits": o.max_num_splits, "executors": list(o.executors)})
         return [sys.executable, "-m", "keel.runtime.entry", request, str(self.folder / f"trial-{trial.number}.id")]
 

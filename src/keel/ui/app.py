@@ -29,7 +29,9 @@ def _json_default(value: Any) -> Any:
 
 def _dumps(value: Any) -> str:
     # NaN and infinities are not JSON: data.py turns them into strings before they get here.
-    return json.dumps(value, default=_json_default)
+    from keel.tracking.jsonsafe import finite
+
+    return json.dumps(finite(value), default=_json_default)
 
 
 def create_app(data: DashboardData | None = None, token: str | None = None) -> Any:

@@ -257,7 +257,9 @@ class DashboardData:
     # -- tags and comments ---------------------------------------------------------------------------
     def add_tags(self, flow: str, run_id: int, tags: list[str]) -> list[str]:
         self._record(flow, run_id)
-        clean = [t.strip() for t in tags if t and t.strip()]
+        from keel.tracking.tags import check_tags
+
+        clean = check_tags(t.strip() if isinstance(t, str) else t for t in tags)
         if not clean:
             raise UsageError("give at least one non-empty tag")
         self._md.add_tags(flow, run_id, clean)

@@ -73,6 +73,9 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
         _die_with_parent()
         if os.getppid() != parent_pid:  # the scheduler died between fork and prctl
             os._exit(_HARNESS_FAILURE)
+        from keel.runtime.reaper import become_subreaper
+
+        become_subreaper()  # what the task starts and detaches (setsid, double fork) stays its own
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         os.dup2(out_w, 1)
@@ -86,7 +89,7 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
             from keel.runtime.command import exec_shell, run_flow
 
             if spec.command.kind == "shell":
-                exec_shell(spec.command)
+                _run_shell(spec.command)  # never returns
             result = run_flow(spec.command, store)
         else:
             assert flow_cls is not None, "a step task needs its flow class"
@@ -106,7 +109,43 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
             sys.stderr.flush()
         except BaseException:  # noqa: BLE001
             pass
+        _end_descendants()
         os._exit(code)
+
+
+def _end_descendants() -> None:
+    try:
+        from keel.runtime.reaper import kill_descendants
+
+        kill_descendants()
+    except BaseException:  # noqa: BLE001 - never keep the task from exiting
+        pass
+
+
+def _run_shell(command: Any) -> None:
+    """A shell job: the shell runs in a child, so this process (the subreaper) is still there
+    when it ends to kill what it left behind. Exits as the shell did (same code or signal)."""
+    from keel.runtime.command import exec_shell
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            exec_shell(command)
+        finally:
+            os._exit(127)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))  # pass a polite stop on
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    _end_descendants()
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 1)
 
 
 def _reseed() -> None:
@@ -353,14 +392,22 @@ class LocalExecutor:
         return Outcome(spec=child.spec, result=result, exit_code=code, signal=sig,
                        reason=None if result is not None else words, node=self.hostname)
 
+    def _kill_tree(self, pid: int) -> None:
+        """Kill what the task started and detached (it is the subreaper of its tree), then the task."""
+        from keel.runtime.reaper import kill_descendants
+
+        kill_descendants(pid, deadline_s=1.0)
+
     def kill(self, spec: TaskSpec) -> None:
         child = self.by_task.get((spec.task_id, spec.attempt))
         if child is not None:
+            self._kill_tree(child.pid)
             _killpg(child.pid, signal.SIGKILL)
 
     def shutdown(self, grace: float = 2.0) -> list[Outcome]:
         """Stop every task (SIGTERM, then SIGKILL after ``grace`` seconds) and reap them all."""
         for child in list(self.children.values()):
+            self._kill_tree(child.pid)
             _killpg(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         outcomes: list[Outcome] = []

@@ -1,6 +1,6 @@
 """Ray executor: each task is one Ray remote call on a cluster that already runs.
 
-    python flow.py run --with ray                      # every step; cluster from KEEL_RAY_ADDRESS or 'auto'
+    python flow.py run --with ray:address=auto         # every step; the cluster running on this machine
     python flow.py run --with ray:address=10.0.0.5:6379,cpu=2
 
 The scheduler stays here and stays the only writer of metadata. A task runs
@@ -34,7 +34,7 @@ from typing import Any
 from keel.errors import ExecutorError
 from keel.runtime.current import MetricSpool
 from keel.runtime.executors.base import Outcome, OutputSink
-from keel.runtime.placement import ray_address
+from keel.runtime.placement import ray_address, ray_address_source
 from keel.runtime.task import TaskSpec
 
 _MAX_OUTPUT = 64 << 20   # bytes of stdout/stderr a task sends back per stream
@@ -77,6 +77,10 @@ def connect(address: str | None) -> tuple[Any, bool]:
     if ray.is_initialized():
         return ray, False
     target = ray_address(address)
+    if not target:
+        raise ExecutorError(
+            "--with ray: which Ray cluster? Keel joins the cluster you name: --with ray:address=HOST:PORT "
+            "(or KEEL_RAY_ADDRESS=HOST:PORT), or --with ray:address=auto for the one running on this machine")
     _check_reachable(target)
     try:
         ray.init(address=target, log_to_driver=False, logging_level=logging.WARNING, namespace="keel")
@@ -318,6 +322,12 @@ class RayExecutor:
 
         self.ray, self._owns_connection = connect(address)
         self.address = ray_address(address)
+        self.address_source = ray_address_source(address) or "the connection this process already had"
+        if self.address in ("auto", ""):  # name the cluster that 'auto' found (or that was joined already)
+            try:
+                self.address = str(self.ray.get_runtime_context().gcs_address or "auto")
+            except Exception:  # noqa: BLE001 - older Ray: keep 'auto'
+                pass
         self.artifacts = artifacts
         self.on_output = on_output
         self.requests = dict(requests or {})

@@ -1,0 +1,99 @@
+"""Nothing a task starts outlives it.
+
+A task process makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``): a process that
+its code starts and that detaches (``setsid``, a double fork) is re-parented to the task, not
+to init, so it stays in the task's tree. When the task ends, :func:`kill_descendants` kills
+that whole tree; the executor does the same before it kills a task (timeout, Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+
+__all__ = ["become_subreaper", "descendants", "kill_descendants"]
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living descendant of ``pid`` (children first), zombies left out."""
+    try:
+        import psutil
+
+        procs = psutil.Process(pid).children(recursive=True)
+    except Exception:  # noqa: BLE001 - the process is gone, or psutil cannot see it
+        return []
+    out = []
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except Exception:  # noqa: BLE001 - it ended meanwhile
+            continue
+    return out
+
+
+def _has_children() -> bool:
+    """Whether this process has a child (cheap, from /proc; True when /proc cannot say)."""
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as fh:
+                if fh.read().strip():
+                    return True
+        return False
+    except OSError:
+        return True
+
+
+def _reap_children() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def kill_descendants(pid: int | None = None, *, deadline_s: float = 5.0) -> int:
+    """SIGKILL every descendant of ``pid`` (this process by default) until none is left or the
+    deadline passes (one may fork while the others die); reap the ones that were our children.
+    Returns how many were killed."""
+    me = pid is None or pid == os.getpid()
+    root = os.getpid() if pid is None else pid
+    killed: set[int] = set()
+    if me:
+        _reap_children()
+        if not _has_children():  # a subreaper without children has no descendants: the usual case
+            return 0
+    end = time.monotonic() + deadline_s
+    while True:
+        found = descendants(root)
+        if not found:
+            break
+        for p in found:
+            try:
+                os.kill(p, signal.SIGKILL)
+                killed.add(p)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if me:
+            _reap_children()
+        if time.monotonic() > end:
+            break
+        time.sleep(0.01)  # the kernel delivers the kills; look again for what forked meanwhile
+    if me:
+        _reap_children()
+    return len(killed)

@@ -1,0 +1,129 @@
+"""What a task starts (setsid, double fork) does not outlive it; a task's output never fails a run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from keel_testing import PYTHON, run_cli, write_flow
+
+ESCAPER = """
+from keel import FlowSpec, step
+
+class Escaper(FlowSpec):
+    @step
+    def start(self):
+        import os, subprocess, sys
+        # a daemon: setsid and a double fork, then a long sleep; its pid goes to a file
+        code = ("import os,sys,time\\n"
+                "if os.fork(): os._exit(0)\\n"
+                "os.setsid()\\n"
+                "if os.fork(): os._exit(0)\\n"
+                "open(sys.argv[1], 'w').write(str(os.getpid()))\\n"
+                "time.sleep(600)\\n")
+        subprocess.run([sys.executable, "-c", code, os.environ["PID_FILE"]], check=True)
+        while not os.path.exists(os.environ["PID_FILE"]) or not open(os.environ["PID_FILE"]).read():
+            pass
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    Escaper()
+"""
+
+CHATTY = """
+from keel import FlowSpec, step
+
+class Chatty(FlowSpec):
+    @step
+    def start(self):
+        for i in range(20000):
+            print("line", i)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        self.done = True
+        print("the end")
+
+if __name__ == "__main__":
+    Chatty()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_double_forked_daemon_dies_with_its_task(tmp_path, keel_home):
+    flow = write_flow(tmp_path, "escaper", ESCAPER)
+    pid_file = tmp_path / "daemon.pid"
+    done = run_cli(str(flow), "run", cwd=tmp_path, env={"PID_FILE": str(pid_file)})
+    assert done.returncode == 0, done.stderr
+    pid = int(pid_file.read_text())
+    try:
+        assert _gone_within(pid, 5), "the daemon outlived its task"
+    finally:
+        if _alive(pid):
+            os.kill(pid, 9)
+
+
+def test_a_daemon_of_a_project_shell_job_dies_with_the_job(tmp_path, keel_home):
+    (tmp_path / "daemon.py").write_text(
+        "import os,sys,time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\n"
+        "open('daemon.pid','w').write(str(os.getpid()))\ntime.sleep(600)\n")
+    (tmp_path / "keel.yaml").write_text(
+        f"name: leaky\njobs:\n  - name: start\n    entrypoint: {sys.executable} daemon.py && sleep 0.5\n")
+    done = run_cli("project", "run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    pid = int((tmp_path / "daemon.pid").read_text())
+    try:
+        assert _gone_within(pid, 5), "the daemon outlived its job"
+    finally:
+        if _alive(pid):
+            os.kill(pid, 9)
+
+
+def test_a_reader_that_goes_away_does_not_fail_the_run(tmp_path, keel_home):
+    flow = write_flow(tmp_path, "chatty", CHATTY)
+    proc = subprocess.Popen([PYTHON, str(flow), "run"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # `| head -1`
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "BrokenPipe" not in err and "Traceback" not in err
+    from keel import Run
+
+    assert Run("Chatty/1").successful and Run("Chatty/1").data.done
+
+
+def test_a_closed_stdout_does_not_fail_the_run(tmp_path, keel_home):
+    flow = write_flow(tmp_path, "chatty", CHATTY)
+    done = subprocess.run(f"{PYTHON} {flow} run >&-", shell=True, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    from keel import Run
+
+    assert Run("Chatty/1").successful
+    assert "the end" in Run("Chatty/1")["end"].task.stdout
