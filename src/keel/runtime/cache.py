@@ -196,14 +196,12 @@ class StepCache:
         yield from self.store.entries(key)
 
     def _blobs_problem(self, entry: CacheEntry) -> str | None:
-        from keel.store.artifacts import ArtifactRef
-
         for name, ref in entry.artifacts.items():
             if ref["key"] in self._intact:
                 continue
-            problem = self.artifacts.verify(ArtifactRef.from_dict(ref))
+            problem = self.artifacts.verify(ref["key"], ref.get("size"))
             if problem:
-                return f"artifact {name!r} of {entry.flow}/{entry.run_id}/{entry.step}/{entry.task_id} {problem}"
+                return f"artifact {name!r} of {entry.flow}/{entry.run_id}/{entry.step}/{entry.task_id}: {problem}"
             self._intact.add(ref["key"])
         return None
 

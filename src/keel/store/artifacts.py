@@ -218,18 +218,6 @@ class ArtifactStore:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    def verify(self, ref: ArtifactRef) -> str | None:
-        """None when the blob is present and intact, else what is wrong with it."""
-        try:
-            self._fetch(ref.key, "", ref.size)
-        except ArtifactNotFound:
-            return "is missing from the artifact store"
-        except ArtifactCorrupted as exc:
-            return f"is corrupted ({str(exc).split('(', 1)[-1].split(')', 1)[0]})"
-        except StoreError as exc:
-            return f"cannot be read: {exc}"
-        return None
-
     def get_bytes(self, key: str, *, what: str = "") -> bytes:
         """The raw bytes stored under ``key``, checked against it."""
         data = self._fetch(key, what, None)
