@@ -257,10 +257,6 @@ def _main(argv: list[str]) -> int:
             cluster.stop()
 
 
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
-
-
 @contextlib.contextmanager
 def step_cluster(attributes: dict[str, Any]) -> Iterator[SparkCluster | None]:
     """For a ``@spark`` step: start its cluster (or point at its master), set the environment
@@ -384,3 +380,7 @@ def record_link(name: str, url: str, task: tuple[str, int, int] | None) -> None:
     except Exception as exc:  # the Spark UI address must never fail the task
         print(f"keel: could not record the {name} address with the task: {type(exc).__name__}: {exc}",
               file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
