@@ -32,7 +32,7 @@ def _in_broken(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unknown_keys_suggest_the_nearest_valid_key() -> None:
     assert problems("unknown_key.yaml") == [
         "unknown_key.yaml:7: job 'train': unknown key 'afterr'. Did you mean 'after'? Valid keys are: name, "
-        "entrypoint, flow, params, after, schedule, overlap, parallelism, resources, retries, timeout, env, addons",
+        "entrypoint, flow, params, after, schedule, overlap, parallelism, resources, retries, timeout, env, addons, cache",
         "unknown_key.yaml:8: job 'train': resources: unknown key 'gpus'. Valid keys are: cpu, memory",
     ]
 
