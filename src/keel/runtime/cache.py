@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import xxhash
 
-from keel.runtime.fingerprint import KEY_SCHEMA, Unfingerprintable, combine, step_fingerprint, value_digest
+from keel.runtime.fingerprint import Unfingerprintable, combine, step_fingerprint, value_digest
 from keel.store.cache import CacheEntry, CacheStore, Claim, TaskKey
 
 #: Entries of the flow read in one query when a run first looks one up; a key not among them is
@@ -272,5 +272,4 @@ def explain(store: CacheStore, flow: str, run_id: int, step: str) -> list[str]:
         changed = sorted(p for p in set(prev.parts) | set(keys[0].parts) if prev.parts.get(p) != keys[0].parts.get(p))
         lines.append(f"compared with {flow}/{prev.run_id}/{step}/{prev.task_id}"
                      + (f": changed {', '.join(changed)}" if changed else ": nothing in the key changed"))
-    _ = KEY_SCHEMA
     return lines
