@@ -83,8 +83,10 @@ def runs_table(records: list[Any], extra: tuple[str, ...] | list[str]) -> Any:
     table.add_column("status", no_wrap=True, min_width=max((len(r.effective_status) for r in records), default=6))
     table.add_column("started", no_wrap=True, min_width=19)
     table.add_column("duration", no_wrap=True, min_width=8)
-    for col in (*extra, "params", "tags"):  # what is left of the width, shared; cut with an ellipsis
-        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=min(len(col), 8), ratio=1)
+    for col in extra:  # the fields the query names: their headers are never cut
+        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=len(col), ratio=1)
+    for col in ("params", "tags"):  # what is left of the width, shared; cut with an ellipsis
+        table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=len(col), ratio=1)
     return table
 
 
