@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# `make test`: set up what the tests need, then run every test. pytest's exit 5 (no tests
-# collected) is a failure here, not a success.
+# `make test`: set up what the tests need, then run every test: first all but the timing-sensitive
+# ones on two pytest workers (a module stays on one worker, so its servers start once), then the
+# timing-sensitive ones (marked `serial`) alone. pytest's exit 5 (no tests collected) is a failure
+# here, not a success. `bash scripts/test.sh ARGS...` runs just `pytest ARGS` (one process).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ci-setup.sh || { echo "scripts/ci-setup.sh failed"; exit 1; }
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 "$@"
-code=$?
-if [ "$code" -eq 5 ]; then
-  echo "pytest collected no tests: failing"
-  exit 1
+pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider)
+
+check() {  # check CODE WHAT: exit 5 (nothing collected) fails too
+  if [ "$1" -eq 5 ]; then echo "pytest collected no tests ($2): failing"; return 1; fi
+  return "$1"
+}
+
+if [ "$#" -gt 0 ]; then
+  "${pytest[@]}" --durations=30 "$@"
+  check $? "pytest $*"
+  exit $?
 fi
-exit "$code"
+"${pytest[@]}" -n "${KEEL_TEST_WORKERS:-2}" --dist loadgroup -m "not serial" --durations=30
+parallel=$?
+"${pytest[@]}" -m serial --durations=10
+serial=$?
+check "$parallel" "the parallel part"; parallel=$?
+check "$serial" "the serial part"; serial=$?
+echo "make test: parallel part exit $parallel, serial part exit $serial"
+[ "$parallel" -eq 0 ] && [ "$serial" -eq 0 ]

@@ -84,6 +84,7 @@ def test_a_failed_run_and_its_metric_alert_reach_the_webhook_once(keel_home, tmp
     assert "[webhook delivered]" in listed.stdout
 
 
+@pytest.mark.serial  # a wall-time bound that is part of the behaviour: run alone
 @pytest.mark.slow
 def test_a_long_run_is_reported_while_it_still_runs(keel_home, tmp_path, webhook):
     env = _rules(tmp_path, webhook, """

@@ -4,6 +4,7 @@ part of a line with every chunk)."""
 
 from __future__ import annotations
 
+import pytest
 import io
 import sys
 import time
@@ -36,6 +37,7 @@ def test_a_line_without_newline_costs_linear_time():
     assert large < max(small * 9, 0.5), (small, large)
 
 
+@pytest.mark.serial  # a wall-time bound that is part of the behaviour: run alone
 def test_a_50_mb_line_is_printed_whole_and_fast():
     console = RunConsole("F", 1, ["start"], stream=io.StringIO(), live=False, quiet=True)
     out, sys.stdout = sys.stdout, io.StringIO()

@@ -153,16 +153,11 @@ def test_a_value_without_a_stable_fingerprint_disables_caching_and_names_it(tmp_
 
 
 def test_fingerprints_are_memoised(tmp_path):
-    import time
-
-    fp_src = BASE
-    tag_fp = load(tmp_path, fp_src)
+    """The memo is per class: asking again returns what was computed (the cost of a key, under
+    2 ms after the first, is measured by `make bench`)."""
+    tag_fp = load(tmp_path, BASE)
     assert tag_fp.cacheable
-    # the memo is per class: computing it again for the same class is nearly free
     from keel.runtime import fingerprint as f
 
     cls = next(iter(f._MEMO.keys()))
-    t = time.perf_counter()
-    for _ in range(100):
-        step_fingerprint(cls, "start")
-    assert (time.perf_counter() - t) / 100 < 0.002
+    assert step_fingerprint(cls, "start") is step_fingerprint(cls, "start")

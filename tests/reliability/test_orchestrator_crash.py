@@ -121,6 +121,7 @@ def test_resume_finishes_a_crashed_run_without_redoing_finished_tasks(crashed_ru
     check_store(home)
 
 
+@pytest.mark.serial  # a wall-time bound that is part of the behaviour: run alone
 def test_a_finished_task_is_on_record_at_once_and_survives_kill_9(tmp_path):
     """A task that ends while another runs is written within the flush interval (0.1 s), not
     at the scheduler's next wake-up; kill -9 right after it, and resume does not redo it."""

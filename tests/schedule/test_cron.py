@@ -124,6 +124,7 @@ def test_cron_times_dependants_missed_times_restart_and_overlap(project: Path) -
     assert "2030-01-07 10:55:00" in tick_line
 
 
+@pytest.mark.serial  # a wall-time bound that is part of the behaviour: run alone
 def test_real_minute_and_sigterm(tmp_path: Path) -> None:
     """`keel scheduler` with a `* * * * *` job fires within about a minute and stops on SIGTERM."""
     (tmp_path / "keel.yaml").write_text(

@@ -167,20 +167,13 @@ def test_cli_where_sort_json_and_errors(keel_home):
     assert proc.returncode == 0 and proc.stdout.strip() == "No runs match."
 
 
-def test_ten_thousand_runs_filtered_fast(keel_home):
+def test_thousands_of_runs_filtered_and_listed(keel_home):
+    """Correct at scale; how fast is `make bench` (benchmarks/tracking_bench.py, 10,000 runs)."""
+    n = 3_000
     md = Store.from_env().metadata
-    seed(md, "Big", 10_000)
-    timings = []
-    for _ in range(3):
-        t = time.perf_counter()
-        found = Flow("Big").runs(where="params.alpha > 0.3 and metrics.acc >= 0.9", sort="-metrics.acc")
-        timings.append(time.perf_counter() - t)
-    expected = [i for i in range(1, 10_001) if i % 10 and i / 10_000 > 0.3
-                and round(0.5 + 0.5 * round(i / 10_000, 4), 4) >= 0.9]
-    assert sorted(r.id for r in found) == expected and found[0].id == 9999
-    t = time.perf_counter()
-    everything = Flow("Big").runs(limit=10_000)
-    listing = time.perf_counter() - t
-    assert len(everything) == 10_000
-    print(f"filter+sort 10,000 runs: {min(timings) * 1000:.0f} ms; list 10,000 runs: {listing * 1000:.0f} ms")
-    assert min(timings) < 2.0 and listing < 3.0
+    seed(md, "Big", n)
+    found = Flow("Big").runs(where="params.alpha > 0.3 and metrics.acc >= 0.9", sort="-metrics.acc")
+    expected = [i for i in range(1, n + 1) if i % 10 and i / n > 0.3
+                and round(0.5 + 0.5 * round(i / n, 4), 4) >= 0.9]
+    assert sorted(r.id for r in found) == expected and found[0].id == n - 1
+    assert len(Flow("Big").runs(limit=n)) == n
