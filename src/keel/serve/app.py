@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.serve.batching import MicroBatcher
+from keel.serve.docs import add_docs_routes
 from keel.serve.follow import ModelSlot
 from keel.serve.metrics import ServeMetrics
 from keel.serve.model import BadInput, LoadedModel, rows_to_input
@@ -288,6 +289,7 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
             await batcher.stop()
 
     app = FastAPI(title=f"keel serve: {options.model_name}", version="1", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,   # /docs is ours: Swagger UI's assets served locally
                   description=f"Predictions from the artifact {options.artifact!r} of the flow {options.flow}.")
 
     async def predict(request: Request, rows: Any, where: str) -> tuple[LoadedModel, list[Any]]:
@@ -423,6 +425,7 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
     from keel.serve.tables import add_table_routes
 
     add_table_routes(app)
+    add_docs_routes(app, f"keel serve: {options.model_name}")
     _typed_openapi(app, slot)
     app.add_middleware(_Guard, options=options, metrics=metrics)
     return app
