@@ -8,7 +8,10 @@ package (a dependency of the ``serve`` extra), read once and kept in memory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 ASSETS = "/docs/assets"
 _TYPES = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8", "swagger-ui.css": "text/css; charset=utf-8",
@@ -31,7 +34,7 @@ def asset(name: str) -> bytes | None:
     return _cache[name]
 
 
-def add_docs_routes(app: Any, title: str) -> None:
+def add_docs_routes(app: FastAPI, title: str) -> None:
     """``GET /docs`` (the page) and ``GET /docs/assets/{name}`` on a FastAPI app made with docs_url=None."""
     from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import HTMLResponse, JSONResponse, Response
