@@ -196,8 +196,9 @@ def _openapi_extra(ref: str, example_key: str = "instances") -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": ref}}}}}
 
 
-def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
-    """The FastAPI app serving ``slot``'s model (swapped as it follows newer runs)."""
+def build_app(options: ServeOptions, slot: ModelSlot) -> "_Guard":
+    """The ASGI app serving ``slot``'s model (swapped as it follows newer runs): ``_Guard`` in front
+    of the FastAPI app (``.app``), outermost, so a prediction passes through nothing else."""
     metrics = ServeMetrics(options.metrics_dir)
     batcher = (MicroBatcher(options.max_batch_size, options.max_latency_ms / 1000, metrics.batch)
                if options.max_batch_size > 0 else None)
@@ -325,8 +326,7 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
     add_table_routes(app)
     add_docs_routes(app, f"keel serve: {options.model_name}")
     _typed_openapi(app, slot)
-    app.add_middleware(_Guard, options=options, metrics=metrics, inference=inference)
-    return app
+    return _Guard(app, options=options, metrics=metrics, inference=inference)
 
 
 _V2_TYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}

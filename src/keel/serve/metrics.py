@@ -13,7 +13,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import threading
 from bisect import bisect_left
 from pathlib import Path
 from typing import Callable
@@ -113,40 +112,34 @@ def _alive(pid: int) -> bool:
 class ServeMetrics:
     """Counters and histograms; ``render(model_labels)`` is the /metrics page.
 
-    ``folder``: where every worker of one server keeps its table (None: this process alone)."""
+    ``folder``: where every worker of one server keeps its table (None: this process alone).
+    Called on the event loop's thread only (requests, batches and scrapes all run there), so
+    nothing is locked."""
 
     def __init__(self, folder: str | Path | None = None) -> None:
-        self._lock = threading.Lock()
         self._folder = Path(folder) if folder is not None else None
         path = self._folder / f"{os.getpid()}{_SUFFIX}" if self._folder is not None else None
         self._table = ValueTable(path)
 
-    def _add(self, key: str, amount: float = 1.0) -> None:
-        with self._lock:
-            self._table.add(key, amount)
-
     def enter(self) -> None:
-        self._add("in_flight", 1)
+        self._table.add("in_flight", 1)
 
     def leave(self) -> None:
-        self._add("in_flight", -1)
+        self._table.add("in_flight", -1)
 
     def request(self, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            table = self._table
-            table.add(f"requests|{route}|{status}", 1)
-            table.add(f"latency|{route}|{bisect_left(_LATENCY_BUCKETS, seconds)}", 1)
-            table.add(f"latency_sum|{route}", seconds)
+        table = self._table
+        table.add(f"requests|{route}|{status}", 1)
+        table.add(f"latency|{route}|{bisect_left(_LATENCY_BUCKETS, seconds)}", 1)
+        table.add(f"latency_sum|{route}", seconds)
 
     def batch(self, rows: int) -> None:
-        with self._lock:
-            self._table.add(f"batch|{bisect_left(_BATCH_BUCKETS, rows)}", 1)
-            self._table.add("batch_sum", rows)
+        self._table.add(f"batch|{bisect_left(_BATCH_BUCKETS, rows)}", 1)
+        self._table.add("batch_sum", rows)
 
     def totals(self) -> tuple[dict[str, float], int]:
         """Every worker's values summed (the in-flight gauge over living workers), and how many workers."""
-        with self._lock:
-            own = self._table.values()
+        own = self._table.values()
         if self._folder is None:
             return own, 1
         total: dict[str, float] = {}

@@ -150,10 +150,10 @@ def infer_signature(model: Any, example: Any = None) -> Signature:
         shape = getattr(example, "shape", None)
         if shape is not None and len(shape) == 2:
             return Signature(width=int(shape[1]))
-    names = getattr(model, "feature_names_in_", None)
-    if names is not None:
-        names = tuple(str(n) for n in names)
-        return Signature(names=names, types=tuple("number" for _ in names))
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is not None:
+        features = tuple(str(n) for n in fitted)
+        return Signature(names=features, types=tuple("number" for _ in features))
     width = getattr(model, "n_features_in_", None)
     return Signature(width=int(width)) if isinstance(width, int) else Signature()
 
@@ -177,6 +177,17 @@ def _check_value(value: Any, kind: str, where: str) -> None:
         raise BadInput(where, f"{where} must be a string")
 
 
+_MAX_INT = 2**53
+
+
+def _plain_numbers(values: list[Any]) -> bool:
+    """True when every value is a finite int or float within +-2**53: what a row of numbers
+    usually is, checked in a few C-level passes. False sends the row to ``_check_value``, which
+    names the bad value or accepts a large float."""
+    return (all(type(v) is float or type(v) is int for v in values)
+            and -_MAX_INT <= min(values) and max(values) <= _MAX_INT and math.isfinite(sum(values)))
+
+
 def check_rows(rows: Any, sig: Signature, where: str = "instances") -> list[list[Any]]:
     """Check ``rows`` (lists of numbers, or objects of features): one list of values per row.
 
@@ -187,6 +198,7 @@ def check_rows(rows: Any, sig: Signature, where: str = "instances") -> list[list
         raise BadInput(where, f"{where} is empty; send at least one row")
     if sig.names:
         n = len(sig.names)
+        numbers = all(t == "number" for t in sig.types)
         table: list[list[Any]] = []
         for i, row in enumerate(rows):
             at = f"{where}[{i}]"
@@ -207,8 +219,9 @@ def check_rows(rows: Any, sig: Signature, where: str = "instances") -> list[list
             else:
                 raise BadInput(at, f"{at} must be a list of {n} values or an object with the features "
                                    f"{', '.join(sig.names)}")
-            for name, kind, value in zip(sig.names, sig.types, values):
-                _check_value(value, kind, f"{at}.{name}")
+            if not (numbers and _plain_numbers(values)):
+                for name, kind, value in zip(sig.names, sig.types, values):
+                    _check_value(value, kind, f"{at}.{name}")
             table.append(values)
         return table
     width = sig.width or (len(rows[0]) if isinstance(rows[0], list) else 0)
@@ -218,6 +231,8 @@ def check_rows(rows: Any, sig: Signature, where: str = "instances") -> list[list
             raise BadInput(at, f"{at} must be a list of {width or 'some'} numbers")
         if len(row) != width or not row:
             raise BadInput(at, f"{at} has {len(row)} values; the model takes {width}")
+        if _plain_numbers(row):
+            continue
         for j, value in enumerate(row):
             _check_value(value, "number", f"{at}[{j}]")
     return rows
