@@ -179,6 +179,31 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> float:
     raise SystemExit(f"{url} did not answer in {timeout} s")
 
 
+def cpu_seconds(proc: subprocess.Popen) -> float:
+    """User + system CPU of the server and its children (uvicorn workers, MLflow's own server)."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(proc.pid)
+        for p in [root, *root.children(recursive=True)]:
+            t = p.cpu_times()
+            total += t.user + t.system
+    except psutil.NoSuchProcess:
+        pass
+    return total
+
+
+def served(proc: subprocess.Popen, port: int, path: str, concurrency: int, seconds: float,
+           body: bytes | None = None) -> dict:
+    """Load on one server, with the server's CPU per request and the load average around it."""
+    before = cpu_seconds(proc)
+    result = measure_load(port, path, concurrency, seconds, body)
+    result["server_cpu_us_per_request"] = (cpu_seconds(proc) - before) / max(result["requests"], 1) * 1e6
+    result["loadavg_1m"] = os.getloadavg()[0]
+    return result
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -230,7 +255,8 @@ def main() -> None:
         log("keel: cold start and single-row requests at concurrency 16 ...")
         proc, port, cold = keel_server(folder)
         try:
-            results["keel"] = {"cold_start_s": cold, **measure_load(port, "/invocations", 16, args.seconds)}
+            results["keel"] = {"cold_start_s": cold, "cold_start_cpu_s": cpu_seconds(proc),
+                               **served(proc, port, "/invocations", 16, args.seconds)}
         finally:
             stop(proc)
         log(f"  {results['keel']}")
@@ -240,7 +266,7 @@ def main() -> None:
             log(f"keel: a 2 ms + 10 us/row model at concurrency 64, {label} ...")
             proc, port, _ = keel_server(folder, "--artifact", "spin", *extra)
             try:
-                results[f"keel_spin_{label}"] = measure_load(port, "/predict", 64, args.seconds, spin)
+                results[f"keel_spin_{label}"] = served(proc, port, "/predict", 64, args.seconds, spin)
             finally:
                 stop(proc)
             log(f"  {results[f'keel_spin_{label}']}")
@@ -250,18 +276,21 @@ def main() -> None:
             log("mlflow: cold start and single-row requests at concurrency 16 ...")
             proc, port, cold = mlflow_server(folder)
             try:
-                results["mlflow"] = {"cold_start_s": cold, **measure_load(port, "/invocations", 16, args.seconds)}
+                results["mlflow"] = {"cold_start_s": cold, "cold_start_cpu_s": cpu_seconds(proc),
+                                     **served(proc, port, "/invocations", 16, args.seconds)}
             finally:
                 stop(proc)
             log(f"  {results['mlflow']}")
 
     k = results["keel"]
     lines = [f"keel   single row, c=16: {k['rps']:.0f} req/s, p50 {k['p50_ms']:.1f} ms, p99 {k['p99_ms']:.1f} ms, "
-             f"cold start {k['cold_start_s']:.2f} s, errors {k['errors']}"]
+             f"cold start {k['cold_start_s']:.2f} s ({k['cold_start_cpu_s']:.2f} s CPU), "
+             f"server CPU {k['server_cpu_us_per_request']:.0f} us/request, errors {k['errors']}"]
     if "mlflow" in results:
         m = results["mlflow"]
         lines.append(f"mlflow single row, c=16: {m['rps']:.0f} req/s, p50 {m['p50_ms']:.1f} ms, p99 {m['p99_ms']:.1f} ms,"
-                     f" cold start {m['cold_start_s']:.2f} s, errors {m['errors']}")
+                     f" cold start {m['cold_start_s']:.2f} s ({m['cold_start_cpu_s']:.2f} s CPU), "
+                     f"server CPU {m['server_cpu_us_per_request']:.0f} us/request, errors {m['errors']}")
         results["ratios"] = {"rps_keel_over_mlflow": k["rps"] / m["rps"],
                              "p99_keel_over_mlflow": k["p99_ms"] / m["p99_ms"],
                              "cold_start_keel_over_mlflow": k["cold_start_s"] / m["cold_start_s"]}
@@ -269,7 +298,10 @@ def main() -> None:
     u, b = results["keel_spin_unbatched"], results["keel_spin_batched"]
     results["batching_speedup"] = b["rps"] / u["rps"]
     lines.append(f"batching (2 ms + 10 us/row, c=64): unbatched {u['rps']:.0f} req/s p99 {u['p99_ms']:.1f} ms; "
-                 f"batched {b['rps']:.0f} req/s p99 {b['p99_ms']:.1f} ms: {results['batching_speedup']:.1f}x")
+                 f"batched {b['rps']:.0f} req/s p99 {b['p99_ms']:.1f} ms: {results['batching_speedup']:.1f}x "
+                 f"(server CPU {u['server_cpu_us_per_request']:.0f} / {b['server_cpu_us_per_request']:.0f} us/request)")
+    lines.append(f"load average (1 min) during the runs: "
+                 + ", ".join(f"{v['loadavg_1m']:.1f}" for v in results.values() if isinstance(v, dict) and "loadavg_1m" in v))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(results, indent=2))
     print("\n".join(lines))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keel.serve.model import BadInput, Signature, infer_signature, load_model, rows_to_input
+from keel.serve.model import BadInput, Signature, check_rows, infer_signature, load_model, rows_to_input
 
 
 def test_an_input_example_gives_names_and_json_types():
@@ -75,3 +75,21 @@ def test_an_unknown_artifact_names_the_fix(store):
     proc = _keel("serve", "Train/1", "--artifact", "nope", home=store)
     assert proc.returncode == 2
     assert "run Train/1 has no artifact 'nope' in any step; give the artifact's name with --artifact NAME" in proc.stderr
+
+
+@pytest.mark.parametrize("value, message", [(float("nan"), "finite"), (float("inf"), "finite"), (True, "number"),
+                                            ("1", "number"), (2**60, "out of range")])
+def test_a_bad_number_anywhere_in_a_row_is_named(value, message):
+    row = [1.0, 2, 3.5]
+    for at in range(3):
+        bad = row[:at] + [value] + row[at + 1:]
+        with pytest.raises(BadInput, match=message) as caught:
+            check_rows([row, bad], Signature(width=3))
+        assert caught.value.field == f"instances[1][{at}]"
+        with pytest.raises(BadInput, match=message) as caught:
+            check_rows([dict(zip("abc", bad))], Signature(names=("a", "b", "c"), types=("number",) * 3))
+        assert caught.value.field == f"instances[0].{'abc'[at]}"
+
+
+def test_large_finite_floats_are_numbers():
+    assert check_rows([[1e300, -1e300, 2.0**60]], Signature(width=3)) == [[1e300, -1e300, 2.0**60]]

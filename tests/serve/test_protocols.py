@@ -94,7 +94,24 @@ def test_openapi_describes_the_features(server):
     instance = doc["components"]["schemas"]["Instance"]
     as_object = instance["anyOf"][0]
     assert as_object["required"] == COLUMNS and as_object["properties"]["a"] == {"type": "number"}
-    assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_docs_load_every_asset_from_the_server_itself(server):
+    import re
+
+    page = httpx.get(server.url + "/docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+    urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", page.text)
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    assert "http://" not in page.text and "https://" not in page.text
+    for url in urls:
+        if url.startswith("/docs/assets/"):
+            asset = httpx.get(server.url + url)
+            assert asset.status_code == 200 and len(asset.content) > 500, url
+    assert {u for u in urls if u.endswith((".js", ".css"))} == {"/docs/assets/swagger-ui-bundle.js",
+                                                               "/docs/assets/swagger-ui.css"}
+    missing = httpx.get(server.url + "/docs/assets/..%2Fsecret")
+    assert missing.status_code == 404
 
 
 def test_metrics_count_requests_and_name_the_model(server):

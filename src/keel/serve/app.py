@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import csv
 import hmac
-import io
-import json
 import logging
 import time
-import uuid
+import itertools
+import os
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -27,16 +25,17 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keel.serve.batching import MicroBatcher
+from keel.serve.docs import add_docs_routes
 from keel.serve.follow import ModelSlot
 from keel.serve.metrics import ServeMetrics
-from keel.serve.model import BadInput, LoadedModel, rows_to_input
+from keel.serve.inference import Inference, ModelFailed, Scope, dumps
+from keel.serve.model import BadInput, LoadedModel
 from keel.serve.options import ServeOptions
 
 log = logging.getLogger("keel.serve")
 
 HEALTH_PATHS = frozenset({"/health", "/ready", "/v2/health/live", "/v2/health/ready"})
 _ROUTE_LABELS = ("/predict", "/invocations", "/health", "/ready", "/metrics", "/v2/health", "/v2/models", "/tables")
-_MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
 class _TooLarge(Exception):
@@ -55,23 +54,25 @@ def _error(status: int, field: str | None, message: str, request_id: str | None 
 def _label(path: str) -> str:
     for prefix in _ROUTE_LABELS:
         if path.startswith(prefix):
-            return path if prefix == "/v2/health" else prefix
+            return path if prefix == "/v2/health" and path in HEALTH_PATHS else prefix
     return "other"
 
 
 class _Guard:
     """Request id, bearer token, body size limit and metrics, before any route runs."""
 
-    def __init__(self, app: Any, options: ServeOptions, metrics: ServeMetrics):
-        self.app, self.options, self.metrics = app, options, metrics
+    def __init__(self, app: Any, options: ServeOptions, metrics: ServeMetrics, inference: Inference):
+        self.app, self.options, self.metrics, self.inference = app, options, metrics, inference
         self._auth = f"Bearer {options.token}".encode() if options.token else None
+        # request ids: 8 random hex digits per process, then a counter (uuid4 costs a syscall)
+        self._id_prefix, self._ids = os.urandom(4).hex(), itertools.count(1)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex[:16]
+        request_id = f"{self._id_prefix}{next(self._ids):08x}"
         state = scope.setdefault("state", {})
         state["request_id"], state["started"] = request_id, started
         status = [500]
@@ -83,11 +84,15 @@ class _Guard:
             await send(message)
 
         path = scope["path"]
-        self.metrics.in_flight += 1
+        self.metrics.enter()
         try:
             refusal = self._refuse(scope, path)
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
+                return
+            handler = self.inference.handler(scope["method"], path)
+            if handler is not None:            # a prediction: answered here, not through FastAPI
+                status[0] = await self._predict(handler, scope, receive, send, request_id)
                 return
             limit, seen = self.options.max_body, [0]
 
@@ -101,8 +106,32 @@ class _Guard:
 
             await self.app(scope, capped_receive, send_with_id)
         finally:
-            self.metrics.in_flight -= 1
+            self.metrics.leave()
             self.metrics.request(_label(path), status[0], time.perf_counter() - started)
+
+    async def _predict(self, handler: Any, scope: Scope, receive: Any, send: Any, request_id: str) -> int:
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return 499                     # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.options.max_body:
+                return await _send(send, 413, _too_large_body(self.options.max_body), request_id)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        try:
+            status, payload = 200, await handler(scope, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        except BadInput as exc:
+            status, payload = exc.status, _error_body(exc.field, exc.message)
+        except ModelFailed:
+            status, payload = 500, _model_failed_body(request_id)
+        except Exception:
+            log.exception("keel serve: request %s failed", request_id)
+            status, payload = 500, _error_body(None, f"the server failed on this request; the server log has the "
+                                                     f"traceback under request id {request_id}", request_id)
+        return await _send(send, status, payload, request_id)
 
     def _refuse(self, scope: dict[str, Any], path: str) -> Response | None:
         headers = dict(scope["headers"])
@@ -122,138 +151,43 @@ class _Guard:
         return None
 
 
+async def _send(send: Any, status: int, payload: bytes, request_id: str) -> int:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"x-request-id", request_id.encode())]})
+    await send({"type": "http.response.body", "body": payload})
+    return status
+
+
+def _error_body(field: str | None, message: str, request_id: str | None = None) -> bytes:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    if request_id is not None:
+        body["request_id"] = request_id
+    return dumps(body)
+
+
+def _too_large_message(limit: int) -> str:
+    return (f"the request body is over the limit of {limit} bytes; send fewer rows per request "
+            f"(or start the server with a larger --max-body)")
+
+
+def _too_large_body(limit: int) -> bytes:
+    return _error_body("body", _too_large_message(limit))
+
+
 def _too_large(limit: int) -> JSONResponse:
-    return _error(413, "body", f"the request body is over the limit of {limit} bytes; send fewer rows per request "
-                               f"(or start the server with a larger --max-body)")
+    return _error(413, "body", _too_large_message(limit))
 
 
-async def _json_body(request: Request) -> Any:
-    body = await request.body()
-    if not body:
-        raise BadInput("body", "the request has no body; send a JSON object", 400)
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        raise BadInput("body", "the request body is not valid JSON", 400) from None
+def _model_failed_message(request_id: str) -> str:
+    return (f"the model failed on this request; the server log has the traceback under "
+            f"request id {request_id}")
 
 
-def _object(body: Any, what: str) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise BadInput("body", f"the request body must be a JSON object {what}")
-    return body
-
-
-# -- the three request shapes -> rows -----------------------------------------------------------
-
-def _mlflow_rows(body: Any) -> tuple[Any, str]:
-    body = _object(body, "with one of: " + ", ".join(_MLFLOW_KEYS))
-    given = [k for k in _MLFLOW_KEYS if k in body]
-    if len(given) != 1:
-        raise BadInput("body", "the body must have exactly one of the keys " + ", ".join(_MLFLOW_KEYS))
-    key = given[0]
-    value = body[key]
-    if key == "dataframe_split":
-        if not isinstance(value, dict) or not isinstance(value.get("data"), list):
-            raise BadInput("dataframe_split.data", "dataframe_split must be an object with 'columns' and 'data' "
-                                                   "(a list of rows)")
-        columns = value.get("columns")
-        if columns is None:
-            return value["data"], "dataframe_split.data"
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise BadInput("dataframe_split.columns", "dataframe_split.columns must be a list of column names")
-        rows = []
-        for i, row in enumerate(value["data"]):
-            if not isinstance(row, list) or len(row) != len(columns):
-                raise BadInput(f"dataframe_split.data[{i}]", f"dataframe_split.data[{i}] must be a list of "
-                                                             f"{len(columns)} values, one per column")
-            rows.append(dict(zip(columns, row)))
-        return rows, "dataframe_split.data"
-    if key == "inputs" and isinstance(value, dict):
-        columns = list(value)
-        if not all(isinstance(v, list) for v in value.values()) or len({len(v) for v in value.values()}) > 1:
-            raise BadInput("inputs", "inputs as an object must map each feature to a list, all of one length")
-        n = len(next(iter(value.values()))) if value else 0
-        return [{c: value[c][i] for c in columns} for i in range(n)], "inputs"
-    return value, key
-
-
-def _csv_rows(body: bytes) -> tuple[Any, str]:
-    try:
-        text = body.decode("utf-8")
-        table = list(csv.reader(io.StringIO(text)))
-    except (UnicodeDecodeError, csv.Error):
-        raise BadInput("body", "the CSV body is not readable UTF-8 CSV", 400) from None
-    if len(table) < 2:
-        raise BadInput("body", "the CSV body needs a header line and at least one row")
-    header, rows = table[0], table[1:]
-    out = []
-    for i, row in enumerate(rows):
-        if len(row) != len(header):
-            raise BadInput(f"csv line {i + 2}", f"CSV line {i + 2} has {len(row)} values; the header has {len(header)}")
-        out.append({h: _csv_value(v) for h, v in zip(header, row)})
-    return out, "csv"
-
-
-def _csv_value(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def _v2_rows(body: Any, model: LoadedModel) -> tuple[Any, str]:
-    body = _object(body, "with 'inputs': [{name, shape, datatype, data}]")
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(t, dict) for t in inputs):
-        raise BadInput("inputs", "inputs must be a non-empty list of tensors {name, shape, datatype, data}")
-    for i, tensor in enumerate(inputs):
-        shape, data = tensor.get("shape"), tensor.get("data")
-        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool)
-                                                               and d >= 0 for d in shape):
-            raise BadInput(f"inputs[{i}].shape", f"inputs[{i}].shape must be a list of sizes, e.g. [2, 4]")
-        if not isinstance(data, list):
-            raise BadInput(f"inputs[{i}].data", f"inputs[{i}].data must be a list")
-    names = model.signature.names
-    if len(inputs) == 1 and len(inputs[0]["shape"]) == 2:
-        n, width = inputs[0]["shape"]
-        data = _flat(inputs[0]["data"], "inputs[0].data")
-        if len(data) != n * width:
-            raise BadInput("inputs[0].data", f"inputs[0].data has {len(data)} values; its shape asks for {n * width}")
-        return [data[r * width:(r + 1) * width] for r in range(n)], "inputs[0].data"
-    columns: dict[str, list[Any]] = {}
-    for i, tensor in enumerate(inputs):
-        name = tensor.get("name")
-        if not isinstance(name, str) or (names and name not in names):
-            raise BadInput(f"inputs[{i}].name", f"inputs[{i}].name must be a feature name ({', '.join(names)}) "
-                                                f"or send one tensor of shape [rows, features]")
-        columns[name] = _flat(tensor["data"], f"inputs[{i}].data")
-    if len({len(c) for c in columns.values()}) > 1:
-        raise BadInput("inputs", "every input tensor must have one value per row (the same length)")
-    n = len(next(iter(columns.values())))
-    return [{c: columns[c][r] for c in columns} for r in range(n)], "inputs"
-
-
-def _flat(data: list[Any], where: str) -> list[Any]:
-    if data and isinstance(data[0], list):
-        out: list[Any] = []
-        for row in data:
-            if not isinstance(row, list):
-                raise BadInput(where, f"{where} mixes nested lists and values")
-            out.extend(row)
-        return out
-    return data
-
-
-def _v2_datatype(values: list[Any]) -> str:
-    if values and all(isinstance(v, bool) for v in values):
-        return "BOOL"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "INT64"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return "FP64"
-    return "BYTES"
+def _model_failed_body(request_id: str) -> bytes:
+    return _error_body(None, _model_failed_message(request_id), request_id)
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -262,9 +196,10 @@ def _openapi_extra(ref: str, example_key: str = "instances") -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": ref}}}}}
 
 
-def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
-    """The FastAPI app serving ``slot``'s model (swapped as it follows newer runs)."""
-    metrics = ServeMetrics()
+def build_app(options: ServeOptions, slot: ModelSlot) -> "_Guard":
+    """The ASGI app serving ``slot``'s model (swapped as it follows newer runs): ``_Guard`` in front
+    of the FastAPI app (``.app``), outermost, so a prediction passes through nothing else."""
+    metrics = ServeMetrics(options.metrics_dir)
     batcher = (MicroBatcher(options.max_batch_size, options.max_latency_ms / 1000, metrics.batch)
                if options.max_batch_size > 0 else None)
     requests_log = None
@@ -288,24 +223,8 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
             await batcher.stop()
 
     app = FastAPI(title=f"keel serve: {options.model_name}", version="1", lifespan=lifespan,
+                  docs_url=None, redoc_url=None,   # /docs is ours: Swagger UI's assets served locally
                   description=f"Predictions from the artifact {options.artifact!r} of the flow {options.flow}.")
-
-    async def predict(request: Request, rows: Any, where: str) -> tuple[LoadedModel, list[Any]]:
-        model = slot.current                      # read once: a swap never splits a request
-        x = rows_to_input(rows, model.signature, where)
-        try:
-            if batcher is not None:
-                out = await batcher.predict(model, x)
-            else:
-                out = await asyncio.to_thread(model.predict, x)
-                metrics.batch(len(x))
-        except Exception:
-            log.exception("keel serve: the model %s raised on request %s", model.run,
-                          request.scope["state"]["request_id"])
-            raise _ModelFailed() from None
-        if requests_log is not None:
-            _log_request(requests_log, request, model, rows, out)
-        return model, out
 
     @app.exception_handler(BadInput)
     async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
@@ -315,11 +234,10 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
     async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
         return _too_large(options.max_body)
 
-    @app.exception_handler(_ModelFailed)
-    async def model_failed(request: Request, exc: _ModelFailed) -> JSONResponse:
+    @app.exception_handler(ModelFailed)
+    async def model_failed(request: Request, exc: ModelFailed) -> JSONResponse:
         rid = request.scope["state"]["request_id"]
-        return _error(500, None, f"the model failed on this request; the server log has the traceback under "
-                                 f"request id {rid}", rid)
+        return _error(500, None, _model_failed_message(rid), rid)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -340,33 +258,29 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
         return _error(500, None, f"the server failed on this request; the server log has the traceback under "
                                  f"request id {rid}", rid)
 
-    # Keel's own shape ------------------------------------------------------------------------
+    # The prediction routes: _Guard answers them through ``inference`` before FastAPI routes;
+    # these routes are their OpenAPI entries and call the same handlers.
+    inference = Inference(options, slot, metrics, batcher, requests_log)
+
+    async def _answer(handler: Any, request: Request) -> Response:
+        return Response(await handler(request.scope, await request.body()), media_type="application/json")
+
     @app.post("/predict", openapi_extra=_openapi_extra("#/components/schemas/PredictRequest"),
               summary="Predictions for rows: {\"instances\": [...]}")
-    async def predict_route(request: Request) -> JSONResponse:
-        body = _object(await _json_body(request), "with 'instances': a list of rows")
-        if "instances" not in body:
-            raise BadInput("instances", "the body needs 'instances': a list of rows")
-        model, out = await predict(request, body["instances"], "instances")
-        return JSONResponse({"predictions": out, **model.origin()})
+    async def predict_route(request: Request) -> Response:
+        return await _answer(inference.predict, request)
 
-    # MLflow's shape --------------------------------------------------------------------------
     @app.post("/invocations", openapi_extra=_openapi_extra("#/components/schemas/InvocationsRequest"),
               summary="MLflow scoring: dataframe_split, dataframe_records, instances, inputs, or text/csv")
-    async def invocations(request: Request) -> JSONResponse:
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/csv":
-            rows, where = _csv_rows(await request.body())
-        else:
-            rows, where = _mlflow_rows(await _json_body(request))
-        model, out = await predict(request, rows, where)
-        return JSONResponse({"predictions": out, **model.origin()})
+    async def invocations(request: Request) -> Response:
+        return await _answer(inference.invocations, request)
+
+    @app.post("/v2/models/{name}/infer", openapi_extra=_openapi_extra("#/components/schemas/InferRequest"))
+    async def v2_infer(name: str, request: Request) -> Response:
+        return await _answer(inference.infer, request)
 
     # Open Inference Protocol (KServe V2) -----------------------------------------------------
-    def known(name: str) -> LoadedModel:
-        if name != options.model_name:
-            raise BadInput("name", f"there is no model {name[:100]!r} here; this endpoint serves "
-                                   f"{options.model_name!r}", 404)
-        return slot.current
+    known = inference.known
 
     @app.get("/v2/health/live")
     async def v2_live() -> dict[str, bool]:
@@ -390,19 +304,6 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
         known(name)
         return {"name": name, "ready": True}
 
-    @app.post("/v2/models/{name}/infer", openapi_extra=_openapi_extra("#/components/schemas/InferRequest"))
-    async def v2_infer(name: str, request: Request) -> JSONResponse:
-        model = known(name)
-        body = await _json_body(request)
-        rows, where = _v2_rows(body, model)
-        model, out = await predict(request, rows, where)
-        given_id = body.get("id")
-        return JSONResponse({"model_name": name, "model_version": str(model.run_id),
-                             "id": given_id if isinstance(given_id, str) else request.scope["state"]["request_id"],
-                             "outputs": [{"name": "predict", "datatype": _v2_datatype(out), "shape": [len(out)],
-                                          "data": out}],
-                             "parameters": model.origin()})
-
     # health, metrics ---------------------------------------------------------------------------
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -423,22 +324,9 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
     from keel.serve.tables import add_table_routes
 
     add_table_routes(app)
+    add_docs_routes(app, f"keel serve: {options.model_name}")
     _typed_openapi(app, slot)
-    app.add_middleware(_Guard, options=options, metrics=metrics)
-    return app
-
-
-class _ModelFailed(Exception):
-    pass
-
-
-def _log_request(requests_log: Any, request: Request, model: LoadedModel, rows: Any, out: Any) -> None:
-    from keel.serve.requestlog import RequestRecord
-
-    state = request.scope["state"]
-    requests_log.record(RequestRecord(
-        time=time.time(), run=model.run, route=request.url.path, request_id=state["request_id"],
-        latency_ms=(time.perf_counter() - state["started"]) * 1000, inputs=rows, predictions=out))
+    return _Guard(app, options=options, metrics=metrics, inference=inference)
 
 
 _V2_TYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}

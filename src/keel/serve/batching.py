@@ -2,26 +2,41 @@
 
 A batch closes when it holds ``max_rows`` rows or ``max_latency`` seconds after its first
 request arrived, whichever is first. Requests checked against different models (a swap in
-between) never share a batch. The model runs in a worker thread so the event loop keeps
-accepting requests meanwhile.
+between) never share a batch.
+
+It is driven by callbacks on the event loop, not by a consumer task: a request appends its
+checked rows and, when the batch is full or its deadline passed, the batch starts at once;
+otherwise one timer waits for the deadline. Rows are joined as plain lists and the model's
+input (a DataFrame or an array) is built once per batch, in the model's thread. One model
+call runs at a time, in a thread of its own, so the event loop keeps reading requests into
+the next batch meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from keel.serve.model import LoadedModel, concat_inputs
+from keel.serve.model import LoadedModel, build_input
 
 
 @dataclass
 class _Item:
     model: LoadedModel
-    x: Any
-    rows: int
-    done: asyncio.Future
+    table: list[list[Any]]
+    done: asyncio.Future[list[Any]]
+    deadline: float
+
+
+def run_model(model: LoadedModel, table: list[list[Any]]) -> list[Any]:
+    """Build the model's input from checked rows and predict: what a model thread runs."""
+    out = model.predict(build_input(table, model.signature))
+    if len(out) != len(table):
+        raise ValueError(f"the model returned {len(out)} predictions for {len(table)} rows")
+    return out
 
 
 class MicroBatcher:
@@ -29,62 +44,83 @@ class MicroBatcher:
         self.max_rows = max_rows
         self.max_latency = max_latency
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Item] | None = None
-        self._task: asyncio.Task | None = None
-        self._carry: _Item | None = None
+        self._pending: deque[_Item] = deque()
+        self._rows = 0
+        self._busy = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="keel-serve-model")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
-    async def predict(self, model: LoadedModel, x: Any) -> list[Any]:
-        assert self._queue is not None
-        fut = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Item(model, x, len(x), fut))
-        return await fut
+    def predict(self, model: LoadedModel, table: list[list[Any]]) -> asyncio.Future[list[Any]]:
+        """The predictions for ``table`` (checked rows), once its batch has run."""
+        loop = self._loop
+        assert loop is not None, "MicroBatcher.start() runs in the app's lifespan"
+        done: asyncio.Future[list[Any]] = loop.create_future()
+        self._pending.append(_Item(model, table, done, loop.time() + self.max_latency))
+        self._rows += len(table)
+        self._kick()
+        return done
 
-    async def _next_batch(self) -> list[_Item]:
-        assert self._queue is not None
-        first = self._carry or await self._queue.get()
-        self._carry = None
-        batch, rows = [first], first.rows
-        deadline = time.monotonic() + self.max_latency
-        while rows < self.max_rows:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                item = await asyncio.wait_for(self._queue.get(), left)
-            except asyncio.TimeoutError:
-                break
-            if item.model is not first.model or rows + item.rows > self.max_rows:
-                self._carry = item              # starts the next batch
-                break
+    def _kick(self) -> None:
+        if self._busy or not self._pending:
+            return
+        assert self._loop is not None
+        first = self._pending[0]
+        if (self._rows >= self.max_rows or self._loop.time() >= first.deadline
+                or self._pending[-1].model is not first.model):
+            self._launch()
+        elif self._timer is None:
+            self._timer = self._loop.call_at(first.deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        if not self._busy and self._pending:
+            self._launch()
+
+    def _launch(self) -> None:
+        assert self._loop is not None and self._executor is not None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        pending, model = self._pending, self._pending[0].model
+        batch: list[_Item] = []
+        rows = 0
+        while pending and (not batch or (pending[0].model is model
+                                         and rows + len(pending[0].table) <= self.max_rows)):
+            item = pending.popleft()
             batch.append(item)
-            rows += item.rows
-        return batch
+            rows += len(item.table)
+        self._rows -= rows
+        self._busy = True
+        if self._on_batch is not None:
+            self._on_batch(rows)
+        table = batch[0].table if len(batch) == 1 else [row for item in batch for row in item.table]
+        loop = self._loop
+        call = self._executor.submit(run_model, model, table)
+        call.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finish, batch, f))
 
-    async def _run(self) -> None:
-        while True:
-            batch = await self._next_batch()
-            model = batch[0].model
-            rows = sum(i.rows for i in batch)
-            if self._on_batch is not None:
-                self._on_batch(rows)
-            try:
-                x = concat_inputs([i.x for i in batch]) if len(batch) > 1 else batch[0].x
-                out = await asyncio.to_thread(model.predict, x)
-            except Exception as exc:
-                for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(exc)
-                continue
-            start = 0
+    def _finish(self, batch: list[_Item], call: Future[list[Any]]) -> None:
+        self._busy = False
+        error = call.exception()
+        if error is not None:
             for item in batch:
                 if not item.done.done():
-                    item.done.set_result(out[start:start + item.rows])
-                start += item.rows
+                    item.done.set_exception(error)
+        else:
+            out, start = call.result(), 0
+            for item in batch:
+                end = start + len(item.table)
+                if not item.done.done():
+                    item.done.set_result(out if len(batch) == 1 else out[start:end])
+                start = end
+        self._kick()

@@ -2,7 +2,7 @@
 
 ``load_model`` reads the artifact through the client (``keel.client``), as any reader does.
 ``Signature`` is what the model expects per row (feature names and JSON types, or only a
-width); ``rows_to_input`` checks submitted rows against it and builds what the model takes:
+width); ``check_rows`` checks submitted rows against it and ``build_input`` builds what the model takes:
 a DataFrame with the feature columns when names are known, else a 2-D float array.
 Every check raises ``BadInput`` naming the field, never the submitted value.
 """
@@ -150,10 +150,10 @@ def infer_signature(model: Any, example: Any = None) -> Signature:
         shape = getattr(example, "shape", None)
         if shape is not None and len(shape) == 2:
             return Signature(width=int(shape[1]))
-    names = getattr(model, "feature_names_in_", None)
-    if names is not None:
-        names = tuple(str(n) for n in names)
-        return Signature(names=names, types=tuple("number" for _ in names))
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is not None:
+        features = tuple(str(n) for n in fitted)
+        return Signature(names=features, types=tuple("number" for _ in features))
     width = getattr(model, "n_features_in_", None)
     return Signature(width=int(width)) if isinstance(width, int) else Signature()
 
@@ -177,14 +177,28 @@ def _check_value(value: Any, kind: str, where: str) -> None:
         raise BadInput(where, f"{where} must be a string")
 
 
-def rows_to_input(rows: Any, sig: Signature, where: str = "instances") -> Any:
-    """Check ``rows`` (lists of numbers, or objects of features) and build the model's input."""
+_MAX_INT = 2**53
+
+
+def _plain_numbers(values: list[Any]) -> bool:
+    """True when every value is a finite int or float within +-2**53: what a row of numbers
+    usually is, checked in a few C-level passes. False sends the row to ``_check_value``, which
+    names the bad value or accepts a large float."""
+    return (all(type(v) is float or type(v) is int for v in values)
+            and -_MAX_INT <= min(values) and max(values) <= _MAX_INT and math.isfinite(sum(values)))
+
+
+def check_rows(rows: Any, sig: Signature, where: str = "instances") -> list[list[Any]]:
+    """Check ``rows`` (lists of numbers, or objects of features): one list of values per row.
+
+    Micro-batching joins the checked rows of several requests and builds one input of them."""
     if not isinstance(rows, list):
         raise BadInput(where, f"{where} must be a list of rows")
     if not rows:
         raise BadInput(where, f"{where} is empty; send at least one row")
     if sig.names:
         n = len(sig.names)
+        numbers = all(t == "number" for t in sig.types)
         table: list[list[Any]] = []
         for i, row in enumerate(rows):
             at = f"{where}[{i}]"
@@ -205,18 +219,11 @@ def rows_to_input(rows: Any, sig: Signature, where: str = "instances") -> Any:
             else:
                 raise BadInput(at, f"{at} must be a list of {n} values or an object with the features "
                                    f"{', '.join(sig.names)}")
-            for name, kind, value in zip(sig.names, sig.types, values):
-                _check_value(value, kind, f"{at}.{name}")
+            if not (numbers and _plain_numbers(values)):
+                for name, kind, value in zip(sig.names, sig.types, values):
+                    _check_value(value, kind, f"{at}.{name}")
             table.append(values)
-        import pandas as pd
-
-        if all(t == "number" for t in sig.types):   # the common case, and the fast one
-            import numpy as np
-
-            return pd.DataFrame(np.asarray(table, dtype="float64"), columns=list(sig.names))
-        return pd.DataFrame(table, columns=list(sig.names)).astype(
-            {c: ("float64" if t == "number" else "int64" if t == "integer" else "bool" if t == "boolean" else object)
-             for c, t in zip(sig.names, sig.types)})
+        return table
     width = sig.width or (len(rows[0]) if isinstance(rows[0], list) else 0)
     for i, row in enumerate(rows):
         at = f"{where}[{i}]"
@@ -224,19 +231,29 @@ def rows_to_input(rows: Any, sig: Signature, where: str = "instances") -> Any:
             raise BadInput(at, f"{at} must be a list of {width or 'some'} numbers")
         if len(row) != width or not row:
             raise BadInput(at, f"{at} has {len(row)} values; the model takes {width}")
+        if _plain_numbers(row):
+            continue
         for j, value in enumerate(row):
             _check_value(value, "number", f"{at}[{j}]")
+    return rows
+
+
+def build_input(table: list[list[Any]], sig: Signature) -> Any:
+    """What the model takes for checked rows: a DataFrame with the feature columns when names are
+    known (pandas is imported only then), else a 2-D float array."""
     import numpy as np
 
-    return np.asarray(rows, dtype="float64")
-
-
-def concat_inputs(parts: list[Any]) -> Any:
-    """One input from several (micro-batching): DataFrames are stacked, arrays concatenated."""
-    if hasattr(parts[0], "columns"):
+    if sig.names:
         import pandas as pd
 
-        return pd.concat(parts, ignore_index=True)
-    import numpy as np
+        if all(t == "number" for t in sig.types):   # the common case, and the fast one
+            return pd.DataFrame(np.asarray(table, dtype="float64"), columns=list(sig.names))
+        return pd.DataFrame(table, columns=list(sig.names)).astype(
+            {c: ("float64" if t == "number" else "int64" if t == "integer" else "bool" if t == "boolean" else object)
+             for c, t in zip(sig.names, sig.types)})
+    return np.asarray(table, dtype="float64")
 
-    return np.concatenate(parts)
+
+def rows_to_input(rows: Any, sig: Signature, where: str = "instances") -> Any:
+    """Check ``rows`` and build the model's input (``build_input(check_rows(...))``)."""
+    return build_input(check_rows(rows, sig, where), sig)

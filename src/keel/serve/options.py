@@ -27,6 +27,7 @@ class ServeOptions:
     log_table: str | None = None           # default: <model name>_requests
     log_flush_seconds: float = 1.0
     poll_seconds: float = 0.5
+    metrics_dir: str | None = None         # --workers N: the folder where every worker keeps its metrics
 
     @property
     def model_name(self) -> str:

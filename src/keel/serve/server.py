@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import Any, Callable
 
 from keel.errors import UsageError
@@ -95,13 +96,20 @@ def serve(options: ServeOptions) -> None:
           f"at http://{options.host}:{options.port} (docs: /docs)", file=sys.stderr, flush=True)
     common = dict(host=options.host, port=options.port, limit_concurrency=options.max_concurrency,
                   timeout_graceful_shutdown=_GRACE_SECONDS, access_log=False, log_level="warning",
-                  server_header=False)
+                  server_header=False, proxy_headers=False)
     # uvicorn finishes in-flight requests on SIGTERM, then raises the signal again: exit 0 then,
     # since a requested, graceful stop is a success.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     if options.workers > 1:
-        os.environ[_OPTIONS_ENV] = options.to_json()
-        uvicorn.run("keel.serve.server:worker_app", factory=True, workers=options.workers, **common)
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="keel-serve-metrics-")   # each worker's metrics, summed by /metrics
+        try:
+            os.environ[_OPTIONS_ENV] = replace(options, metrics_dir=folder).to_json()
+            uvicorn.run("keel.serve.server:worker_app", factory=True, workers=options.workers, **common)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         return
     from keel.serve.app import build_app
 
