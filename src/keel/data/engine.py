@@ -315,8 +315,8 @@ class DataEngine:
         query = _VERSIONED.sub(pin, query)
         wanted: dict[str, list[str]] = {}
         for summary in self.tables.list_tables():
-            ver = versions.get(summary.name)
-            v = summary.latest if ver is None else self.version(summary.name, ver)
+            asked = versions.get(summary.name)
+            v = summary.latest if asked is None else self.version(summary.name, asked)
             wanted[summary.name] = [self._local(f.key) for f in v.files]
         for view, (n, ver) in pinned.items():
             wanted[view] = [self._local(f.key) for f in self.version(n, ver).files]
