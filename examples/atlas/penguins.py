@@ -58,6 +58,7 @@ class PenguinsFlow(FlowSpec):
         from pyspark.ml.functions import vector_to_array
 
         session = current.spark
+        session.conf.set("spark.sql.shuffle.partitions", "2")   # a few hundred rows: not 200 tasks a shuffle
         read = {s: session.read.parquet(*current.data.paths(f"penguins_{s}")) for s in SPLITS}
         imputed = [f"{c}_imputed" for c in NUMERIC]
         indexed = [f"{c}_index" for c in CATEGORICAL]
@@ -74,10 +75,10 @@ class PenguinsFlow(FlowSpec):
         in_pandas = Preprocessor.fit_pandas(current.data.load("penguins_train"))
         self.max_difference = 0.0
         for s in SPLITS:
-            out = (model.transform(read[s])
-                   .select("row_id", vector_to_array("scaled").alias("features"), "label").orderBy("row_id"))
+            # No orderBy: a narrow plan, so the executors write each split in one pass (no shuffle).
+            out = model.transform(read[s]).select("row_id", vector_to_array("scaled").alias("features"), "label")
             version = current.data.save(f"penguins_{s}_features", out, row_group_size=32)
-            saved = current.data.load(f"penguins_{s}_features", version=version)
+            saved = current.data.load(f"penguins_{s}_features", version=version).sort_values("row_id")
             spark_x = np.stack(saved["features"].to_numpy())
             raw = current.data.load(f"penguins_{s}").sort_values("row_id")
             pandas_x = in_pandas.transform(raw)

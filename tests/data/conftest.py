@@ -1,4 +1,6 @@
-"""Fixtures of the Data Engine tests: a real PostgreSQL on 127.0.0.1 for ``export``."""
+"""Fixtures of the Data Engine tests: a real PostgreSQL on 127.0.0.1 for ``export``, and one
+Spark standalone cluster (a master and a one-core 512 MB worker from pyspark's jars) with a
+SparkSession on it, started once for the whole session and shared by every data test."""
 
 from __future__ import annotations
 
@@ -12,6 +14,32 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(scope="session")
+def spark_cluster() -> Iterator[object]:
+    pytest.importorskip("pyspark")
+    from keel.addons.spark import SparkCluster, SparkSettings
+
+    with SparkCluster(SparkSettings(workers=1, worker_cores=1, worker_memory="512m")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def spark(spark_cluster: object) -> Iterator[object]:
+    """A SparkSession on the shared cluster (``KEEL_SPARK_MASTER`` points at it meanwhile)."""
+    from keel.addons.spark import SparkCluster, session, stop_session
+
+    assert isinstance(spark_cluster, SparkCluster)
+    saved = dict(os.environ)
+    os.environ.update(spark_cluster.environment())
+    try:
+        yield session("keel-tests")
+    finally:
+        stop_session()
+        os.environ.clear()
+        os.environ.update(saved)
+
 
 def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))

@@ -210,3 +210,31 @@ def test_current_data_records_the_task_in_a_flow_run(keel_home, tmp_path):
     from keel import Flow
 
     assert Flow("DataFlow").latest_run.data.total == 6
+
+
+def test_sql_views_follow_new_versions_and_a_forked_child_queries_on_its_own_connection(engine):
+    def count() -> int:
+        return int(engine.sql("SELECT count(*) AS n FROM weather")["n"][0])
+
+    engine.save("weather", frame(3))
+    assert count() == 3
+    engine.save("weather", frame(5))
+    assert count() == 5                                    # the kept view moved to the new version
+    assert engine.sql("SELECT count(*) AS n FROM weather", versions={"weather": 1})["n"][0] == 3
+    assert count() == 5
+    pid = os.fork()
+    if pid == 0:  # the child: DuckDB's threads were not inherited, its first query opens a connection
+        code = 1
+        try:
+            code = 0 if count() == 5 else 1
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60       # an inherited connection hangs or crashes the child
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("a forked child's first query hung (an inherited DuckDB connection)")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+    assert count() == 5

@@ -15,30 +15,10 @@ import pytest
 
 pytest.importorskip("pyspark")
 
-from keel.addons.spark import SparkCluster, SparkSettings, session, stop_session  # noqa: E402
+from keel.addons.spark import SparkSettings  # noqa: E402
 from keel.data.engine import DataEngine  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-SMALL = SparkSettings(workers=1, worker_cores=1, worker_memory="512m")
-
-
-@pytest.fixture(scope="session")
-def spark_cluster():
-    with SparkCluster(SMALL) as cluster:
-        yield cluster
-
-
-@pytest.fixture(scope="session")
-def spark(spark_cluster):
-    saved = dict(os.environ)
-    os.environ.update(spark_cluster.environment())
-    try:
-        yield session("keel-tests")
-    finally:
-        stop_session()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def all_types() -> pa.Table:
@@ -85,6 +65,37 @@ def test_a_spark_computation_runs_on_the_cluster_and_is_saved(spark, keel_home):
     engine.save("totals", totals)
     assert engine.load("totals")["sum(id)"].tolist() == [sum(range(0, 1000, 3)), sum(range(1, 1000, 3)),
                                                           sum(range(2, 1000, 3))]
+
+
+def test_a_spark_save_is_written_by_the_executors_and_committed_per_partition(spark, keel_home):
+    import pyarrow.parquet as pq
+
+    engine = DataEngine.from_env()
+    frame = spark.range(0, 3000, numPartitions=3).selectExpr(
+        "id", "timestamp_seconds(id) + make_interval(0, 0, 0, 0, 0, 0, 0.000001) AS ts")
+    version = engine.save("parts", frame, row_group_size=500)
+    v = engine.version("parts", version)
+    # One Parquet file per partition, as the executors wrote them: nothing went through the driver.
+    assert [f.rows for f in v.files] == [1000, 1000, 1000]
+    paths = engine.paths("parts")
+    assert [os.path.getsize(p) for p in paths] == [f.bytes for f in v.files] and v.rows == 3000
+    meta = pq.ParquetFile(paths[0])
+    assert meta.metadata.num_row_groups == 2                    # row_group_size reached the writer
+    assert meta.schema_arrow.field("ts").type == pa.timestamp("us", tz="UTC")  # INT64 micros, not INT96
+    assert engine.load("parts")["ts"].iloc[1] == datetime.datetime(1970, 1, 1, 0, 0, 1, 1,
+                                                                   tzinfo=datetime.timezone.utc)
+    assert json_field(v.schema, "ts") == "timestamp[us, tz=UTC]"
+    # The staging folder is gone: only the committed files remain in the store.
+    assert list(keel_home.rglob("*-spark")) == [] and len(list(keel_home.rglob("part-*"))) == 0
+    assert engine.save("parts", spark.range(0, 10, numPartitions=2).selectExpr("id", "timestamp_seconds(id) AS ts"),
+                       mode="append") == version + 1
+    assert engine.version("parts").rows == 3010
+
+
+def json_field(schema: str, name: str) -> str:
+    import json
+
+    return next(f["type"] for f in json.loads(schema)["fields"] if f["name"] == name)
 
 
 def test_bad_worker_memory_is_a_usage_error():

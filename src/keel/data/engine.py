@@ -14,11 +14,15 @@ records the previous version's files plus its own, copying nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
+import threading
 import uuid
-from collections.abc import Iterable, Mapping
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,29 +78,25 @@ def _to_arrow(data: Any) -> "pyarrow.Table":
     module = type(data).__module__
     if module.startswith("pandas"):
         return _normalize(pa.Table.from_pandas(data, preserve_index=False))
-    if module.startswith("pyspark"):
-        return _spark_to_arrow(data)
     if module.startswith("polars"):
         return _normalize(data.to_arrow())
     raise UsageError(f"cannot save a {type(data).__module__}.{type(data).__name__}: pass a pandas DataFrame, "
                      f"a pyarrow Table or a Spark DataFrame")
 
 
-def _spark_to_arrow(df: Any) -> "pyarrow.Table":
-    """A Spark DataFrame as Arrow, collected through the driver in Arrow batches."""
-    if hasattr(df, "toArrow"):  # pyspark >= 4
-        table = df.toArrow()
-    else:  # pyspark 3.5
-        import pyarrow as pa
-
-        table = pa.Table.from_batches(df._collect_as_arrow(), schema=None)
-    return _normalize(table)
+def _is_spark(data: Any) -> bool:
+    return type(data).__module__.startswith("pyspark") and hasattr(data, "write")
 
 
 def _normalize(table: "pyarrow.Table") -> "pyarrow.Table":
     """One spelling per type, so versions from pandas, Arrow and Spark compare equal:
     ``string``/``binary``/``list`` (not the ``large_`` ones pandas makes), list items named
     ``item`` (Spark says ``element``)."""
+    schema = _normal_schema(table.schema)
+    return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def _normal_schema(schema: "pyarrow.Schema") -> "pyarrow.Schema":
     import pyarrow as pa
 
     def fix(t: pa.DataType) -> pa.DataType:
@@ -110,8 +110,7 @@ def _normalize(table: "pyarrow.Table") -> "pyarrow.Table":
             return pa.struct([pa.field(f.name, fix(f.type), f.nullable) for f in t])
         return t
 
-    schema = pa.schema([pa.field(f.name, fix(f.type), f.nullable) for f in table.schema])
-    return table if schema.equals(table.schema) else table.cast(schema)
+    return pa.schema([pa.field(f.name, fix(f.type), f.nullable) for f in schema])
 
 
 @dataclass(frozen=True)
@@ -129,6 +128,7 @@ class DataEngine:
         self.backend = backend
         self.lineage = lineage
         self._cache_dir = Path(cache_dir) if cache_dir else None
+        self._sql = _SqlViews()
 
     @classmethod
     def from_store(cls, store: "Store", *, lineage: str | None = None) -> "DataEngine":
@@ -152,13 +152,50 @@ class DataEngine:
         check_name(name)
         if mode not in _MODES:
             raise UsageError(f"save({name!r}, mode={mode!r}): mode is 'overwrite' or 'append'")
+        options = _Options(row_group_size, compression)
+        if _is_spark(data):
+            return self._save_spark(name, data, options, mode)
         table = _to_arrow(data)
         if mode == "append":
-            parent = self.tables.get_version(name)
-            if parent is not None and parent.schema != _schema_json(table.schema):
-                raise DataError(_schema_mismatch(name, parent, table.schema))
-        files = (self._write_file(table, _Options(row_group_size, compression)),)
+            self._check_append(name, table.schema)
+        files = (self._write_file(table, options),)
         return self._commit(name, files, table.schema, mode)
+
+    def _check_append(self, name: str, schema: "pyarrow.Schema") -> None:
+        parent = self.tables.get_version(name)
+        if parent is not None and parent.schema != _schema_json(schema):
+            raise DataError(_schema_mismatch(name, parent, schema))
+
+    def _save_spark(self, name: str, df: Any, options: _Options, mode: str) -> int:
+        """Spark's own Parquet writer: the executors write the part files into a staging
+        folder beside the backend's temp files (nothing is collected to the driver, so a table
+        larger than its memory saves), then each file is committed under a key of its own and
+        the version recorded, as for any other save."""
+        import pyarrow.parquet as pq
+
+        reserved = self.backend.new_temp()          # a unique name in the backend's temp folder
+        staging = Path(f"{reserved}-spark")
+        try:
+            _spark_write(df, staging, options)
+            parts = sorted(staging.glob("part-*.parquet"))
+            if not parts:
+                raise DataError(f"saving {name!r}: Spark wrote no Parquet files into {staging}")
+            schema = _normal_schema(pq.read_schema(parts[0]))
+            if mode == "append":
+                self._check_append(name, schema)
+            rows = [pq.read_metadata(p).num_rows for p in parts]
+            kept = [(p, n) for p, n in zip(parts, rows) if n] or [(parts[0], 0)]  # empty partitions go
+            stem = uuid.uuid4().hex
+            files = []
+            for i, (part, n) in enumerate(kept):
+                size = part.stat().st_size
+                key = f"{stem}-{i:05d}"
+                self.backend.commit(part, key)
+                files.append(DataFile(key=key, rows=n, bytes=size))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            reserved.unlink(missing_ok=True)
+        return self._commit(name, tuple(files), schema, mode)
 
     def _commit(self, name: str, files: tuple[DataFile, ...], schema: "pyarrow.Schema", mode: str) -> int:
         new = NewVersion(name=name, files=files, schema=_schema_json(schema), mode=mode,
@@ -247,7 +284,7 @@ class DataEngine:
             return pa.schema([]).empty_table()
         dataset = ds.dataset(self.local_paths(name, v.version), format="parquet")
         try:
-            return dataset.to_table(columns=columns)
+            return _normalize(dataset.to_table(columns=columns))
         except (KeyError, ValueError) as exc:
             raise UsageError(f"cannot read columns {columns} of {name}@{v.version}: {exc}. "
                              f"Its columns are {', '.join(dataset.schema.names)}") from None
@@ -276,15 +313,14 @@ class DataEngine:
             return f'"{view}"'
 
         query = _VERSIONED.sub(pin, query)
-        con = duckdb.connect()
-        try:
-            for summary in self.tables.list_tables():
-                ver = versions.get(summary.name)
-                v = summary.latest if ver is None else self.version(summary.name, ver)
-                _create_view(con, summary.name, [self._local(f.key) for f in v.files])
-            for view, (n, ver) in pinned.items():
-                v = self.version(n, ver)
-                _create_view(con, view, [self._local(f.key) for f in v.files])
+        wanted: dict[str, list[str]] = {}
+        for summary in self.tables.list_tables():
+            asked = versions.get(summary.name)
+            v = summary.latest if asked is None else self.version(summary.name, asked)
+            wanted[summary.name] = [self._local(f.key) for f in v.files]
+        for view, (n, ver) in pinned.items():
+            wanted[view] = [self._local(f.key) for f in self.version(n, ver).files]
+        with self._sql.connection(wanted) as con:
             try:
                 relation = con.sql(query)
                 if relation is None:  # a statement with no result (CREATE, SET, ...)
@@ -294,8 +330,10 @@ class DataEngine:
                 return relation.to_arrow_table() if hasattr(relation, "to_arrow_table") else relation.arrow()
             except duckdb.Error as exc:
                 raise DataError(f"SQL failed: {str(exc).splitlines()[0]}\n  query: {query}") from None
-        finally:
-            con.close()
+
+    def close(self) -> None:
+        """Close the engine's DuckDB connection (a later ``sql`` opens a new one)."""
+        self._sql.close()
 
     def export(self, name: str, url: str, table: str | None = None, *, version: int | None = None,
                if_exists: str = "replace", chunk_rows: int = 50_000) -> int:
@@ -345,13 +383,94 @@ class DataEngine:
         return written
 
 
+class _SqlViews:
+    """One DuckDB connection per engine and process, where each table is a view over its
+    version's files. A view is replaced only when its files change, and DuckDB keeps the
+    Parquet footers it has read (``parquet_metadata_cache``), so a repeated query does not
+    re-read metadata. Statements run one at a time (a DuckDB connection is not shared
+    between threads); a query that creates or drops something changes only this engine's
+    in-memory database. Every connection is closed before this process forks (a child that
+    inherits DuckDB's running worker threads crashes), and reopened on the next query."""
+
+    _live: "weakref.WeakSet[_SqlViews]" = weakref.WeakSet()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._con: Any = None
+        self._pid = 0
+        self._views: dict[str, tuple[str, ...]] = {}
+        _SqlViews._live.add(self)
+
+    @contextlib.contextmanager
+    def connection(self, wanted: Mapping[str, list[str]]) -> Iterator[Any]:
+        with self._lock:
+            if self._con is None or self._pid != os.getpid():  # never use a connection across fork
+                import duckdb
+
+                self._con = duckdb.connect()
+                self._con.execute("SET parquet_metadata_cache = true")
+                self._pid = os.getpid()
+                self._views = {}
+            con = self._con
+            for view in [v for v in self._views if v not in wanted]:
+                con.execute(f'DROP VIEW IF EXISTS "{_quote(view)}"')
+                del self._views[view]
+            for view, files in wanted.items():
+                if self._views.get(view) != tuple(files):
+                    _create_view(con, view, files)
+                    self._views[view] = tuple(files)
+            yield con
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None and self._pid == os.getpid():
+                self._con.close()
+            self._con, self._views = None, {}
+
+    @classmethod
+    def close_all(cls) -> None:
+        for views in list(cls._live):
+            views.close()
+
+
+os.register_at_fork(before=_SqlViews.close_all)
+
+
+def _quote(view: str) -> str:
+    return view.replace('"', '""')
+
+
 def _create_view(con: Any, view: str, files: list[str]) -> None:
-    quoted = view.replace('"', '""')
+    quoted = _quote(view)
     if not files:
-        con.execute(f'CREATE VIEW "{quoted}" AS SELECT NULL WHERE FALSE')
+        con.execute(f'CREATE OR REPLACE VIEW "{quoted}" AS SELECT NULL WHERE FALSE')
         return
     listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    con.execute(f'CREATE VIEW "{quoted}" AS SELECT * FROM read_parquet([{listing}])')
+    con.execute(f'CREATE OR REPLACE VIEW "{quoted}" AS SELECT * FROM read_parquet([{listing}])')
+
+
+def _spark_write(df: Any, folder: Path, options: _Options) -> None:
+    """Write ``df`` as Parquet into ``folder`` with Spark's writer, timestamps in microseconds
+    (Spark's default is INT96, which other readers turn into nanoseconds)."""
+    conf = df.sparkSession.conf
+    key = "spark.sql.parquet.outputTimestampType"
+    before = conf.get(key, None)
+    conf.set(key, "TIMESTAMP_MICROS")
+    try:
+        writer = df.write.mode("errorifexists").option("compression", options.compression)
+        if options.row_group_size:
+            writer = writer.option("parquet.block.row.count.limit", str(options.row_group_size))
+        writer.parquet(folder.absolute().as_uri())
+    except Exception as exc:  # py4j and Spark raise from several modules
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"Spark could not write the table's Parquet files into {folder}: {first}. "
+                        f"The executors must reach this folder (a local master, or a cluster on "
+                        f"this machine)") from None
+    finally:
+        if before is None:
+            conf.unset(key)
+        else:
+            conf.set(key, before)
 
 
 def _split(name: str, version: int | None) -> tuple[str, int | None]:
