@@ -1,5 +1,6 @@
-"""With KEEL_FORK_SERVER=1 the local executor forks step tasks from a small fork server,
-not from the scheduler; by default, or when the server dies, the scheduler forks them."""
+"""By default (and with KEEL_FORK_SERVER=1) the local executor forks step tasks from a small
+fork server, not from the scheduler; with KEEL_FORK_SERVER=0, or when the server dies, the
+scheduler forks them."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_step_task_is_forked_by_the_fork_server_not_the_scheduler(tmp_path):
-    flow, env, marks = _setup(tmp_path, KEEL_FORK_SERVER="1")
+    flow, env, marks = _setup(tmp_path)  # the default
     proc = subprocess.Popen([sys.executable, str(flow), "run", "--quiet"], env=env, cwd=tmp_path,
                             stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=120)
@@ -81,8 +82,8 @@ def test_a_step_task_is_forked_by_the_fork_server_not_the_scheduler(tmp_path):
     assert ppid != proc.pid and retry == 0  # its parent is the fork server
 
 
-def test_by_default_the_scheduler_forks_tasks(tmp_path):
-    flow, env, marks = _setup(tmp_path)
+def test_with_the_fork_server_off_the_scheduler_forks_tasks(tmp_path):
+    flow, env, marks = _setup(tmp_path, KEEL_FORK_SERVER="0")
     proc = subprocess.Popen([sys.executable, str(flow), "run", "--quiet"], env=env, cwd=tmp_path,
                             stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=120)

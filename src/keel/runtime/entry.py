@@ -31,10 +31,12 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 from keel.runtime.launch import RunRequest, RunResult, start_run
-from keel.runtime.project import ProjectResult, ProjectRunOptions, run_project
+
+if TYPE_CHECKING:  # a flow run does not import the project runner (pydantic, the keel.yaml models)
+    from keel.runtime.project import ProjectResult, ProjectRunOptions
 
 __all__ = ["ProjectRequest", "Request", "RunRequest", "RunResult", "ProjectResult", "exit_status",
            "read_request", "run", "write_request"]
@@ -45,10 +47,22 @@ class ProjectRequest:
     """Run a project's jobs (keel.yaml)."""
 
     project: Any                                   # keel.flow.project.Project
-    options: ProjectRunOptions = field(default_factory=ProjectRunOptions)
+    options: ProjectRunOptions = field(default_factory=lambda: _project().ProjectRunOptions())
 
 
 Request = Union[RunRequest, ProjectRequest]
+
+
+def _project() -> Any:
+    import keel.runtime.project
+
+    return keel.runtime.project
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ProjectResult", "ProjectRunOptions"):
+        return getattr(_project(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run(request: Request, *, on_started: Callable[[int], None] | None = None, store: Any = None) -> Any:
@@ -56,7 +70,7 @@ def run(request: Request, *, on_started: Callable[[int], None] | None = None, st
     (:class:`RunResult` for a flow run or resume, :class:`ProjectResult` for a project run).
     ``on_started`` gets the new run's id as soon as it exists; ``store``: default from the environment."""
     if isinstance(request, ProjectRequest):
-        return run_project(request.project, request.options, on_started=on_started, store=store)
+        return _project().run_project(request.project, request.options, on_started=on_started, store=store)
     return start_run(request, on_started=on_started, store=store)
 
 
@@ -106,7 +120,7 @@ def read_request(data: dict[str, Any]) -> Request:
         from keel.flow.project import load_project
 
         project = load_project(str(data["project_file"]), flow_loader=load_flow_file)
-        options = ProjectRunOptions(jobs=list(data["jobs"]) if data.get("jobs") else None,
+        options = _project().ProjectRunOptions(jobs=list(data["jobs"]) if data.get("jobs") else None,
                                     with_deps=bool(data.get("with_deps")), downstream=bool(data.get("downstream")),
                                     tags=list(data.get("tags") or []), quiet=bool(data.get("quiet")),
                                     cache=data.get("cache"))

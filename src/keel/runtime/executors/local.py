@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.runtime.executors.base import Outcome, OutputSink
+from keel.runtime.reaper import become_subreaper, kill_descendants
 from keel.runtime.task import TaskSpec, read_result, run_task, write_result
 from keel.store.artifacts import ArtifactStore
 
 _PR_SET_PDEATHSIG = 1
 _HARNESS_FAILURE = 70  # the child's own machinery failed before or after the user's code
+_SERVER_START_WAIT = 5.0  # seconds an idle scheduler waits for its fork server to be ready
 
 
 @dataclass
@@ -73,9 +75,7 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
         _die_with_parent()
         if os.getppid() != parent_pid:  # the scheduler died between fork and prctl
             os._exit(_HARNESS_FAILURE)
-        from keel.runtime.reaper import become_subreaper
-
-        become_subreaper()  # what the task starts and detaches (setsid, double fork) stays its own
+        become_subreaper(_load_libc())  # what the task starts and detaches (setsid, double fork) stays its own
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         os.dup2(out_w, 1)
@@ -115,8 +115,6 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
 
 def _end_descendants() -> None:
     try:
-        from keel.runtime.reaper import kill_descendants
-
         kill_descendants()
     except BaseException:  # noqa: BLE001 - never keep the task from exiting
         pass
@@ -203,7 +201,10 @@ class LocalExecutor:
         self._guard: Any = None  # kills what tasks started if this process dies (guard.py)
         self._server_registered = False
         self._server: Any = None  # the fork server for step tasks (forkserver.py), once started
-        self._server_failed = flow_cls is None or os.environ.get("KEEL_FORK_SERVER", "0") != "1"
+        # Started now, so that it warms up while the run is set up; a step task waits for it
+        # only while no other task runs (and at most _SERVER_START_WAIT s), else it is forked
+        # from here. A run that starts no step task (fully cached) kills it unused.
+        self._server_failed = flow_cls is None or os.environ.get("KEEL_FORK_SERVER", "1") == "0"
         if not self._server_failed:
             self._start_server()
 
@@ -220,9 +221,14 @@ class LocalExecutor:
             self._server = None
 
     def _use_server(self, spec: TaskSpec) -> bool:
-        if spec.command is not None or self._server is None:
+        if spec.command is not None or self._server_failed:
             return False
-        if not self._server.wait_ready():
+        if self._server is None:
+            return False
+        ready = self._server.poll_ready(0.0 if self.children else _SERVER_START_WAIT)
+        if ready is None:
+            return False  # still starting: this task is forked from here
+        if not ready:
             self._server, self._server_failed = None, True
             return False
         return True
@@ -395,8 +401,6 @@ class LocalExecutor:
 
     def _kill_tree(self, pid: int) -> None:
         """Kill what the task started and detached (it is the subreaper of its tree), then the task."""
-        from keel.runtime.reaper import kill_descendants
-
         kill_descendants(pid, deadline_s=1.0)
 
     def kill(self, spec: TaskSpec) -> None:
