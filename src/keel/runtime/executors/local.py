@@ -29,6 +29,7 @@ from keel.store.artifacts import ArtifactStore
 _PR_SET_PDEATHSIG = 1
 _HARNESS_FAILURE = 70  # the child's own machinery failed before or after the user's code
 _SERVER_START_WAIT = 5.0  # seconds an idle scheduler waits for its fork server to be ready
+_SERVER_AFTER = 8  # by default the fork server starts with the run's 8th step task
 
 
 @dataclass
@@ -201,11 +202,16 @@ class LocalExecutor:
         self._guard: Any = None  # kills what tasks started if this process dies (guard.py)
         self._server_registered = False
         self._server: Any = None  # the fork server for step tasks (forkserver.py), once started
-        # Started now, so that it warms up while the run is set up; a step task waits for it
-        # only while no other task runs (and at most _SERVER_START_WAIT s), else it is forked
-        # from here. A run that starts no step task (fully cached) kills it unused.
-        self._server_failed = flow_cls is None or os.environ.get("KEEL_FORK_SERVER", "1") == "0"
-        if not self._server_failed:
+        # KEEL_FORK_SERVER=1: started now, so that it warms up while the run is set up. By
+        # default ("auto") it starts at the _SERVER_AFTER-th step task: a run of a few tasks
+        # (a resume, a short flow) does not pay for a second interpreter it would not win back.
+        # A step task waits for it only while no other task runs (at most _SERVER_START_WAIT s),
+        # else it is forked from here; a server that forked nothing is killed at the end.
+        mode = os.environ.get("KEEL_FORK_SERVER", "auto")
+        self._server_failed = flow_cls is None or mode == "0"
+        self._server_after = 0 if mode == "1" else _SERVER_AFTER
+        self._step_tasks = 0
+        if not self._server_failed and self._server_after == 0:
             self._start_server()
 
     def _start_server(self) -> None:
@@ -223,7 +229,10 @@ class LocalExecutor:
     def _use_server(self, spec: TaskSpec) -> bool:
         if spec.command is not None or self._server_failed:
             return False
+        self._step_tasks += 1
         if self._server is None:
+            if self._step_tasks >= self._server_after:
+                self._start_server()  # ready for a later task; this one is forked from here
             return False
         ready = self._server.poll_ready(0.0 if self.children else _SERVER_START_WAIT)
         if ready is None:
