@@ -67,6 +67,9 @@ def base_env(python: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEEL_", "METAFLOW_"))}
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
+    # Both sides import compiled modules, as installed packages do (Metaflow's venv has its .pyc
+    # from pip; without this a sandbox's PYTHONDONTWRITEBYTECODE=1 makes Keel compile every run).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -1,5 +1,6 @@
-"""With KEEL_FORK_SERVER=1 the local executor forks step tasks from a small fork server,
-not from the scheduler; by default, or when the server dies, the scheduler forks them."""
+"""With KEEL_FORK_SERVER=1 (and by default from a run's 8th step task on) the local executor
+forks step tasks from a small fork server, not from the scheduler; with KEEL_FORK_SERVER=0, in
+a run's first tasks, or when the server dies, the scheduler forks them."""
 
 from __future__ import annotations
 
@@ -81,8 +82,8 @@ def test_a_step_task_is_forked_by_the_fork_server_not_the_scheduler(tmp_path):
     assert ppid != proc.pid and retry == 0  # its parent is the fork server
 
 
-def test_by_default_the_scheduler_forks_tasks(tmp_path):
-    flow, env, marks = _setup(tmp_path)
+def test_with_the_fork_server_off_the_scheduler_forks_tasks(tmp_path):
+    flow, env, marks = _setup(tmp_path, KEEL_FORK_SERVER="0")
     proc = subprocess.Popen([sys.executable, str(flow), "run", "--quiet"], env=env, cwd=tmp_path,
                             stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=120)
@@ -114,3 +115,13 @@ def test_when_the_fork_server_dies_its_task_is_killed_and_the_retry_forks_from_t
         time.sleep(0.01)
     else:
         raise AssertionError(f"task {task} outlived its fork server")
+
+
+def test_by_default_a_run_of_a_few_tasks_forks_them_from_the_scheduler(tmp_path):
+    flow, env, marks = _setup(tmp_path)  # the fork server starts only with a run's 8th step task
+    proc = subprocess.Popen([sys.executable, str(flow), "run", "--quiet"], env=env, cwd=tmp_path,
+                            stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    [(_, ppid, _)] = _marks(marks)
+    assert ppid == proc.pid

@@ -360,11 +360,13 @@ def test_disk_full_raises_store_error_with_path_and_reason(
 ) -> None:
     store = ArtifactStore(LocalBackend(tmp_path / "store"))
     import keel.store.artifacts as artifacts
+    import keel.store.backend as backend_module
 
     def no_space(self, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(artifacts._HashingWriter, "write", no_space)
+    monkeypatch.setattr(artifacts._HashingWriter, "write", no_space)  # a big value is streamed
+    monkeypatch.setattr(backend_module, "_write_all", lambda fd, data: no_space(None, data))  # a small one written
     with pytest.raises(StoreError) as info:
         store.put(value)
     message = str(info.value)

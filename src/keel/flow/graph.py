@@ -21,6 +21,7 @@ import difflib
 import heapq
 import inspect
 import os
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -96,6 +97,19 @@ class FlowGraph:
         self._reachable = self._walk_reachable()
         self._back_edges = self._find_cycles()
         self._traverse()
+
+    @classmethod
+    def of(cls, flow_cls: type) -> FlowGraph:
+        """``FlowGraph(flow_cls)``, built once per class in a process: parsing every step's
+        source is most of a cached run's time. Rebuilt when the class's attributes change
+        (a step replaced or added). Treat the result as read-only."""
+        signature = _class_signature(flow_cls)
+        hit = _GRAPHS.get(flow_cls)
+        if hit is not None and hit[0] == signature:
+            return hit[1]
+        graph = cls(flow_cls)
+        _GRAPHS[flow_cls] = (signature, graph)
+        return graph
 
     # -- the mapping ---------------------------------------------------------------------
 
@@ -544,6 +558,22 @@ class FlowGraph:
 
 
 # -- helpers ----------------------------------------------------------------------------
+
+
+_Signature = tuple[tuple[str, int, Any], ...]
+_GRAPHS: weakref.WeakKeyDictionary[type, tuple[_Signature, FlowGraph]] = weakref.WeakKeyDictionary()
+
+
+def _class_signature(flow_cls: type) -> _Signature:
+    """What a class's graph is built from: each attribute of its MRO, the identity of its value
+    and, for a function, its code (identity, file, line), so a replaced step is never mistaken
+    for the old one."""
+    out = []
+    for klass in flow_cls.__mro__:
+        for name, value in klass.__dict__.items():
+            code = getattr(value, "__code__", None)
+            out.append((name, id(value), (id(code), code.co_filename, code.co_firstlineno) if code else None))
+    return tuple(out)
 
 
 def _lookup(cls: type, name: str) -> Any:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from keel.runtime.launch import RunRequest, RunResult, start_run
 
-if TYPE_CHECKING:  # a flow run does not load the project machinery (pydantic, YAML): ~0.1 s a process
+if TYPE_CHECKING:  # a flow run does not import the project runner (pydantic, the keel.yaml models)
     from keel.runtime.project import ProjectResult, ProjectRunOptions
 
 __all__ = ["ProjectRequest", "Request", "RunRequest", "RunResult", "ProjectResult", "exit_status",
@@ -53,6 +53,18 @@ class ProjectRequest:
 Request = Union[RunRequest, ProjectRequest]
 
 
+def _project() -> Any:
+    import keel.runtime.project
+
+    return keel.runtime.project
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ProjectResult", "ProjectRunOptions"):
+        return getattr(_project(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def run(request: Request, *, on_started: Callable[[int], None] | None = None, store: Any = None) -> Any:
     """Start the run ``request`` describes, drive it to the end and return how it went
     (:class:`RunResult` for a flow run or resume, :class:`ProjectResult` for a project run).
@@ -60,18 +72,6 @@ def run(request: Request, *, on_started: Callable[[int], None] | None = None, st
     if isinstance(request, ProjectRequest):
         return _project().run_project(request.project, request.options, on_started=on_started, store=store)
     return start_run(request, on_started=on_started, store=store)
-
-
-def _project() -> Any:
-    import keel.runtime.project
-
-    return keel.runtime.project
-
-
-def __getattr__(name: str) -> Any:  # ProjectResult, ProjectRunOptions: loaded when first asked for
-    if name in ("ProjectResult", "ProjectRunOptions"):
-        return getattr(_project(), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def exit_status(result: Any) -> int:

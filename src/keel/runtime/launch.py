@@ -310,7 +310,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
 
     check_tags(req.tags)                      # a user's --tag cannot use the reserved prefixes
     check_tags(req.system_tags, system=True)
-    graph = FlowGraph(req.flow_cls)
+    graph = FlowGraph.of(req.flow_cls)
     graph.check()
     context = run_context(req.flow_cls, req.branch, req.production)
     rules = alert_rules()

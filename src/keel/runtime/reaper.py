@@ -12,16 +12,19 @@ import ctypes
 import os
 import signal
 import time
+from typing import Any
 
 __all__ = ["become_subreaper", "descendants", "kill_descendants"]
 
 _PR_SET_CHILD_SUBREAPER = 36
 
 
-def become_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants (Linux); False where unsupported."""
+def become_subreaper(libc: Any = None) -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); False where unsupported.
+    ``libc``: a ``ctypes.CDLL`` already opened (a forked task saves the dlopen)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        if not libc:
+            libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
@@ -48,13 +51,19 @@ def descendants(pid: int) -> list[int]:
 def _has_children() -> bool:
     """Whether this process has a child (cheap, from /proc; True when /proc cannot say)."""
     try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as fh:
-                if fh.read().strip():
-                    return True
-        return False
+        tids = os.listdir("/proc/self/task")
     except OSError:
         return True
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/children", "rb") as fh:
+                if fh.read().strip():
+                    return True
+        except FileNotFoundError:
+            continue  # that thread ended meanwhile (the metrics sampler, just stopped): it has no children
+        except OSError:
+            return True
+    return False
 
 
 def _reap_children() -> None:

@@ -40,7 +40,7 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
     from keel.flow.parameters import flow_parameters
     from keel.store.artifacts import ArtifactRef
 
-    graph = FlowGraph(flow_cls)
+    graph = FlowGraph.of(flow_cls)
     graph.check()
     flow = graph.name
     md = store.metadata

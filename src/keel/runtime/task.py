@@ -300,7 +300,7 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
                 views.append(_flow_instance(flow_cls, view_state, frames[:-1] if frames else (), step_name))
             func(Inputs(views, spec.input_steps))
         else:
-            with _ReadRecorder(spec.record_reads, _store_roots(store)) as reads:
+            with _ReadRecorder(spec.record_reads, _store_roots(store) if spec.record_reads else ()) as reads:
                 func()
             if spec.record_reads:
                 result["reads"] = sorted(reads)

@@ -152,7 +152,10 @@ class ArtifactStore:
         """Store raw bytes (a code snapshot, a log) by content; return the key."""
         key = _digest(data)
         if not self.backend.exists(key) or not self._healthy(key, len(data)):  # deduped onto good bytes only
-            self._put_stream(lambda out: out.write(data), key)
+            if len(data) < _MMAP_FROM:
+                self.backend.write(key, data)  # small: one write, no second hash (bytes cannot change)
+            else:
+                self._put_stream(lambda out: out.write(data), key)
         return key
 
     def _healthy(self, key: str, size: int | None = None) -> bool:

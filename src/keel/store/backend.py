@@ -25,7 +25,6 @@ import re
 import shutil
 import tempfile
 import threading
-import uuid
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +54,13 @@ def _os_reason(exc: OSError) -> str:
     return str(exc)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _unlink_quietly(path: str | os.PathLike[str]) -> None:
     try:
         os.unlink(path)
     except OSError:
@@ -130,22 +135,28 @@ class LocalBackend:
     # -- writing ---------------------------------------------------------------
 
     def new_temp(self) -> Path:
+        fd, path = self._open_temp()
+        os.close(fd)
+        return Path(path)
+
+    def _open_temp(self) -> tuple[int, str]:
+        """A new empty temp file, open for writing: (fd, path)."""
         temp_dir = os.path.join(self._root_str, _TEMP_DIR)
-        path = os.path.join(temp_dir, f"{os.getpid()}-{uuid.uuid4().hex}")
+        path = os.path.join(temp_dir, f"{os.getpid()}-{os.urandom(16).hex()}")
         try:
             if not self._temp_ready:
                 os.makedirs(temp_dir, exist_ok=True)
                 self._temp_ready = True
             # O_EXCL: the name is ours alone; mode 0o666 & umask, unlike mkstemp's 0o600,
             # so a store shared by a team stays readable.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError as exc:
             raise StoreError(
                 f"cannot create a temp file in {temp_dir}: {_os_reason(exc)}"
             ) from exc
-        return Path(path)
+        return fd, path
 
-    def commit(self, temp: Path, key: str) -> bool:
+    def commit(self, temp: str | os.PathLike[str], key: str) -> bool:
         try:
             dest = self._path(key)
         except StoreError:
@@ -198,13 +209,15 @@ class LocalBackend:
         _check_key(key)
         if self.exists(key):
             return False
-        temp = self.new_temp()
+        fd, temp = self._open_temp()  # written through the fd that made it: one open, no O_TRUNC
         try:
-            with open(temp, "ab") as f:  # no O_TRUNC: see ArtifactStore._put_stream
-                f.write(data)
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
         except OSError as exc:
             _unlink_quietly(temp)
-            raise StoreError(f"cannot write temp file {temp}: {_os_reason(exc)}") from exc
+            raise StoreError(f"cannot write artifact to {temp}: {_os_reason(exc)}") from exc
         return self.commit(temp, key)
 
     def delete(self, key: str) -> None:

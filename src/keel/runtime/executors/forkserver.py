@@ -12,8 +12,9 @@ group from the scheduler), it dies with its parent (PR_SET_PDEATHSIG) and the fo
 dies with the scheduler, the guard watches its pid, a crash or signal ends only that task.
 Command tasks (project jobs) and flows whose class cannot be imported from a file are
 forked from the scheduler as before; so is everything when the fork server fails to start.
-It is off by default: ``KEEL_FORK_SERVER=1`` turns it on (see the README's "The cost of a
-task" for what is still open).
+It is on by default (``KEEL_FORK_SERVER=0`` turns it off). It starts with the executor; a
+step task waits for it to be ready only while no other task runs (at most 5 s), otherwise
+it is forked from the scheduler; a run that forks no step task (fully cached) kills it.
 
 Protocol (both ways): a 4-byte big-endian length, then a pickle.
   scheduler -> server: ("hello", flow_file, flow_name, artifacts, sys_path)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
@@ -50,12 +52,15 @@ def recv(sock: socket.socket, with_fds: bool = False) -> tuple[Any, list[int]]:
     """One message (and the fds sent with it); (None, []) at end of stream."""
     fds: list[int] = []
     if with_fds:
-        head, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, 4)
+        try:
+            head, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, 4)
+        except ConnectionResetError:
+            return None, fds
         if len(head) < _HEADER.size and head:
             head += _exact(sock, _HEADER.size - len(head))
     else:
         head = _exact(sock, _HEADER.size)
-    if len(head) < _HEADER.size:
+    if len(head) < _HEADER.size:  # the end of the stream (or a reset: the peer closed with data unread)
         return None, fds
     return pickle.loads(_exact(sock, _HEADER.unpack(head)[0])), fds
 
@@ -63,7 +68,10 @@ def recv(sock: socket.socket, with_fds: bool = False) -> tuple[Any, list[int]]:
 def _exact(sock: socket.socket, n: int) -> bytes:
     chunks, left = [], n
     while left:
-        chunk = sock.recv(left)
+        try:
+            chunk = sock.recv(left)
+        except ConnectionResetError:
+            break
         if not chunk:
             break
         chunks.append(chunk)
@@ -92,19 +100,25 @@ class ForkServer:
         self._cwd: str | None = None
         send(mine, ("hello", os.path.abspath(flow_file), flow_cls.__name__, artifacts, list(sys.path)))
         self.ready: bool | None = None  # None until the server answers the hello
+        self.used = False  # whether a task was forked by it
 
-    def wait_ready(self) -> bool:
-        if self.ready is None:
-            message, _ = recv(self.sock)
-            self.ready = bool(message) and message[0] == "ready"
-            if not self.ready:
-                self.close()
+    def poll_ready(self, timeout: float = 0.0) -> bool | None:
+        """Whether the server is ready, waiting at most ``timeout`` seconds: None while it is still starting."""
+        if self.ready is None and select.select([self.sock], [], [], timeout)[0]:
+            self._read_hello_answer()
         return self.ready
+
+    def _read_hello_answer(self) -> None:
+        message, _ = recv(self.sock)
+        self.ready = bool(message) and message[0] == "ready"
+        if not self.ready:
+            self.close()
 
     def start(self, spec: Any, out_w: int, err_w: int, on_exit: Any) -> int:
         """Fork ``spec``'s task with these pipes; returns its pid. Exits read meanwhile go to ``on_exit``."""
         env = dict(os.environ)
         cwd = os.getcwd()
+        self.used = True
         send(self.sock, ("task", spec, env if env != self._env else None, cwd if cwd != self._cwd else None),
              [out_w, err_w])
         self._env, self._cwd = env, cwd
@@ -125,8 +139,10 @@ class ForkServer:
             self.sock.close()
         except OSError:
             pass
+        if not self.ready or not self.used:  # never used (or failed): nothing of it is worth waiting for
+            self.proc.kill()
         try:
-            self.proc.wait(timeout=5)
+            self.proc.wait(timeout=5)  # it ends (with its tasks) when it reads the end of the socket
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -155,9 +171,15 @@ def _serve(sock: socket.socket, scheduler_pid: int) -> None:
         import keel.runtime.task  # noqa: F401 - what every task runs, imported once here
         import keel.tracking.sysmetrics  # noqa: F401
     except BaseException:  # noqa: BLE001 - reported; the scheduler forks tasks itself
-        send(sock, ("error", traceback.format_exc()))
+        try:
+            send(sock, ("error", traceback.format_exc()))
+        except OSError:
+            pass
         return
-    send(sock, ("ready",))
+    try:
+        send(sock, ("ready",))
+    except OSError:  # the scheduler closed the socket meanwhile: it needs no task from here
+        return
     gc.collect()
     gc.freeze()  # what is here now is never garbage of a task: no collection copies its pages
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the scheduler, which decides

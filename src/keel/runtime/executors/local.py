@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.runtime.executors.base import Outcome, OutputSink
+from keel.runtime.reaper import become_subreaper, kill_descendants
 from keel.runtime.task import TaskSpec, read_result, run_task, write_result
 from keel.store.artifacts import ArtifactStore
 
 _PR_SET_PDEATHSIG = 1
 _HARNESS_FAILURE = 70  # the child's own machinery failed before or after the user's code
+_SERVER_START_WAIT = 5.0  # seconds an idle scheduler waits for its fork server to be ready
+_SERVER_AFTER = 8  # by default the fork server starts with the run's 8th step task
 
 
 @dataclass
@@ -73,9 +76,7 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
         _die_with_parent()
         if os.getppid() != parent_pid:  # the scheduler died between fork and prctl
             os._exit(_HARNESS_FAILURE)
-        from keel.runtime.reaper import become_subreaper
-
-        become_subreaper()  # what the task starts and detaches (setsid, double fork) stays its own
+        become_subreaper(_load_libc())  # what the task starts and detaches (setsid, double fork) stays its own
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         os.dup2(out_w, 1)
@@ -115,8 +116,6 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
 
 def _end_descendants() -> None:
     try:
-        from keel.runtime.reaper import kill_descendants
-
         kill_descendants()
     except BaseException:  # noqa: BLE001 - never keep the task from exiting
         pass
@@ -203,8 +202,16 @@ class LocalExecutor:
         self._guard: Any = None  # kills what tasks started if this process dies (guard.py)
         self._server_registered = False
         self._server: Any = None  # the fork server for step tasks (forkserver.py), once started
-        self._server_failed = flow_cls is None or os.environ.get("KEEL_FORK_SERVER", "0") != "1"
-        if not self._server_failed:
+        # KEEL_FORK_SERVER=1: started now, so that it warms up while the run is set up. By
+        # default ("auto") it starts at the _SERVER_AFTER-th step task: a run of a few tasks
+        # (a resume, a short flow) does not pay for a second interpreter it would not win back.
+        # A step task waits for it only while no other task runs (at most _SERVER_START_WAIT s),
+        # else it is forked from here; a server that forked nothing is killed at the end.
+        mode = os.environ.get("KEEL_FORK_SERVER", "auto")
+        self._server_failed = flow_cls is None or mode == "0"
+        self._server_after = 0 if mode == "1" else _SERVER_AFTER
+        self._step_tasks = 0
+        if not self._server_failed and self._server_after == 0:
             self._start_server()
 
     def _start_server(self) -> None:
@@ -220,9 +227,17 @@ class LocalExecutor:
             self._server = None
 
     def _use_server(self, spec: TaskSpec) -> bool:
-        if spec.command is not None or self._server is None:
+        if spec.command is not None or self._server_failed:
             return False
-        if not self._server.wait_ready():
+        self._step_tasks += 1
+        if self._server is None:
+            if self._step_tasks >= self._server_after:
+                self._start_server()  # ready for a later task; this one is forked from here
+            return False
+        ready = self._server.poll_ready(0.0 if self.children else _SERVER_START_WAIT)
+        if ready is None:
+            return False  # still starting: this task is forked from here
+        if not ready:
             self._server, self._server_failed = None, True
             return False
         return True
@@ -395,8 +410,6 @@ class LocalExecutor:
 
     def _kill_tree(self, pid: int) -> None:
         """Kill what the task started and detached (it is the subreaper of its tree), then the task."""
-        from keel.runtime.reaper import kill_descendants
-
         kill_descendants(pid, deadline_s=1.0)
 
     def kill(self, spec: TaskSpec) -> None:
