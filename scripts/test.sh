@@ -7,6 +7,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ci-setup.sh || { echo "scripts/ci-setup.sh failed"; exit 1; }
 export RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0
+# Compiled once, not in every process the tests start (a machine may set PYTHONDONTWRITEBYTECODE,
+# and then each `python flow.py run` would compile Keel from source again).
+unset PYTHONDONTWRITEBYTECODE
+.venv/bin/python -m compileall -q -j 0 src/keel tests >/dev/null || true
 pytest=(.venv/bin/python -m pytest -q -p no:cacheprovider)
 
 check() {  # check CODE WHAT: exit 5 (nothing collected) fails too
