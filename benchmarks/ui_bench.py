@@ -19,6 +19,7 @@ Seeding is not timed. Results: printed and written to benchmarks/results/ui.{jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -51,7 +52,8 @@ def seed_keel(home: Path, n: int) -> None:
     """n runs written in bulk (the store's own tables, as benchmarks/tracking_bench.py does)."""
     os.environ["KEEL_HOME"] = str(home)
     from keel.store import Store
-    from keel.store.metadata import metrics, params, runs
+    from keel.store.metadata import params, runs
+    from keel.store.runs import insert_metrics
 
     md = Store.from_env().metadata
     now = time.time() - n
@@ -67,14 +69,14 @@ def seed_keel(home: Path, n: int) -> None:
             for step in range(POINTS):
                 metric_rows.append({"flow": "Bench", "run_id": i, "task_id": 1, "name": f"m{m}", "step": step,
                                     "value": ((i * 31 + m * 17 + step) % 100) / 100, "ts": created + step})
-    with md._write() as conn:
+    with md.db.write() as conn:
         conn.execute(runs.insert(), run_rows)
         conn.execute(params.insert(), param_rows)
-        for k in range(0, len(metric_rows), 50_000):
-            conn.execute(metrics.insert(), metric_rows[k:k + 50_000])
+        for k in range(0, len(metric_rows), 50_000):   # the store's metric writer: points and last values
+            insert_metrics(conn, metric_rows[k:k + 50_000])
         long = [{"flow": "Bench", "run_id": n, "task_id": 1, "name": "long", "step": s, "value": (s % 977) / 977,
                  "ts": now + s} for s in range(100_000)]
-        conn.execute(metrics.insert(), long)
+        insert_metrics(conn, long)
     md.close()
 
 
@@ -137,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--mlflow", action="store_true", help="also time `mlflow ui` (needs benchmarks/.venv-mlflow)")
+    parser.add_argument("--store", type=Path, help="keep the seeded stores in this folder and reuse them next time")
     args = parser.parse_args()
     RUNS = args.runs
     from playwright.sync_api import sync_playwright
@@ -144,10 +147,18 @@ def main() -> None:
     js = b"".join(p.read_bytes() for p in sorted(STATIC.glob("*.js")))
     results: dict = {"runs": RUNS, "machine": f"{os.cpu_count()} cores", "js_bytes": len(js),
                      "js_gzip_bytes": len(gzip.compress(js))}
-    with tempfile.TemporaryDirectory(prefix="keel-ui-bench-") as folder:
+    with contextlib.ExitStack() as stack:
+        if args.store:
+            args.store.mkdir(parents=True, exist_ok=True)
+            folder = str(args.store.resolve())
+        else:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="keel-ui-bench-"))
         home = Path(folder) / ".keel"
-        log(f"seeding {RUNS:,} runs ...")
-        seed_keel(home, RUNS)
+        if (home / "metadata.db").exists():
+            log(f"reusing the store in {home}")
+        else:
+            log(f"seeding {RUNS:,} runs ...")
+            seed_keel(home, RUNS)
         port = free_port()
         env = {**os.environ, "KEEL_HOME": str(home)}
         proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "ui", "--port", str(port)], env=env,
