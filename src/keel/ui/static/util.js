@@ -35,7 +35,7 @@ export async function api(path, options = {}) {
     init.body = JSON.stringify(options.json);
     init.headers["Content-Type"] = "application/json";
   }
-  const res = await fetch(path, init);
+  const res = await (options.response || fetch(path, init));   // options.response: a fetch already started
   const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
   if (!res.ok) throw new ApiError(res.status, body);
   return body;
