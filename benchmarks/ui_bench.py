@@ -107,6 +107,29 @@ def first_rows_ms(browser, url: str, selector_js: str, repeat: int = 5, timeout_
     return out
 
 
+_RERENDER = """async ([action, arg]) => {
+  const old = document.querySelector("table.runs tbody"), t0 = performance.now();
+  if (action === "sort") document.querySelector(`th[data-col='${arg}']`).click();
+  else { const box = document.querySelector(".filter input"); box.value = arg;
+         box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" })); }
+  while (document.querySelector("table.runs tbody") === old) await new Promise((r) => requestAnimationFrame(r));
+  return performance.now() - t0;
+}"""
+
+
+def round_trips(browser, base: str, repeat: int = 6) -> dict:
+    """Click to rows redrawn, in the page: a click on a column header (sort by a parameter,
+    then the other way) and a filter typed and entered (two filters in turn); median of each."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(base + "/#/runs")
+    page.wait_for_selector("table.runs tbody tr")
+    sort = [page.evaluate(_RERENDER, ["sort", "params.p0"]) for _ in range(repeat)]
+    filters = ["params.p0 > 0.5 and metrics.m0 >= 0.5", "params.p1 < 0.3"]
+    filtered = [page.evaluate(_RERENDER, ["filter", filters[i % 2]]) for i in range(repeat)]
+    page.close()
+    return {"sort_ms": statistics.median(sort), "filter_ms": statistics.median(filtered)}
+
+
 def api_timings(base: str, server_pid: int) -> dict:
     """p50/p95 wall time of each case, and the server's CPU time per call (user + system of the
     `keel ui` process over the 20 calls: what a loaded machine does not inflate as much)."""
@@ -187,6 +210,7 @@ def main() -> None:
                                             args=["--headless=new", "--no-sandbox", "--disable-gpu"])
                 results["keel_first_rows_ms"] = first_rows_ms(
                     browser, base + "/#/runs", "document.querySelector('table.runs tbody tr')")
+                results["keel_round_trip_ms"] = round_trips(browser, base)
                 browser.close()
         finally:
             proc.terminate()
@@ -290,6 +314,10 @@ def report(r: dict) -> str:
         lines.append(f"| runs page of {r['runs']:,} runs: first rows painted (median of 5) | {k:.0f} ms | {m:.0f} ms | {m / k:.1f}x |")
     else:
         lines.append(f"| runs page of {r['runs']:,} runs: first rows painted (median of 5) | {k:.0f} ms | not run | |")
+    if "keel_round_trip_ms" in r:
+        rt = r["keel_round_trip_ms"]
+        lines.append(f"| click to rows redrawn in the browser: sort / filter (median of 6) | "
+                     f"{rt['sort_ms']:.0f} / {rt['filter_ms']:.0f} ms | | |")
     for name, v in r["api"].items():
         if isinstance(v, dict):
             lines.append(f"| GET /api/runs?limit=50 ({name}) p50 / p95 wall, server CPU per call | "
