@@ -319,11 +319,9 @@ def update_metric_last(conn: Any, rows: list[dict[str, Any]]) -> None:
     values = [{"flow": f, "run_id": i, "name": n, "value": v} for (f, i, n), v in last.items()]
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        ins = insert(metric_last)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        ins: Any = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(metric_last)
         conn.execute(ins.on_conflict_do_update(index_elements=["flow", "run_id", "name"],
                                                set_={"value": ins.excluded.value}), values)
         return
