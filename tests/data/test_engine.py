@@ -210,3 +210,15 @@ def test_current_data_records_the_task_in_a_flow_run(keel_home, tmp_path):
     from keel import Flow
 
     assert Flow("DataFlow").latest_run.data.total == 6
+
+
+def test_check_select_takes_one_select_over_versioned_names_and_refuses_the_rest():
+    from keel.data.engine import check_select, quote_versions
+
+    assert quote_versions("SELECT * FROM weather@3 JOIN w2 USING (d)") == 'SELECT * FROM "weather@3" JOIN w2 USING (d)'
+    check_select("WITH t AS (SELECT * FROM weather@3) SELECT count(*) FROM t")
+    for bad in ("DROP TABLE weather", "SELECT 1; SELECT 2", "COPY weather TO 'x.csv'", "SET threads = 1"):
+        with pytest.raises(UsageError, match="one read-only SELECT"):
+            check_select(bad)
+    with pytest.raises(UsageError, match="SQL failed"):
+        check_select("SELEC nonsense")
