@@ -165,7 +165,8 @@ def _median(fn, repeat: int = 5) -> tuple[float, int]:
 def role_keel_search(folder: str, n: int) -> dict:
     from keel import Flow
     from keel.store import Store
-    from keel.store.metadata import metrics, params, runs
+    from keel.store.metadata import params, runs
+    from keel.store.runs import insert_metrics
 
     os.environ["KEEL_HOME"] = str(Path(folder) / ".keel-search")
     md = Store.from_env().metadata
@@ -186,7 +187,7 @@ def role_keel_search(folder: str, n: int) -> dict:
     with md.db.write() as conn:
         conn.execute(runs.insert(), run_rows)
         conn.execute(params.insert(), param_rows)
-        conn.execute(metrics.insert(), metric_rows)
+        insert_metrics(conn, metric_rows)   # the store's writer: the points and each metric's last value
     seed = time.perf_counter() - t
     flow = Flow("Bench")
     both = FILTER_BOTH.replace("'", '"')

@@ -19,6 +19,7 @@ Seeding is not timed. Results: printed and written to benchmarks/results/ui.{jso
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -51,7 +52,8 @@ def seed_keel(home: Path, n: int) -> None:
     """n runs written in bulk (the store's own tables, as benchmarks/tracking_bench.py does)."""
     os.environ["KEEL_HOME"] = str(home)
     from keel.store import Store
-    from keel.store.metadata import metrics, params, runs
+    from keel.store.metadata import params, runs
+    from keel.store.runs import insert_metrics
 
     md = Store.from_env().metadata
     now = time.time() - n
@@ -67,14 +69,14 @@ def seed_keel(home: Path, n: int) -> None:
             for step in range(POINTS):
                 metric_rows.append({"flow": "Bench", "run_id": i, "task_id": 1, "name": f"m{m}", "step": step,
                                     "value": ((i * 31 + m * 17 + step) % 100) / 100, "ts": created + step})
-    with md._write() as conn:
+    with md.db.write() as conn:
         conn.execute(runs.insert(), run_rows)
         conn.execute(params.insert(), param_rows)
-        for k in range(0, len(metric_rows), 50_000):
-            conn.execute(metrics.insert(), metric_rows[k:k + 50_000])
+        for k in range(0, len(metric_rows), 50_000):   # the store's metric writer: points and last values
+            insert_metrics(conn, metric_rows[k:k + 50_000])
         long = [{"flow": "Bench", "run_id": n, "task_id": 1, "name": "long", "step": s, "value": (s % 977) / 977,
                  "ts": now + s} for s in range(100_000)]
-        conn.execute(metrics.insert(), long)
+        insert_metrics(conn, long)
     md.close()
 
 
@@ -93,33 +95,69 @@ def wait_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
     raise SystemExit(f"no answer at {url} within {seconds} s")
 
 
-def first_rows_ms(browser, url: str, selector_js: str, repeat: int = 5) -> list[float]:
+def first_rows_ms(browser, url: str, selector_js: str, repeat: int = 5, timeout_ms: int = 120_000) -> list[float]:
     out = []
     for _ in range(repeat):
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.goto(url, wait_until="commit")
-        ms = page.wait_for_function(f"() => ({selector_js}) ? performance.now() : false", timeout=120_000,
+        ms = page.wait_for_function(f"() => ({selector_js}) ? performance.now() : false", timeout=timeout_ms,
                                     polling="raf").json_value()
         out.append(ms)
         page.close()
     return out
 
 
-def api_timings(base: str) -> dict:
+_RERENDER = """async ([action, arg]) => {
+  const old = document.querySelector("table.runs tbody"), t0 = performance.now();
+  if (action === "sort") document.querySelector(`th[data-col='${arg}']`).click();
+  else { const box = document.querySelector(".filter input"); box.value = arg;
+         box.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" })); }
+  while (document.querySelector("table.runs tbody") === old) await new Promise((r) => requestAnimationFrame(r));
+  return performance.now() - t0;
+}"""
+
+
+def round_trips(browser, base: str, repeat: int = 6) -> dict:
+    """Click to rows redrawn, in the page: a click on a column header (sort by a parameter,
+    then the other way) and a filter typed and entered (two filters in turn); median of each."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(base + "/#/runs")
+    page.wait_for_selector("table.runs tbody tr")
+    sort = [page.evaluate(_RERENDER, ["sort", "params.p0"]) for _ in range(repeat)]
+    filters = ["params.p0 > 0.5 and metrics.m0 >= 0.5", "params.p1 < 0.3"]
+    filtered = [page.evaluate(_RERENDER, ["filter", filters[i % 2]]) for i in range(repeat)]
+    page.close()
+    return {"sort_ms": statistics.median(sort), "filter_ms": statistics.median(filtered)}
+
+
+def api_timings(base: str, server_pid: int) -> dict:
+    """p50/p95 wall time of each case, and the server's CPU time per call (user + system of the
+    `keel ui` process over the 20 calls: what a loaded machine does not inflate as much)."""
     import httpx
+    import psutil
+
+    server = psutil.Process(server_pid)
+
+    def cpu_ms() -> float:
+        t = server.cpu_times()
+        return (t.user + t.system) * 1000
 
     cases = {"list": {}, "sorted": {"sort": "-metrics.m0"},
              "filtered": {"where": "params.p0 > 0.5 and metrics.m0 >= 0.5", "sort": "-metrics.m1"}}
     out = {}
     with httpx.Client(base_url=base, timeout=60) as c:
         for name, q in cases.items():
+            c.get("/api/runs", params={"limit": 50, **q}).raise_for_status()   # warm: its metric names
             times = []
+            cpu0 = cpu_ms()
             for _ in range(20):
                 t = time.perf_counter()
                 c.get("/api/runs", params={"limit": 50, **q}).raise_for_status()
                 times.append((time.perf_counter() - t) * 1000)
+            cpu = (cpu_ms() - cpu0) / 20
             times.sort()
-            out[name] = {"p50_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95) - 1]}
+            out[name] = {"p50_ms": statistics.median(times), "p95_ms": times[int(len(times) * 0.95) - 1],
+                         "server_cpu_ms": cpu}
         times = []
         for _ in range(10):
             t = time.perf_counter()
@@ -137,17 +175,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--mlflow", action="store_true", help="also time `mlflow ui` (needs benchmarks/.venv-mlflow)")
+    parser.add_argument("--store", type=Path, help="keep the seeded stores in this folder and reuse them next time")
     args = parser.parse_args()
     RUNS = args.runs
     from playwright.sync_api import sync_playwright
 
     js = b"".join(p.read_bytes() for p in sorted(STATIC.glob("*.js")))
-    results: dict = {"runs": RUNS, "machine": f"{os.cpu_count()} cores", "js_bytes": len(js),
+    results: dict = {"runs": RUNS, "machine": f"{os.cpu_count()} cores", "load_average": os.getloadavg(), "js_bytes": len(js),
                      "js_gzip_bytes": len(gzip.compress(js))}
-    with tempfile.TemporaryDirectory(prefix="keel-ui-bench-") as folder:
+    with contextlib.ExitStack() as stack:
+        if args.store:
+            args.store.mkdir(parents=True, exist_ok=True)
+            folder = str(args.store.resolve())
+        else:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="keel-ui-bench-"))
         home = Path(folder) / ".keel"
-        log(f"seeding {RUNS:,} runs ...")
-        seed_keel(home, RUNS)
+        if (home / "metadata.db").exists():
+            log(f"reusing the store in {home}")
+        else:
+            log(f"seeding {RUNS:,} runs ...")
+            seed_keel(home, RUNS)
         port = free_port()
         env = {**os.environ, "KEEL_HOME": str(home)}
         proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "ui", "--port", str(port)], env=env,
@@ -156,13 +203,14 @@ def main() -> None:
         try:
             wait_http(base + "/api/runs?limit=1", proc)
             log("API timings ...")
-            results["api"] = api_timings(base)
+            results["api"] = api_timings(base, proc.pid)
             log("first rows in Chromium ...")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM,
                                             args=["--headless=new", "--no-sandbox", "--disable-gpu"])
                 results["keel_first_rows_ms"] = first_rows_ms(
                     browser, base + "/#/runs", "document.querySelector('table.runs tbody tr')")
+                results["keel_round_trip_ms"] = round_trips(browser, base)
                 browser.close()
         finally:
             proc.terminate()
@@ -181,22 +229,56 @@ def mlflow_first_rows(folder: Path) -> list[float]:
     ml_python = HERE / ".venv-mlflow" / "bin" / "python"
     if not ml_python.exists():
         raise SystemExit("run benchmarks/tracking_bench.py once first: it creates benchmarks/.venv-mlflow")
+    # One run through MLflow's client (its schema, its rows), then cloned in bulk in its SQLite
+    # database with each run's own id, name, params and metrics: 10,000 runs through the client
+    # take an hour on a busy machine, the clones seconds; `mlflow ui` reads the same rows.
     seed = f'''
+import sqlite3, uuid
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 mlflow.set_tracking_uri("sqlite:///{folder}/mlflow.db")
 exp = mlflow.set_experiment("bench").experiment_id
 c = MlflowClient()
-for i in range(1, {RUNS} + 1):
-    r = c.create_run(exp, run_name=f"bench-{{i:05d}}")
-    c.log_batch(r.info.run_id, params=[Param(f"p{{p}}", str(((i * 7919 + p * 104729) % 1000) / 1000)) for p in range({PARAMS})],
-                metrics=[Metric(f"m{{m}}", ((i * 31 + m * 17) % 100) / 100, 0, 0) for m in range({METRICS})])
-    c.set_terminated(r.info.run_id)
+def pv(i, p): return str(((i * 7919 + p * 104729) % 1000) / 1000)
+def mv(i, m): return ((i * 31 + m * 17) % 100) / 100
+r = c.create_run(exp, run_name="bench-00001")
+c.log_batch(r.info.run_id, params=[Param(f"p{{p}}", pv(1, p)) for p in range({PARAMS})],
+            metrics=[Metric(f"m{{m}}", mv(1, m), 0, 0) for m in range({METRICS})])
+c.set_terminated(r.info.run_id)
+db = sqlite3.connect("{folder}/mlflow.db")
+tid = r.info.run_id
+def rows(table):
+    cur = db.execute(f"SELECT * FROM {{table}} WHERE run_uuid = ?", (tid,))
+    return [d[0] for d in cur.description], cur.fetchall()
+tables = {{t: rows(t) for t in ("runs", "params", "metrics", "latest_metrics", "tags")}}
+with db:
+    for i in range(2, {RUNS} + 1):
+        new = uuid.uuid4().hex
+        for t, (cols, found) in tables.items():
+            out = []
+            for row in found:
+                row = dict(zip(cols, row))
+                row["run_uuid"] = new
+                if t == "runs":
+                    row["name"] = f"bench-{{i:05d}}"
+                    row["start_time"] += i
+                    row["end_time"] += i
+                    row["artifact_uri"] = row["artifact_uri"].replace(tid, new)
+                elif t == "tags" and row["key"] == "mlflow.runName":
+                    row["value"] = f"bench-{{i:05d}}"
+                elif t == "params":
+                    row["value"] = pv(i, int(row["key"][1:]))
+                elif t in ("metrics", "latest_metrics"):
+                    row["value"] = mv(i, int(row["key"][1:]))
+                out.append(tuple(row[c] for c in cols))
+            db.executemany(f"INSERT INTO {{t}} ({{', '.join(cols)}}) VALUES ({{', '.join('?' * len(cols))}})", out)
 print(exp)
 '''
-    log(f"seeding MLflow with {RUNS:,} runs (minutes) ...")
-    exp = subprocess.run([str(ml_python), "-c", seed], capture_output=True, text=True, check=True).stdout.split()[-1]
+    log(f"seeding MLflow with {RUNS:,} runs ...")
+    (folder / "mlflow.db").unlink(missing_ok=True)
+    exp = subprocess.run([str(ml_python), "-c", seed], capture_output=True, text=True, check=True,
+                         cwd=folder).stdout.split()[-1]
     port = free_port()
     proc = subprocess.Popen([str(ml_python), "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
                              "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
@@ -208,8 +290,9 @@ print(exp)
 
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless=new", "--no-sandbox", "--disable-gpu"])
-            out = first_rows_ms(browser, f"http://127.0.0.1:{port}/#/experiments/{exp}",
-                                "document.body && document.body.innerText.includes('bench-')")
+            # MLflow 3 opens an experiment on its GenAI overview; the runs table is the "Model training" view.
+            out = first_rows_ms(browser, f"http://127.0.0.1:{port}/#/experiments/{exp}/runs?workflowType=machine_learning",
+                                "document.body && document.body.innerText.includes('bench-')", timeout_ms=600_000)
             browser.close()
         return out
     finally:
@@ -231,11 +314,17 @@ def report(r: dict) -> str:
         lines.append(f"| runs page of {r['runs']:,} runs: first rows painted (median of 5) | {k:.0f} ms | {m:.0f} ms | {m / k:.1f}x |")
     else:
         lines.append(f"| runs page of {r['runs']:,} runs: first rows painted (median of 5) | {k:.0f} ms | not run | |")
+    if "keel_round_trip_ms" in r:
+        rt = r["keel_round_trip_ms"]
+        lines.append(f"| click to rows redrawn in the browser: sort / filter (median of 6) | "
+                     f"{rt['sort_ms']:.0f} / {rt['filter_ms']:.0f} ms | | |")
     for name, v in r["api"].items():
         if isinstance(v, dict):
-            lines.append(f"| GET /api/runs?limit=50 ({name}) p50 / p95 | {v['p50_ms']:.0f} / {v['p95_ms']:.0f} ms | | |")
+            lines.append(f"| GET /api/runs?limit=50 ({name}) p50 / p95 wall, server CPU per call | "
+                         f"{v['p50_ms']:.0f} / {v['p95_ms']:.0f} ms, {v['server_cpu_ms']:.0f} ms CPU | | |")
     lines.append(f"| a 100,000-point series bucketed to 400 (p50) | {r['api']['series_100k_p50_ms']:.0f} ms | | |")
     lines.append(f"| JavaScript shipped (gzipped) | {r['js_gzip_bytes'] / 1024:.1f} KB | | |")
+    lines.append(f"\n{r['machine']}, load average {', '.join(f'{x:.1f}' for x in r['load_average'])} at the start.")
     return "\n".join(lines)
 
 

@@ -238,3 +238,15 @@ def test_sql_views_follow_new_versions_and_a_forked_child_queries_on_its_own_con
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(done[1]) == 0
     assert count() == 5
+
+
+def test_check_select_takes_one_select_over_versioned_names_and_refuses_the_rest():
+    from keel.data.engine import check_select, quote_versions
+
+    assert quote_versions("SELECT * FROM weather@3 JOIN w2 USING (d)") == 'SELECT * FROM "weather@3" JOIN w2 USING (d)'
+    check_select("WITH t AS (SELECT * FROM weather@3) SELECT count(*) FROM t")
+    for bad in ("DROP TABLE weather", "SELECT 1; SELECT 2", "COPY weather TO 'x.csv'", "SET threads = 1"):
+        with pytest.raises(UsageError, match="one read-only SELECT"):
+            check_select(bad)
+    with pytest.raises(UsageError, match="SQL failed"):
+        check_select("SELEC nonsense")

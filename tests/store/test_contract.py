@@ -3,6 +3,7 @@ real PostgreSQL server. What one answers, the others answer."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -253,3 +254,31 @@ def test_task_links_are_kept_per_task_and_replaced_by_name(md):
                                                                        (2, "http://127.0.0.1:3")]
     assert [l.task_id for l in md.links.list("S", run_id, task_id=2)] == [2]
     assert md.links.list("S", 99) == []
+
+
+def test_the_last_value_of_a_metric_follows_every_batch_and_keeps_nan(md):
+    run_id = md.runs.new_run("L", params={})
+    point = {"flow": "L", "run_id": run_id, "task_id": 1, "ts": 1.0, "step": None}
+    md.runs.write_batch([("metrics", [{**point, "name": "loss", "value": 3.0}, {**point, "name": "loss", "value": 2.0},
+                                      {**point, "name": "acc", "value": 0.5}])])
+    assert md.metrics.last_of_runs([("L", run_id)], ["loss", "acc"]) == {("L", run_id): {"loss": 2.0, "acc": 0.5}}
+    md.runs.write_batch([("metrics", [{**point, "name": "loss", "value": 1.0}])])
+    md.runs.write_batch([("metrics", [{**point, "task_id": 2, "name": "acc", "value": float("nan")}])])
+    last = md.metrics.last_of_runs([("L", run_id)], ["loss", "acc"])[("L", run_id)]
+    assert last["loss"] == 1.0 and math.isnan(last["acc"])
+    assert [r.run_id for r in md.query.search_runs(flow="L", where="metrics.loss < 1.5")] == [run_id]
+    assert md.metrics.names_of_runs([("L", run_id), ("L", run_id + 1)]) == ["acc", "loss"]
+
+
+@pytest.mark.parametrize("where, sort, offset, ids, total", [
+    (None, None, 0, [4, 3], 4), (None, "id", 2, [3, 4], 4), ("params.alpha > 0.3", "-params.alpha", 0, [3, 4], 3),
+    ("params.alpha > 0.3", "-params.alpha", 2, [2], 3), ("params.alpha > 0.3", None, 10, [], 3),
+    ('status = "crashed"', None, 0, [], 0),
+])
+def test_a_search_page_carries_the_total_that_match(md, where, sort, offset, ids, total):
+    from keel.store.querylang import Query
+
+    _seed_runs(md)
+    page = md.query.search_page(flow="Q", limit=2, offset=offset, query=Query(where, sort))
+    assert ([r.run_id for r in page.runs], page.total) == (ids, total)
+    assert md.query.search_page(flow="nope", query=Query(where, sort)).total == 0

@@ -65,6 +65,14 @@ def test_a_release_0_1_store_is_migrated_and_readable_by_the_client(old_store):
     assert Run("fixtureproject/1").successful
 
 
+def test_the_migration_fills_each_runs_last_metric_values_from_its_points(old_store):
+    md = MetadataStore(f"sqlite:///{old_store / 'release_0_1' / 'metadata.db'}")
+    points = md.metrics.run_metrics("TrackedFlow", 1)
+    last = md.metrics.last_of_runs([("TrackedFlow", 1)], ["acc", "loss"])[("TrackedFlow", 1)]
+    assert last == {"acc": points["acc"][-1][1], "loss": points["loss"][-1][1]}
+    assert [r.run_id for r in md.query.search_runs(flow="TrackedFlow", where="metrics.acc = 0.775")] == [1]
+
+
 def test_a_release_0_1_store_is_readable_by_the_cli(old_store):
     wide = {"COLUMNS": "200"}
     runs = run_cli("runs", env=wide)

@@ -18,7 +18,8 @@ from keel.tracking.query import Compare, In, Query, parse, parse_sort
 def seed(md, flow: str, n: int, *, now: float | None = None) -> None:
     """n finished runs with params alpha/depth/opt, metrics acc (3 points) and loss, some tags,
     written in bulk (the listing is what is measured, not the writing)."""
-    from keel.store.metadata import metrics, params, runs, tags
+    from keel.store.metadata import params, runs, tags
+    from keel.store.runs import insert_metrics
 
     now = now or time.time()
     rng = random.Random(7)
@@ -44,7 +45,7 @@ def seed(md, flow: str, n: int, *, now: float | None = None) -> None:
     with md.db.write() as conn:
         conn.execute(runs.insert(), run_rows)
         conn.execute(params.insert(), param_rows)
-        conn.execute(metrics.insert(), metric_rows)
+        insert_metrics(conn, metric_rows)   # the store's writer: the points and each metric's last value
         if tag_rows:
             conn.execute(tags.insert(), tag_rows)
 

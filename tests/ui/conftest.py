@@ -113,7 +113,7 @@ def keel_ui(home: Path):
             proc.wait()
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def start_ui():
     """``start_ui(home)``: a context manager that runs `keel ui` over another KEEL_HOME."""
     return keel_ui

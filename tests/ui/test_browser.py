@@ -263,3 +263,117 @@ def test_a_task_panel_links_to_its_spark_ui(page, ui_server):
     page.locator("tr[data-task='1']").click()
     page.wait_for_selector("p[data-link='spark_ui'] a")
     assert page.locator("p[data-link='spark_ui'] a").get_attribute("href") == "http://127.0.0.1:4040"
+
+
+@pytest.fixture(scope="module")
+def more_server(tmp_path_factory, start_ui):
+    """`keel ui` over a second store: a flow run twice (the second takes start and its 12 foreach
+    tasks from the step cache), a project run twice (its `cache: true` job cached the second
+    time), and 120 runs of a flow "Bulk" (i = 1..120), for paging."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from keel_testing import run_cli, run_in_process
+
+    folder = tmp_path_factory.mktemp("ui-more")
+    home = folder / ".keel"
+    (folder / "keel.yaml").write_text("name: nightly\njobs:\n  - name: ingest\n    entrypoint: python -c \"print(1)\"\n"
+                                      "    cache: true\n  - name: report\n    entrypoint: python -c \"print(2)\"\n"
+                                      "    after: [ingest]\n")
+    for _ in range(2):
+        done = run_cli("project", "run", cwd=folder, env={"KEEL_HOME": str(home)})
+        assert done.returncode == 0, done.stdout + done.stderr
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KEEL_HOME", str(home))
+    mp.delenv("KEEL_METADATA_URL", raising=False)
+    mp.delenv("KEEL_ARTIFACT_URL", raising=False)
+    try:
+        for _ in range(2):
+            assert run_in_process(FLOWS / "cached.py").status == "succeeded"
+        from keel.store import Store
+
+        md = Store.from_env().metadata
+        for i in range(1, 121):
+            run_id = md.runs.new_run("Bulk", params={"i": i})
+            md.runs.set_run_status("Bulk", run_id, "succeeded")
+        md.close()
+    finally:
+        mp.undo()
+    with start_ui(home) as url:
+        yield url
+
+
+def test_cached_tasks_are_marked_in_the_graph_and_the_timeline(page, more_server):
+    page.goto(more_server + "/#/run/Cached/2")
+    start = page.locator("svg.dag g.node[data-step='start']")
+    start.wait_for()
+    assert start.get_attribute("data-status") == "cached"
+    part = page.locator("svg.dag g.node[data-step='part']")
+    assert (part.get_attribute("data-status"), part.get_attribute("data-cached")) == ("cached", "12")
+    assert "12/12 tasks · 12 cached" in part.text_content()
+    assert page.locator("svg.dag g.node[data-step='join']").get_attribute("data-status") == "succeeded"
+    assert page.locator(".timeline .row[data-mark='cached']").count() == 13
+    assert page.locator(".timeline .row[data-mark='reused']").count() == 0
+    assert "cached: outputs of Cached/1/start/1" in page.locator(".timeline .row[data-mark='cached'] .bar").first.get_attribute("title")
+    # The first run computed everything: nothing is marked.
+    page.goto(more_server + "/#/run/Cached/1")
+    page.locator("svg.dag g.node[data-step='part']").wait_for()
+    assert page.locator("svg.dag g.node[data-step='part']").get_attribute("data-cached") == "0"
+    assert page.locator(".timeline .row[data-mark]").count() == 0
+
+
+def test_a_cached_project_job_is_marked_like_a_cached_step(page, more_server):
+    page.goto(more_server + "/#/run/nightly/2")
+    ingest = page.locator("svg.dag g.node[data-step='ingest']")
+    ingest.wait_for()
+    assert ingest.get_attribute("data-status") == "cached"
+    assert "cached: outputs of nightly/1/ingest/" in ingest.locator("title").first.text_content()
+    assert page.locator("svg.dag g.node[data-step='report']").get_attribute("data-status") == "succeeded"
+    assert page.locator(".timeline .row[data-mark='cached']").count() == 1
+    assert "cached: nightly/1/ingest/" in page.locator("tr[data-task]").first.text_content()
+
+
+def test_a_foreach_node_expands_into_its_tasks_and_a_task_opens_its_panel(page, more_server):
+    page.goto(more_server + "/#/run/Cached/1")
+    part = page.locator("svg.dag g.node[data-step='part']")
+    part.wait_for()
+    assert part.get_attribute("data-expanded") == "false" and part.locator("rect.task-cell").count() == 0
+    part.locator("g.head").click()
+    page.wait_for_selector("svg.dag g.node[data-step='part'][data-expanded='true']")
+    cells = part.locator("rect.task-cell")
+    assert cells.count() == 12
+    assert set(cells.evaluate_all("cs => cs.map(c => c.dataset.status)")) == {"succeeded"}
+    task_id = cells.nth(5).get_attribute("data-task")
+    cells.nth(5).click()
+    page.wait_for_selector(f"pre.log[data-log='{task_id}']")
+    assert page.locator(".task h3").text_content().startswith(f"part/{task_id}")
+    part.locator("g.head").click()       # a second click folds it again
+    page.wait_for_selector("svg.dag g.node[data-step='part'][data-expanded='false']")
+    assert part.locator("rect.task-cell").count() == 0
+
+
+def test_the_runs_table_pages_through_every_run(page, more_server):
+    page.goto(more_server + "/#/runs?where=params.i%20%3E%200&sort=params.i")
+    page.wait_for_selector("tr[data-run='Bulk/1']")
+
+    def shown() -> list[str]:
+        return page.locator("table.runs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.run)")
+
+    assert shown() == [f"Bulk/{i}" for i in range(1, 51)]
+    assert "1–50 of 120" in page.locator(".pager").text_content()
+    assert page.get_by_role("button", name="‹ Prev").is_disabled()
+    page.get_by_role("button", name="Next ›").click()
+    page.wait_for_selector("tr[data-run='Bulk/51']")
+    assert shown() == [f"Bulk/{i}" for i in range(51, 101)]
+    page.get_by_role("button", name="Next ›").click()
+    page.wait_for_selector("tr[data-run='Bulk/120']")
+    assert shown() == [f"Bulk/{i}" for i in range(101, 121)]
+    assert "101–120 of 120" in page.locator(".pager").text_content()
+    assert page.get_by_role("button", name="Next ›").is_disabled()
+    page.get_by_role("button", name="‹ Prev").click()
+    page.wait_for_selector("tr[data-run='Bulk/51']")
+    # A new filter starts again at the first page.
+    box = page.get_by_label("filter")
+    box.fill("params.i > 100")
+    box.press("Enter")
+    page.wait_for_selector("tr[data-run='Bulk/101']")
+    assert shown() == [f"Bulk/{i}" for i in range(101, 121)]
+    assert "1–20 of 20" in page.locator(".pager").text_content()

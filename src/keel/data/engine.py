@@ -37,11 +37,31 @@ if TYPE_CHECKING:
     from keel.store import Store
     from keel.store.backend import ByteBackend
 
-__all__ = ["DataEngine", "check_name", "parse_source"]
+__all__ = ["DataEngine", "check_name", "check_select", "parse_source", "quote_versions"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VERSIONED = re.compile(r"(?<![\w\"'.])([A-Za-z_][A-Za-z0-9_]*)@(\d+)\b")
 _MODES = ("overwrite", "append")
+
+
+def quote_versions(query: str) -> str:
+    """``query`` with each ``name@3`` (a table's older version, the engine's own syntax) quoted as
+    the identifier ``"name@3"``, the view the engine creates for it: plain DuckDB SQL after that."""
+    return _VERSIONED.sub(lambda m: f'"{m.group(0)}"', query)
+
+
+def check_select(query: str) -> None:
+    """Raise a UsageError unless ``query`` is one read-only SELECT (or WITH ... SELECT) over the
+    engine's tables: a SQL box that reads tables must never write files or change settings."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(quote_versions(query))
+    except duckdb.Error as exc:
+        raise UsageError(f"SQL failed: {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        raise UsageError("the SQL box runs one read-only SELECT (or WITH ... SELECT); "
+                         "other statements are refused")
 
 
 def check_name(name: object) -> str:

@@ -249,6 +249,9 @@ class MemoryMetrics:
                 out[(flow, run_id)] = last
         return out
 
+    def names_of_runs(self, runs: Iterable[tuple[str, int]]) -> list[str]:
+        return sorted({name for flow, run_id in runs for name in self.last_values(flow, run_id)})
+
     def bucketed(self, flow: str, run_id: int, name: str, buckets: int, lo: float | None = None,
                  hi: float | None = None, task_id: int | None = None) -> MetricBuckets:
         from keel.store.records import bucket_points

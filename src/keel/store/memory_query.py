@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from keel.store.querylang import BoolOp, Compare, Field, In, Not, Query, _Compiler
-from keel.store.records import RunRecord
+from keel.store.records import RunPage, RunRecord
 
 
 class MemoryRunQuery:
@@ -33,6 +33,11 @@ class MemoryRunQuery:
 
     def count_runs(self, flow: str | None = None, where: str | None = None, *, query: Query | None = None) -> int:
         return len(self.search_runs(flow=flow, where=where, query=query))
+
+    def search_page(self, *, flow: str | None = None, limit: int = 50, offset: int = 0,
+                    query: Query | None = None) -> RunPage:
+        found = self.search_runs(flow=flow, query=query or Query())
+        return RunPage(runs=found[offset:offset + limit], total=len(found))
 
 
 def _and(values: list[bool | None]) -> bool | None:

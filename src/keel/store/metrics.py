@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import sqlalchemy as sa
 
 from keel.store.records import MetricBuckets
-from keel.store.schema import metrics
+from keel.store.schema import metric_last, metrics
 from keel.store.sql import Database
 
 _CHUNK = 500
@@ -50,7 +50,8 @@ class SqlMetrics:
             return {r.name: r.value for r in conn.execute(query)}
 
     def last_of_runs(self, runs: Iterable[tuple[str, int]], names: Iterable[str]) -> dict[tuple[str, int], dict[str, float]]:
-        """The last value of each named metric of each (flow, run_id): {(flow, run_id): {name: value}}."""
+        """The last value of each named metric of each (flow, run_id): {(flow, run_id): {name: value}}.
+        Key lookups in ``metric_last``, whatever the number of points."""
         names = list(dict.fromkeys(names))
         out: dict[tuple[str, int], dict[str, float]] = {}
         by_flow: dict[str, list[int]] = {}
@@ -61,14 +62,25 @@ class SqlMetrics:
         with self.db.read() as conn:
             for flow, ids in by_flow.items():
                 for i in range(0, len(ids), _CHUNK):
-                    chunk = ids[i:i + _CHUNK]
-                    last = (sa.select(sa.func.max(metrics.c.id))
-                            .where(metrics.c.flow == flow, metrics.c.run_id.in_(chunk), metrics.c.name.in_(names))
-                            .group_by(metrics.c.run_id, metrics.c.name))
-                    for r in conn.execute(sa.select(metrics.c.run_id, metrics.c.name, metrics.c.value)
-                                          .where(metrics.c.id.in_(last))):
+                    query = (sa.select(metric_last.c.run_id, metric_last.c.name, metric_last.c.value)
+                             .where(metric_last.c.flow == flow, metric_last.c.run_id.in_(ids[i:i + _CHUNK]),
+                                    metric_last.c.name.in_(names)))
+                    for r in conn.execute(query):
                         out.setdefault((flow, r.run_id), {})[r.name] = r.value
         return out
+
+    def names_of_runs(self, runs: Iterable[tuple[str, int]]) -> list[str]:
+        """The names of every metric the runs logged (sorted): the columns a table of them can show."""
+        by_flow: dict[str, list[int]] = {}
+        for flow, run_id in runs:
+            by_flow.setdefault(flow, []).append(run_id)
+        found: set[str] = set()
+        with self.db.read() as conn:
+            for flow, ids in by_flow.items():
+                for i in range(0, len(ids), _CHUNK):
+                    found.update(conn.execute(sa.select(metric_last.c.name).distinct().where(
+                        metric_last.c.flow == flow, metric_last.c.run_id.in_(ids[i:i + _CHUNK]))).scalars())
+        return sorted(found)
 
     def max_per_task(self, flow: str, run_id: int, names: Iterable[str]) -> list[tuple[int, str, float]]:
         """(task_id, name, largest value) for the named metrics of a run's tasks."""

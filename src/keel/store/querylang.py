@@ -410,23 +410,27 @@ class Query:
         return list(dict.fromkeys(str(f) for f in found if f.kind in ("params", "metrics")))
 
     def select(self, flow: str | None = None, limit: int | None = None, offset: int = 0,
-               crashed: Iterable[tuple[str, int]] = ()) -> Any:
+               crashed: Iterable[tuple[str, int]] = (), ordered: bool = True, counted: bool = False) -> Any:
         """A SELECT of the matching runs' rows, sorted, limited. ``crashed`` are the (flow, run_id)
         of runs kept as running whose scheduler is gone (``SqlRunQuery`` decides them with
-        ``keel.store.liveness.effective_status``, the one place that does)."""
+        ``keel.store.liveness.effective_status``, the one place that does). ``ordered=False``
+        leaves out the ORDER BY (a count), ``counted=True`` adds the ``keel_total`` column."""
         import sqlalchemy as sa
 
         from keel.store.schema import runs
 
         compiler = _Compiler(self.where_text or "", time.time(), set(crashed))
         query = sa.select(runs)
+        if counted:   # every row also carries how many rows match (keel_total), counted in the same pass
+            query = sa.select(runs, sa.func.count().over().label("keel_total"))
         if flow is not None:
             query = query.where(runs.c.flow == flow)
         if self.where is not None:
             query = query.where(compiler.compile(self.where))
-        order = [term for k in self.sort for term in compiler.sort_exprs(k)]
-        order += [runs.c.created_at.desc(), runs.c.run_id.desc()]
-        query = query.order_by(*order)
+        if ordered:
+            order = [term for k in self.sort for term in compiler.sort_exprs(k)]
+            order += [runs.c.created_at.desc(), runs.c.run_id.desc()]
+            query = query.order_by(*order)
         if limit:
             query = query.limit(limit)
         if offset:
@@ -457,11 +461,11 @@ class _Compiler:
     def metric_last(self, name: str) -> Any:
         import sqlalchemy as sa
 
-        from keel.store.schema import metrics, runs
+        from keel.store.schema import metric_last, runs
 
-        m = metrics.alias("m")
+        m = metric_last.alias("m")   # one key lookup per run (the last value is kept there on write)
         return (sa.select(m.c.value).where(m.c.flow == runs.c.flow, m.c.run_id == runs.c.run_id, m.c.name == name)
-                .order_by(m.c.id.desc()).limit(1).scalar_subquery())
+                .scalar_subquery())
 
     def param_exists(self, name: str, condition: Any) -> Any:
         import sqlalchemy as sa

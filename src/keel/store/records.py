@@ -68,6 +68,14 @@ class RunRecord(_Row):
 
 
 @dataclass(frozen=True)
+class RunPage:
+    """One page of a run search (``RunQuery.search_page``): the runs, and how many match in all."""
+
+    runs: list[RunRecord]
+    total: int
+
+
+@dataclass(frozen=True)
 class TaskRecord(_Row):
     flow: str
     run_id: int

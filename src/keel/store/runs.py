@@ -20,7 +20,7 @@ from keel.ids import in_range
 from keel.store.records import (
     TASK_EVENT, AttemptRecord, RunRecord, StepRecord, TaskRecord, WriteOp, as_op, event_row,
 )
-from keel.store.schema import artifacts, attempts, events, metrics, params, runs, steps, tags, tasks
+from keel.store.schema import artifacts, attempts, events, metric_last, metrics, params, runs, steps, tags, tasks
 
 _PARAMS, _TAGS = params, tags  # new_run's arguments shadow the table names
 from keel.store.sql import Database
@@ -316,10 +316,37 @@ def insert_metrics(conn: Any, rows: list[dict[str, Any]]) -> None:
     mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
     if mark is None:
         conn.execute(metrics.insert(), rows)
+    else:
+        conn.exec_driver_sql(
+            f"INSERT INTO metrics (flow, run_id, task_id, name, step, value, ts) VALUES ({', '.join([mark] * 7)})",
+            [(r["flow"], r["run_id"], r["task_id"], r["name"], r["step"], r["value"], r["ts"]) for r in rows])
+    update_metric_last(conn, rows)
+
+
+def update_metric_last(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Keep ``metric_last`` (each run's last value of each metric) up to date with points just
+    inserted in ``conn``'s transaction. Points are inserted in logging order and a run's points
+    are written by its one scheduler, in transactions that commit in order, so the last row of a
+    key in ``rows`` is that metric's newest point."""
+    last: dict[tuple[str, int, str], Any] = {}
+    for r in rows:
+        last[(r["flow"], r["run_id"], r["name"])] = r["value"]
+    if not last:
         return
-    conn.exec_driver_sql(
-        f"INSERT INTO metrics (flow, run_id, task_id, name, step, value, ts) VALUES ({', '.join([mark] * 7)})",
-        [(r["flow"], r["run_id"], r["task_id"], r["name"], r["step"], r["value"], r["ts"]) for r in rows])
+    values = [{"flow": f, "run_id": i, "name": n, "value": v} for (f, i, n), v in last.items()]
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        ins: Any = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(metric_last)
+        conn.execute(ins.on_conflict_do_update(index_elements=["flow", "run_id", "name"],
+                                               set_={"value": ins.excluded.value}), values)
+        return
+    for row in values:   # other dialects: delete then insert, in the same transaction
+        conn.execute(metric_last.delete().where(metric_last.c.flow == row["flow"],
+                                                metric_last.c.run_id == row["run_id"],
+                                                metric_last.c.name == row["name"]))
+        conn.execute(metric_last.insert(), row)
 
 
 def insert_new_tags(conn: Any, flow: str, run_id: int, new_tags: Iterable[str], system: bool) -> None:

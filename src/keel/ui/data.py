@@ -107,13 +107,13 @@ class DashboardData:
         """A page of runs matching ``where`` (the ``--where`` language), sorted by ``sort``.
         A bad query raises :class:`keel.errors.QueryError` (its ``column`` points at the problem)."""
         from keel.tracking.query import Query
-        from keel.tracking.search import last_metrics, search_runs
+        from keel.tracking.search import last_metrics
 
         limit = max(1, min(int(limit), 1000))
         offset = max(0, int(offset))
         query = Query(where, sort)
-        records = search_runs(self._md, flow, limit=limit, offset=offset, query=query)
-        total = self._md.query.count_runs(flow, query=query)
+        found = self._md.query.search_page(flow=flow, limit=limit, offset=offset, query=query)
+        records, total = found.runs, found.total
         names = self.metric_names(flow) if metrics is None else metrics
         last = last_metrics(self._md, records, names)
         params: dict[str, None] = {}
@@ -133,15 +133,11 @@ class DashboardData:
     def metric_names(self, flow: str | None = None, sample: int = 20, ttl: float = 30.0) -> list[str]:
         """The metric names of the newest runs (user metrics first, ``sys.*`` last), remembered for
         ``ttl`` seconds: every page of the runs table asks, and the answer rarely changes."""
-        from keel.tracking.search import run_last_values
-
         cached = self._names.get(flow)
         if cached is not None and time.monotonic() - cached[0] < ttl:
             return cached[1]
-        found: dict[str, None] = {}
-        for r in self._md.list_runs(flow, limit=sample):
-            found.update(dict.fromkeys(run_last_values(self._md, r.flow, r.run_id)))
-        names = sorted(found, key=lambda n: (n.startswith("sys."), n))
+        newest = [(r.flow, r.run_id) for r in self._md.list_runs(flow, limit=sample)]
+        names = sorted(self._md.metrics.names_of_runs(newest), key=lambda n: (n.startswith("sys."), n))
         self._names[flow] = (time.monotonic(), names)
         return names
 
@@ -170,7 +166,9 @@ class DashboardData:
             origin = f"{flow}/{t.origin_run_id}/{t.step}/{t.origin_task_id}" if t.origin_run_id else None
             tasks.append({"id": t.task_id, "step": t.step, "status": t.status, "attempts": t.attempts,
                           "created": t.created_at, "started": t.started_at, "finished": t.finished_at,
-                          "parents": t.parents, "foreach": t.foreach, "reused": t.origin_run_id is not None,
+                          "parents": t.parents, "foreach": t.foreach,
+                          # resume reuses a task, the step cache takes one (both name their origin)
+                          "reused": t.origin_run_id is not None and t.status != "cached",
                           "cached": t.status == "cached", "origin": origin,
                           "attempt_list": attempts.get(t.task_id, []), "links": links.get(t.task_id, [])})
         env = dict(r.environment)
@@ -364,7 +362,9 @@ class DashboardData:
         if not text:
             raise UsageError("write a query, e.g. SELECT * FROM weather LIMIT 10")
         engine = self._engine()
-        _check_read_only(text)
+        from keel.data.engine import check_select
+
+        check_select(text)
         limit = max(1, min(int(limit), 10_000))
         try:
             table = engine.sql_arrow(f"SELECT * FROM ({text}) AS keel_query LIMIT {limit + 1}")
@@ -465,21 +465,6 @@ class DashboardData:
                     except OSError:
                         sizes.append(-1)
         return sizes, self._md.metrics.last_values(flow, run_id)
-
-
-def _check_read_only(text: str) -> None:
-    """Refuse anything but one SELECT: the SQL box reads tables, it never writes files or settings."""
-    import duckdb
-
-    from keel.data.engine import _VERSIONED
-
-    try:   # name@3 is the Data Engine's, not DuckDB's: quote it as the engine will
-        statements = duckdb.extract_statements(_VERSIONED.sub(lambda m: f'"{m.group(0)}"', text))
-    except duckdb.Error as exc:
-        raise UsageError(f"SQL failed: {str(exc).splitlines()[0]}") from None
-    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
-        raise UsageError("the SQL box runs one read-only SELECT (or WITH ... SELECT); "
-                         "other statements are refused")
 
 
 def _parse_cursor(cursor: str | None) -> dict[str, str]:

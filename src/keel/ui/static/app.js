@@ -1,7 +1,7 @@
 // The dashboard: a hash router and its pages (runs, run, compare, schedules; operations: tables, queues, endpoints).
 import { ApiError, api, el, fmtDuration, fmtTime, fmtValue, qs, statusBadge } from "./util.js";
 import { LineChart, parallelCoordinates } from "./charts.js";
-import { drawDag } from "./dag.js";
+import { drawDag, taskTitle } from "./dag.js";
 
 const main = document.getElementById("main");
 let cleanup = [];            // what the current page must close when the user leaves it
@@ -82,7 +82,10 @@ async function runsPage(params) {
   async function load() {
     let result;
     try {
-      result = await api(`/api/runs?${qs({ where: state.where, sort: state.sort, limit: PAGE, offset: state.offset })}`);
+      const url = `/api/runs?${qs({ where: state.where, sort: state.sort, limit: PAGE, offset: state.offset })}`;
+      const first = window.keelFirstRuns;     // started by index.html before the modules loaded
+      window.keelFirstRuns = null;
+      result = await api(url, first && first.url === url ? { response: first.response } : {});
     } catch (err) {
       if (err instanceof ApiError && err.status === 400) {
         filter.classList.add("bad");
@@ -171,6 +174,7 @@ async function runPage(flow, id) {
     el("div", { class: "grid" }, el("div", {}, el("h2", { text: "Parameters" }), params), el("div", {}, el("h2", { text: "Comments" }), comments)),
     el("h2", { text: "Code" }), codeBox);
   let selectedTask = null, logState = null;
+  const expanded = new Set();   // foreach steps whose tasks the graph shows
 
   function renderHeader() {
     const tagInput = el("input", { type: "text", placeholder: "add tag", size: 10, "aria-label": "add tag" });
@@ -187,17 +191,21 @@ async function runPage(flow, id) {
   }
 
   function renderGraph() {
-    dagBox.replaceChildren(drawDag(run, (step) => {
-      const t = run.tasks.find((x) => x.step === step);
-      if (t) selectTask(t.id);
+    dagBox.replaceChildren(drawDag(run, (taskId) => selectTask(taskId), expanded, (step) => {
+      if (expanded.has(step)) expanded.delete(step); else expanded.add(step);
+      renderGraph();
     }));
     const starts = run.tasks.map((t) => t.started || t.created).filter(Boolean);
     const t0 = Math.min(...starts, run.created), t1 = Math.max(...run.tasks.map((t) => t.finished || Date.now() / 1000), t0 + 0.001);
     timeline.replaceChildren(...run.tasks.slice(0, 500).map((t) => {
       const a = t.started || t.created, b = t.finished || Date.now() / 1000;
-      const bar = el("div", { class: "bar", title: `${t.step}/${t.id}: ${t.status}, ${t.attempts} attempt(s)${t.reused ? `, reused from ${t.origin}` : ""}`,
-        style: `left:${(100 * (a - t0)) / (t1 - t0)}%;width:${Math.max(0.5, (100 * (b - a)) / (t1 - t0))}%;background:${t.reused ? "var(--reused)" : `var(--${t.status}, #a0a7b4)`}` });
-      return el("div", { class: "row" }, el("span", { class: "label", text: `${t.step}/${t.id}${t.attempts > 1 ? ` ×${t.attempts}` : ""}` }), el("div", { class: "lane" }, bar));
+      const mark = t.cached ? "cached" : t.reused ? "reused" : "";
+      const bar = el("div", { class: `bar ${mark}`, title: taskTitle(t),
+        style: `left:${(100 * (a - t0)) / (t1 - t0)}%;width:${Math.max(0.5, (100 * (b - a)) / (t1 - t0))}%;background:${mark ? `var(--${mark})` : `var(--${t.status}, #a0a7b4)`}` });
+      return el("div", { class: "row", "data-task": t.id, "data-mark": mark || null },
+        el("span", { class: "label", text: `${t.step}/${t.id}${t.attempts > 1 ? ` ×${t.attempts}` : ""}` },
+          mark ? el("span", { class: `mark ${mark}`, text: mark }) : null),
+        el("div", { class: "lane" }, bar));
     }));
     tasksBox.replaceChildren(el("table", {}, el("tr", {}, ["task", "step", "status", "attempts", "duration", "origin"].map((h) => el("th", { text: h }))),
       run.tasks.slice(0, 1000).map((t) => el("tr", { "data-task": t.id, class: t.id === selectedTask ? "sel" : "", style: "cursor:pointer", onclick: () => selectTask(t.id) },

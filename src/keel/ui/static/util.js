@@ -35,7 +35,7 @@ export async function api(path, options = {}) {
     init.body = JSON.stringify(options.json);
     init.headers["Content-Type"] = "application/json";
   }
-  const res = await fetch(path, init);
+  const res = await (options.response || fetch(path, init));   // options.response: a fetch already started
   const body = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
   if (!res.ok) throw new ApiError(res.status, body);
   return body;
@@ -74,4 +74,5 @@ export function statusBadge(status) {
 }
 
 export const COLORS = ["#2f6fde", "#e0712c", "#2e9d5b", "#d64545", "#8e3bb8", "#8c6d3f", "#d35fb7", "#6b7385", "#b8b02a", "#1fb3c4"];
-export const STATUS_COLORS = { succeeded: "#2e9d5b", failed: "#d64545", running: "#2f6fde", pending: "#a0a7b4", crashed: "#8e3bb8" };
+export const STATUS_COLORS = { succeeded: "#2e9d5b", failed: "#d64545", running: "#2f6fde", pending: "#a0a7b4", crashed: "#8e3bb8",
+  reused: "#7a8aa0", cached: "#1c8c99", caught: "#c98a12" };
