@@ -144,6 +144,26 @@ class FlowGraph:
         if issues:
             raise GraphError(issues)
 
+    def bind_configs(self, configs: dict[str, Any]) -> None:
+        """Read every ``config_expr`` in the steps' decorator arguments from the run's configs
+        (``keel.flow.parameters.run_configs``), when the run starts; every problem at once
+        (ParameterError: the configuration does not fit the decorators)."""
+        from keel.errors import ParameterError
+        from keel.flow.decorators import bind_decorator
+
+        problems = []
+        for node in self.nodes.values():
+            bound = []
+            for deco in node.decorators:
+                try:
+                    bound.append(bind_decorator(deco, configs))
+                except ParameterError as exc:
+                    problems.append(str(exc))
+                    bound.append(deco)
+            node.decorators = bound
+        if problems:
+            raise ParameterError("\n".join(problems))
+
     def to_text(self) -> str:
         """The graph as ``python flow.py show`` prints it, one block per step."""
         lines = [self.name]

@@ -11,6 +11,7 @@ A parameter is a read-only artifact of every task of the run::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -198,13 +199,20 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
+def resolve_parameters(flow_cls: type, given: dict[str, Any],
+                       config_values: dict[str, Any] | None = None) -> dict[str, Any]:
     """Values for every parameter of the run from values as written on a command line (a project
     job's ``params:``, a sweep trial): each parsed by its Parameter, defaults for the rest. Names
-    may use ``-`` or ``_``; an unknown one is a ParameterError that lists the flow's parameters."""
+    may use ``-`` or ``_``; an unknown one is a ParameterError that lists the flow's parameters.
+    ``config_values``: configurations given as values (``--config-value NAME JSON``), by Config name."""
     params = flow_parameters(flow_cls)
+    for name, value in (config_values or {}).items():
+        p = config_named(flow_cls, name)
+        if p.name in given or p.attr in given:
+            raise ParameterError(f"config {p.name!r} is given both as a file and as a value; give one of them")
+        given = {**given, p.name: _GivenValue(_freeze(value))}
     by_attr = {p.attr: p for p in params.values()}
-    raw: dict[str, str] = {}
+    raw: dict[str, Any] = {}
     for key, value in given.items():
         p = params.get(key) or by_attr.get(key) or params.get(key.replace("_", "-")) or by_attr.get(key.replace("-", "_"))
         if p is None:
@@ -214,8 +222,28 @@ def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
             known = ", ".join(f"--{n}" for n in params) or "none"
             guess = f" Did you mean --{hint[0]}?" if hint else ""
             raise ParameterError(f"unknown parameter --{key}.{guess} The flow's parameters are: {known}")
-        raw[p.name] = as_text(value)
-    return resolve_config_exprs(flow_cls, {p.attr: p.resolve(raw.get(name)) for name, p in params.items()})
+        raw[p.name] = value if isinstance(value, _GivenValue) else as_text(value)
+    values = {p.attr: (raw[name].value if isinstance(raw.get(name), _GivenValue) else p.resolve(raw.get(name)))
+              for name, p in params.items()}
+    return resolve_config_exprs(flow_cls, values)
+
+
+@dataclass(frozen=True)
+class _GivenValue:
+    """A value given as it is (``--config-value``), not as text to parse."""
+
+    value: Any
+
+
+def config_named(flow_cls: type, name: str) -> Config:
+    """The flow's Config called ``name`` (its name or attribute); ParameterError listing them when none is."""
+    configs = [p for p in flow_parameters(flow_cls).values() if isinstance(p, Config)]
+    for p in configs:
+        if name in (p.name, p.attr):
+            return p
+    known = ", ".join(p.name for p in configs) or "none"
+    raise ParameterError(f"--config {clip(name)}: {flow_cls.__name__} has no Config {clip(name)}; "
+                         f"its configs are: {known}")
 
 
 def defaults_or_given(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
@@ -289,6 +317,12 @@ class Config(Parameter):
     def type_name(self) -> str:
         return "a configuration file path"
 
+    def __getattr__(self, name: str) -> ConfigExpr:
+        # ``config.timeout`` in the class body (a decorator argument): read when the run starts
+        if name.startswith("_") or "name" not in self.__dict__:
+            raise AttributeError(name)
+        return ConfigExpr(f"{self.__dict__['name'].replace('-', '_')}.{name}")
+
     @property
     def default(self) -> Any:
         return self._default
@@ -326,37 +360,106 @@ def _freeze(value: Any) -> Any:
 
 
 class ConfigExpr:
-    """``config_expr("config.model.lr")``: a value taken from a Config when the run starts."""
+    """A value taken from the run's configs when it starts, as Metaflow's ``config_expr``.
+
+    ``config_expr("config.model.lr")`` walks keys; any other Python expression over the configs'
+    names (``config_expr("cfg.cpu * 2")``) is evaluated. ``config.lr`` on a ``Config`` in the class
+    body makes the same thing, so ``@timeout(seconds=config.timeout)`` works as in Metaflow. It is
+    usable in a Parameter's default and in step decorator arguments; nothing is read until the run
+    starts. Attribute access chains (``config.model.lr``), so its own names are all private.
+    """
 
     def __init__(self, expression: str):
-        parts = expression.split(".") if isinstance(expression, str) else []
-        if not parts or not all(p.isidentifier() for p in parts):
-            raise DefinitionError(f"config_expr({expression!r}): expected CONFIG.KEY.KEY..., e.g. 'config.lr'")
-        self.expression = expression
-        self.parts = parts
+        if not isinstance(expression, str):
+            raise DefinitionError(f"config_expr({expression!r}): expected a string, e.g. 'config.lr'")
+        parts = expression.split(".")
+        self._expression = expression
+        self._parts = parts if all(p.isidentifier() for p in parts) else None
+        self._code = None
+        if self._parts is None:
+            import ast
 
-    def evaluate(self, configs: dict[str, Any]) -> Any:
-        if self.parts[0] not in configs:
-            raise ParameterError(f"config_expr({self.expression!r}): the flow has no Config {self.parts[0]!r}; "
-                                 f"its configs are: {', '.join(configs) or 'none'}")
-        value = configs[self.parts[0]]
-        for key in self.parts[1:]:
-            if not isinstance(value, dict) or key not in value:
-                raise ParameterError(f"config_expr({self.expression!r}): the configuration has no key {key!r}")
-            value = value[key]
-        return value
+            try:
+                self._code = compile(ast.parse(expression.strip(), mode="eval"), "<config_expr>", "eval")
+            except SyntaxError as exc:
+                raise DefinitionError(f"config_expr({expression!r}): not a Python expression ({exc.msg}); "
+                                      f"expected e.g. 'config.lr' or 'config.cpu * 2'") from None
+
+    def __getattr__(self, name: str) -> ConfigExpr:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return ConfigExpr(f"{self._expression}.{name}")
+
+    def __getitem__(self, key: str) -> ConfigExpr:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise DefinitionError(f"{self!r}[{key!r}]: only identifier keys can be taken from a config "
+                                  f"in a decorator; use config_expr(...) for others")
+        return ConfigExpr(f"{self._expression}.{key}")
 
     def __repr__(self) -> str:
-        return f"config_expr({self.expression!r})"
+        return f"config_expr({self._expression!r})"
+
+
+def evaluate_config_expr(expr: ConfigExpr, configs: dict[str, Any]) -> Any:
+    """The value of ``expr`` given the run's configs by name; ParameterError when it does not fit."""
+    text = expr._expression
+    if expr._parts is not None:
+        if expr._parts[0] not in configs:
+            raise ParameterError(f"config_expr({text!r}): the flow has no Config {expr._parts[0]!r}; "
+                                 f"its configs are: {', '.join(configs) or 'none'}")
+        value = configs[expr._parts[0]]
+        for key in expr._parts[1:]:
+            if not isinstance(value, dict) or key not in value:
+                raise ParameterError(f"config_expr({text!r}): the configuration has no key {key!r}")
+            value = value[key]
+        return value
+    import builtins
+
+    try:
+        return eval(expr._code, {"__builtins__": builtins}, dict(configs))  # noqa: S307 - the flow's own code
+    except Exception as exc:  # noqa: BLE001 - the user's expression: say which and why
+        raise ParameterError(f"config_expr({text!r}) failed: {type(exc).__name__}: {exc}") from None
+
+
+def bind_configs(value: Any, configs: dict[str, Any]) -> Any:
+    """``value`` with every ConfigExpr in it (also inside dicts, lists and tuples) evaluated."""
+    if isinstance(value, ConfigExpr):
+        return evaluate_config_expr(value, configs)
+    if isinstance(value, dict) and not isinstance(value, ConfigValue):
+        return {k: bind_configs(v, configs) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(bind_configs(v, configs) for v in value)
+    return value
+
+
+def has_config_expr(value: Any) -> bool:
+    """Whether ``value`` holds a ConfigExpr (also inside dicts, lists and tuples)."""
+    if isinstance(value, ConfigExpr):
+        return True
+    if isinstance(value, dict):
+        return any(has_config_expr(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_config_expr(v) for v in value)
+    return False
 
 
 def config_expr(expression: str) -> ConfigExpr:
-    """A value read from a ``Config`` when the run starts: ``Parameter("lr", default=config_expr("config.lr"))``."""
+    """A value read from a ``Config`` when the run starts: ``Parameter("lr", default=config_expr("config.lr"))``,
+    ``@resources(cpu=config_expr("config.cpu"))``."""
     return ConfigExpr(expression)
+
+
+def run_configs(flow_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The run's configs by the names a config_expr may use: the attribute and the Config's name."""
+    configs: dict[str, Any] = {}
+    for p in flow_parameters(flow_cls).values():
+        if isinstance(p, Config):
+            configs[p.name.replace("-", "_")] = values.get(p.attr)
+            configs[p.attr] = values.get(p.attr)
+    return configs
 
 
 def resolve_config_exprs(flow_cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """Replace parameter values that are ``config_expr(...)`` by what the run's configs say."""
-    params = flow_parameters(flow_cls).values()
-    configs = {p.attr: values.get(p.attr) for p in params if isinstance(p, Config)}
-    return {k: (v.evaluate(configs) if isinstance(v, ConfigExpr) else v) for k, v in values.items()}
+    configs = run_configs(flow_cls, values)
+    return {k: (evaluate_config_expr(v, configs) if isinstance(v, ConfigExpr) else v) for k, v in values.items()}

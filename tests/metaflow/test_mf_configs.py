@@ -1,0 +1,120 @@
+"""Metaflow's configs beyond parameter defaults (issue 16, item 15): ``config_expr`` and
+``config.key`` in decorator arguments, read when the run starts from the frozen configuration;
+the top-level ``--config NAME PATH`` / ``--config-value NAME JSON``; resume keeps the config.
+
+Runs go through the flow's own CLI in this process (``dispatch``, tasks forked), read back
+with the client."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from keel_testing import load_flow, write_flow
+from keel import Flow
+from keel.cli.flow_cli import dispatch, dispatch_command
+
+CFG_DECO = '''
+    import os
+    from keel import FlowSpec, step, Config, config_expr, current, environment, retry
+
+    class CfgDeco(FlowSpec):
+        cfg = Config("cfg", default="cfg.json")
+
+        @environment(vars={"MODE": cfg.mode})
+        @retry(times=config_expr("cfg.retries"))
+        @step
+        def start(self):
+            self.attempts = current.retry_count
+            if current.retry_count < 2:
+                raise RuntimeError("flaky")
+            self.next(self.check)
+
+        @environment(vars={"MODE": config_expr("cfg.mode + '!'")})
+        @step
+        def check(self):
+            self.mode = os.environ["MODE"]
+            if os.path.exists("fail-check"):
+                raise RuntimeError("told to fail")
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+'''
+
+
+@pytest.fixture
+def cfg_flow(keel_home, tmp_path):
+    (tmp_path / "cfg.json").write_text(json.dumps({"mode": "a", "retries": 2}))
+    path = write_flow(tmp_path, "cfgdeco", CFG_DECO)
+    return load_flow(path), str(path)
+
+
+def _run(flow: tuple[type, str], *argv: str) -> int:
+    return dispatch(flow[0], flow[1], list(argv), "python cfgdeco.py")
+
+
+def test_decorator_arguments_come_from_the_config(cfg_flow):
+    assert _run(cfg_flow, "run", "-q") == 0
+    run = Flow("CfgDeco").latest_run
+    assert run["start"].task.data.attempts == 2          # @retry(times=config_expr("cfg.retries")) = 2
+    assert run["check"].task.data.mode == "a!"          # a Python expression over the config
+
+
+def test_config_name_path_before_the_command(cfg_flow, tmp_path):
+    (tmp_path / "other.json").write_text(json.dumps({"mode": "b", "retries": 3}))
+    assert _run(cfg_flow, "--config", "cfg", "other.json", "run", "-q") == 0
+    run = Flow("CfgDeco").latest_run
+    assert run.data.cfg == {"mode": "b", "retries": 3}
+    assert run["check"].task.data.mode == "b!"
+
+
+def test_config_value_sets_the_decorators(cfg_flow):
+    assert _run(cfg_flow, "--config-value", "cfg", '{"mode": "v", "retries": 0}', "run", "-q") == 1
+    task = Flow("CfgDeco").latest_run["start"].task      # no retry: the first failure ends the run
+    assert task.status == "failed" and task.attempts == 1
+
+
+def test_keel_run_takes_config_anywhere_after_the_file(cfg_flow, tmp_path):
+    (tmp_path / "other.json").write_text(json.dumps({"mode": "k", "retries": 2}))
+    code = dispatch_command(cfg_flow[0], cfg_flow[1], "run", ["-q", "--config", "cfg", "other.json"],
+                            "keel run cfgdeco.py")
+    assert code == 0
+    assert Flow("CfgDeco").latest_run["check"].task.data.mode == "k!"
+
+
+def test_resume_keeps_the_config_the_run_started_with(cfg_flow, tmp_path):
+    (tmp_path / "fail-check").write_text("")
+    assert _run(cfg_flow, "run", "-q") == 1
+    (tmp_path / "fail-check").unlink()
+    (tmp_path / "cfg.json").write_text(json.dumps({"mode": "changed", "retries": 2}))
+    assert _run(cfg_flow, "resume", "-q") == 0
+    run = Flow("CfgDeco").latest_run
+    assert run["start"].task.reused
+    assert run["check"].task.data.mode == "a!"           # the decorator read the frozen config
+    assert run.data.cfg.mode == "a"
+
+
+def test_a_config_that_does_not_fit_a_decorator_is_a_usage_error(cfg_flow, capsys):
+    with pytest.raises(SystemExit) as info:
+        _run(cfg_flow, "--config-value", "cfg", '{"mode": "x"}', "run")
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cfgdeco.py:" in err
+    assert "@retry: config_expr('cfg.retries'): the configuration has no key 'retries'" in err
+
+
+def test_an_unknown_config_name_lists_the_configs(cfg_flow, capsys):
+    with pytest.raises(SystemExit) as info:
+        _run(cfg_flow, "--config", "nope", "x.json", "run")
+    assert info.value.code == 2
+    assert "--config 'nope': CfgDeco has no Config 'nope'; its configs are: cfg" in capsys.readouterr().err
+
+
+def test_a_config_value_that_is_not_json_is_a_usage_error(cfg_flow, capsys):
+    with pytest.raises(SystemExit) as info:
+        _run(cfg_flow, "--config-value", "cfg", "{bad", "run")
+    assert info.value.code == 2
+    assert "--config-value cfg: not JSON" in capsys.readouterr().err
