@@ -207,10 +207,10 @@ def resolve_parameters(flow_cls: type, given: dict[str, Any],
     ``config_values``: configurations given as values (``--config-value NAME JSON``), by Config name."""
     params = flow_parameters(flow_cls)
     for name, value in (config_values or {}).items():
-        p = config_named(flow_cls, name)
-        if p.name in given or p.attr in given:
-            raise ParameterError(f"config {p.name!r} is given both as a file and as a value; give one of them")
-        given = {**given, p.name: _GivenValue(_freeze(value))}
+        config = config_named(flow_cls, name)
+        if config.name in given or config.attr in given:
+            raise ParameterError(f"config {config.name!r} is given both as a file and as a value; give one of them")
+        given = {**given, config.name: _GivenValue(_freeze(value))}
     by_attr = {p.attr: p for p in params.values()}
     raw: dict[str, Any] = {}
     for key, value in given.items():
@@ -285,13 +285,14 @@ class ConfigValue(dict):  # type: ignore[type-arg]
     def _frozen(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("a configuration is read-only: it is frozen with the run")
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen  # type: ignore[assignment]
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen
 
     def __reduce__(self) -> Any:
         return (ConfigValue, (dict(self),))
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self))
+        plain: dict[str, Any] = json.loads(json.dumps(self))
+        return plain
 
 
 class Config(Parameter):
@@ -375,7 +376,7 @@ class ConfigExpr:
         parts = expression.split(".")
         self._expression = expression
         self._parts = parts if all(p.isidentifier() for p in parts) else None
-        self._code = None
+        self._code: Any = None
         if self._parts is None:
             import ast
 
@@ -415,6 +416,7 @@ def evaluate_config_expr(expr: ConfigExpr, configs: dict[str, Any]) -> Any:
         return value
     import builtins
 
+    assert expr._code is not None
     try:
         return eval(expr._code, {"__builtins__": builtins}, dict(configs))  # noqa: S307 - the flow's own code
     except Exception as exc:  # noqa: BLE001 - the user's expression: say which and why
