@@ -118,3 +118,38 @@ def test_a_config_value_that_is_not_json_is_a_usage_error(cfg_flow, capsys):
         _run(cfg_flow, "--config-value", "cfg", "{bad", "run")
     assert info.value.code == 2
     assert "--config-value cfg: not JSON" in capsys.readouterr().err
+
+
+def test_config_defaults_parsers_and_deep_freezing_follow_metaflow(tmp_path, monkeypatch):
+    from keel import Config, FlowSpec, Parameter
+    from keel.flow.parameters import resolve_parameters
+
+    monkeypatch.chdir(tmp_path)
+
+    class Defaults(FlowSpec):
+        cfg = Config("cfg", default="missing.json", default_value={"model": {"lr": 0.3}})  # no file: the value
+        text = Config("text", default_value='{"a": [1, {"b": 2}]}')                        # text: parsed
+        dotted = Config("dotted", default_value="[1, 2]", parser="json.loads")             # a parser by name
+        kept = Config("kept", default_value={"x": 1}, plain=True)
+        lr = Parameter("lr", default=cfg.model.lr)                                          # config.key, as a default
+
+    values = resolve_parameters(Defaults, {})
+    assert values["cfg"] == {"model": {"lr": 0.3}} and values["lr"] == 0.3
+    assert values["text"].a[1].b == 2 and values["dotted"] == [1, 2]
+    assert type(values["kept"]) is dict
+    with pytest.raises(TypeError, match="read-only"):
+        values["cfg"]["model"]["lr"] = 1                 # nested mappings are frozen too
+    (tmp_path / "missing.json").write_text('{"model": {"lr": 0.9}}')
+    assert resolve_parameters(Defaults, {})["lr"] == 0.9  # the default file, once it exists, wins
+
+
+def test_a_parser_that_cannot_be_imported_is_a_usage_error():
+    from keel import Config, FlowSpec
+    from keel.errors import ParameterError
+    from keel.flow.parameters import resolve_parameters
+
+    class BadParser(FlowSpec):
+        cfg = Config("cfg", default_value="x: 1", parser="no_such_module_here.load")
+
+    with pytest.raises(ParameterError, match="cannot load its parser 'no_such_module_here.load'"):
+        resolve_parameters(BadParser, {})

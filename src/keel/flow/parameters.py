@@ -302,17 +302,23 @@ class Config(Parameter):
         defaults = Config("defaults", default_value={"lr": 0.1})   # no file needed
         lr = Parameter("lr", default=config_expr("config.lr"))    # a parameter's default from it
 
-    The value is a read-only mapping whose keys are also attributes (``self.config.lr``). The file
-    is JSON unless ``parser`` (a callable taking the text) says otherwise.
+    The value is a read-only mapping whose keys are also attributes (``self.config.lr``), nested
+    mappings too. The file is JSON unless ``parser`` says otherwise: a callable taking the text, or
+    the dotted name of one (``parser="yaml.safe_load"``, imported when the run starts). As in
+    Metaflow, a ``default`` file that is missing falls back to ``default_value``, and a text
+    ``default_value`` is parsed like a file; ``plain=True`` keeps the parsed value as it is.
     """
 
     def __init__(self, name: str, default: str | None = None, default_value: Any = None, help: str | None = None,
-                 required: bool = False, parser: Callable[[str], Any] | None = None):
+                 required: bool = False, parser: Callable[[str], Any] | str | None = None, plain: bool = False):
         super().__init__(name, default=default, type=str, help=help, required=required)
-        if parser is not None and not callable(parser):
-            raise DefinitionError(f"Config {name!r}: parser must be a callable taking the file's text")
+        if parser is not None and not callable(parser) and not (
+                isinstance(parser, str) and all(p.isidentifier() for p in parser.split(".")) and "." in parser):
+            raise DefinitionError(f"Config {name!r}: parser must be a callable taking the file's text, or its "
+                                  f"dotted name (e.g. parser='yaml.safe_load'); got {parser!r}")
         self.default_value = default_value
         self.parser = parser
+        self.plain = plain
 
     @property
     def type_name(self) -> str:
@@ -335,29 +341,62 @@ class Config(Parameter):
         except OSError as exc:
             raise ParameterError(f"--{self.name}: cannot read the configuration {text!r} ({exc.strerror}); "
                                  f"give the path of an existing file") from None
+        return self.parse_text(content, repr(text))
+
+    def parse_text(self, content: str, where: str) -> Any:
+        """The configuration in ``content`` (read from ``where``), parsed and frozen."""
         try:
-            value = self.parser(content) if self.parser else json.loads(content)
+            value = self._parser()(content)
+        except ParameterError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the user's parser or bad JSON: say where
-            raise ParameterError(f"--{self.name}: cannot parse the configuration {text!r}: "
+            raise ParameterError(f"--{self.name}: cannot parse the configuration {where}: "
                                  f"{type(exc).__name__}: {exc}") from None
-        return _freeze(value)
+        return self.freeze(value)
+
+    def freeze(self, value: Any) -> Any:
+        """The value as the run keeps it: read-only mappings all the way down (unless ``plain``)."""
+        return value if self.plain else _freeze(value)
+
+    def _parser(self) -> Callable[[str], Any]:
+        if self.parser is None:
+            return json.loads
+        if callable(self.parser):
+            return self.parser
+        import importlib
+
+        module, _, attr = self.parser.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ParameterError(f"Config {self.name!r}: cannot load its parser {self.parser!r} "
+                                 f"({type(exc).__name__}: {exc}); install it or name another") from None
+        if not callable(found):
+            raise ParameterError(f"Config {self.name!r}: its parser {self.parser!r} is not callable")
+        return found  # type: ignore[no-any-return]
 
     def resolve(self, raw: str | None) -> Any:
         if raw is None:
             raw = self.env_value()
         if raw is not None:
             return self.parse(raw)
-        if self._default is not None:
+        if self._default is not None and (self.default_value is None or Path(str(self._default)).expanduser().exists()):
             return self.parse(str(self._default))
+        if isinstance(self.default_value, str):
+            return self.parse_text(self.default_value, "given as default_value")
         if self.default_value is not None:
-            return _freeze(self.default_value)
+            return self.freeze(self.default_value)
         if self.required:
             raise ParameterError(f"--{self.name} is required: give a configuration file path")
         return None
 
 
 def _freeze(value: Any) -> Any:
-    return ConfigValue(value) if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        return ConfigValue({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_freeze(v) for v in value]
+    return value
 
 
 class ConfigExpr:
