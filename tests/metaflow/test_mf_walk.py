@@ -1,0 +1,46 @@
+"""Gaps found walking issue 16's items with flows written the way Metaflow's docs show them:
+@catch's variable on success, the client's ``task["x"]``, ``task.artifacts.x`` and ``step.tasks()``."""
+
+from __future__ import annotations
+
+from keel_testing import run_in_process, write_flow
+from keel import Flow
+
+CAUGHT = '''
+    from keel import FlowSpec, step, catch
+
+    class CatchNone(FlowSpec):
+        @step
+        def start(self):
+            self.items = [1, 2]
+            self.next(self.each, foreach="items")
+
+        @catch(var="err")
+        @step
+        def each(self):
+            self.x = self.input
+            if self.input == 2:
+                raise ValueError("two")
+            self.next(self.join)
+
+        @step
+        def join(self, inputs):
+            self.errs = [None if i.err is None else i.err.type for i in inputs]
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+'''
+
+
+def test_catch_sets_its_variable_to_none_when_the_step_succeeds_and_the_client_reads_metaflow_style(
+        keel_home, tmp_path):
+    assert run_in_process(write_flow(tmp_path, "catchnone", CAUGHT)).status == "succeeded"
+    run = Flow("CatchNone").latest_run
+    assert run.data.errs == [None, "builtins.ValueError"]
+    first = run["each"].tasks()[0]                      # step.tasks() as in Metaflow; step.tasks still a list
+    assert first["x"].data == 1 and "err" in first and first["err"].data is None
+    assert first.artifacts.x.data == 1                  # task.artifacts.NAME, as Metaflow's namedtuple
+    assert sorted(a.name for a in first) == ["err", "items", "x"]
+    assert len(run["each"].tasks) == 2
