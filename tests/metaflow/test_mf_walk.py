@@ -1,5 +1,5 @@
 """Gaps found walking issue 16's items with flows written the way Metaflow's docs show them:
-@catch's variable on success, the client's ``task["x"]``, ``task.artifacts.x`` and ``step.tasks()``."""
+@catch's variable on success, ``current.task_id`` a string, the client's ``task["x"]``, ``task.artifacts.x`` and ``step.tasks()``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from keel_testing import run_in_process, write_flow
 from keel import Flow
 
 CAUGHT = '''
-    from keel import FlowSpec, step, catch
+    from keel import FlowSpec, step, catch, current
 
     class CatchNone(FlowSpec):
         @step
         def start(self):
             self.items = [1, 2]
+            self.ids = (current.run_id, current.task_id)
             self.next(self.each, foreach="items")
 
         @catch(var="err")
@@ -39,6 +40,7 @@ def test_catch_sets_its_variable_to_none_when_the_step_succeeds_and_the_client_r
     assert run_in_process(write_flow(tmp_path, "catchnone", CAUGHT)).status == "succeeded"
     run = Flow("CatchNone").latest_run
     assert run.data.errs == [None, "builtins.ValueError"]
+    assert run["start"].task.data.ids == (str(run.id), str(run["start"].task.id))   # strings, as in Metaflow
     first = run["each"].tasks()[0]                      # step.tasks() as in Metaflow; step.tasks still a list
     assert first["x"].data == 1 and "err" in first and first["err"].data is None
     assert first.artifacts.x.data == 1                  # task.artifacts.NAME, as Metaflow's namedtuple
