@@ -44,5 +44,5 @@ def test_catch_sets_its_variable_to_none_when_the_step_succeeds_and_the_client_r
     first = run["each"].tasks()[0]                      # step.tasks() as in Metaflow; step.tasks still a list
     assert first["x"].data == 1 and "err" in first and first["err"].data is None
     assert first.artifacts.x.data == 1                  # task.artifacts.NAME, as Metaflow's namedtuple
-    assert sorted(a.name for a in first) == ["err", "items", "x"]
+    assert sorted(a.name for a in first) == ["err", "ids", "items", "x"]
     assert len(run["each"].tasks) == 2
