@@ -46,3 +46,33 @@ def test_catch_sets_its_variable_to_none_when_the_step_succeeds_and_the_client_r
     assert first.artifacts.x.data == 1                  # task.artifacts.NAME, as Metaflow's namedtuple
     assert sorted(a.name for a in first) == ["err", "ids", "items", "x"]
     assert len(run["each"].tasks) == 2
+
+
+def test_catch_on_a_conditional_step_is_refused_before_the_run(tmp_path):
+    import pytest
+
+    from keel.errors import GraphError
+    from keel.flow.graph import FlowGraph
+    from keel_testing import load_flow
+
+    path = write_flow(tmp_path, "catchswitch", '''
+        from keel import FlowSpec, step, catch
+
+        class CatchSwitch(FlowSpec):
+            @catch(var="err")
+            @step
+            def start(self):
+                self.mode = "a"
+                self.next({"a": self.a}, condition="mode")
+
+            @step
+            def a(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    ''')
+    with pytest.raises(GraphError) as info:
+        FlowGraph(load_flow(path)).check()
+    assert "catchswitch.py:4: step 'start' has @catch, but it chooses a branch" in str(info.value)

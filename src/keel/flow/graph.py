@@ -250,6 +250,11 @@ class FlowGraph:
         node.kind = "switch"
         cases = call.args[0]
         assert isinstance(cases, ast.Dict)
+        catch = next((d for d in node.decorators if d.name == "catch"), None)
+        if catch is not None:  # Metaflow refuses it as well
+            self._issue(node, catch.line or node.lineno, f"step {node.name!r} has @catch, but it chooses a branch: if it "
+                        "fails, no branch is chosen and the run cannot go on. Remove @catch, or catch the "
+                        "error inside the step and set the condition yourself.")
         if len(call.args) > 1:
             self._issue(node, call.lineno, f"step {node.name!r} calls {text}: a conditional transition takes "
                         "one dict of value -> step and condition=\"attr\", nothing else.")
