@@ -3,7 +3,8 @@
 ``flow_cli(flow_cls)`` makes the click group; its ``run`` command has one option per
 :class:`~keel.flow.parameters.Parameter` (help text, type and default shown by ``--help``)
 beside the runtime's own options (``--config PATH`` for a ``Config`` named config is one of those
-Parameter options; ``--branch``/``--production`` for ``@project``, before or after the command, as
+Parameter options; Metaflow's ``--config NAME PATH`` / ``--config-value NAME JSON`` are options of
+the group, before the command, and ``keel run flow.py`` takes them anywhere (``_hoist_config_args``); ``--branch``/``--production`` for ``@project``, before or after the command, as
 in Metaflow; ``--run-id-file``). ``keel run flow.py ...`` lands here too after loading the
 file. Bad input is one line and exit 2, in the words the tests pin (click's own wording is
 translated in :class:`_OneLineErrors`).
@@ -279,7 +280,8 @@ def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
     return _RunCommand("run", callback=callback, flow_cls=flow_cls, context_settings=_HELP,
                        params=[*_parameter_options(flow_cls), *_runtime_options()],
                        help=f"Run {flow_cls.__name__}: one --NAME VALUE option per parameter of the flow "
-                            f"(help, type and default shown), then the runtime's own options.",
+                            f"(help, type and default shown), then the runtime's own options. Configs: "
+                            f"--config NAME PATH or --config-value NAME JSON before the command.",
                        short_help="run the flow")
 
 
