@@ -14,6 +14,8 @@ CAUGHT = '''
         def start(self):
             self.items = [1, 2]
             self.ids = (current.run_id, current.task_id)
+            self.fields = (current.get("no_such_field", "none"), "step_name" in current, "origin_run_id" in current,
+                           current.tempdir)
             self.next(self.each, foreach="items")
 
         @catch(var="err")
@@ -41,10 +43,11 @@ def test_catch_sets_its_variable_to_none_when_the_step_succeeds_and_the_client_r
     run = Flow("CatchNone").latest_run
     assert run.data.errs == [None, "builtins.ValueError"]
     assert run["start"].task.data.ids == (str(run.id), str(run["start"].task.id))   # strings, as in Metaflow
+    assert run["start"].task.data.fields == ("none", True, False, ".")
     first = run["each"].tasks()[0]                      # step.tasks() as in Metaflow; step.tasks still a list
     assert first["x"].data == 1 and "err" in first and first["err"].data is None
     assert first.artifacts.x.data == 1                  # task.artifacts.NAME, as Metaflow's namedtuple
-    assert sorted(a.name for a in first) == ["err", "ids", "items", "x"]
+    assert sorted(a.name for a in first) == ["err", "fields", "ids", "items", "x"]
     assert len(run["each"].tasks) == 2
 
 

@@ -246,6 +246,19 @@ class Current:
             return extras[name]
         raise AttributeError(f"current has no attribute {name!r}")
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """``current.get("project_name")``: the field, or ``default`` when there is none (as in Metaflow)."""
+        return getattr(self, key, default)
+
+    def __contains__(self, key: str) -> bool:
+        """``"project_name" in current``: the field is set, as in Metaflow."""
+        return getattr(self, key, None) is not None
+
+    @property
+    def tempdir(self) -> str:
+        """A folder for temporary files (``METAFLOW_TEMPDIR``, else the working directory, as in Metaflow)."""
+        return os.environ.get("METAFLOW_TEMPDIR") or "."
+
     @property
     def card(self) -> Any:
         """The task's cards (``@card``): ``current.card.append(Markdown("# hi"))``, ``refresh()``."""
