@@ -153,3 +153,10 @@ def test_a_parser_that_cannot_be_imported_is_a_usage_error():
 
     with pytest.raises(ParameterError, match="cannot load its parser 'no_such_module_here.load'"):
         resolve_parameters(BadParser, {})
+
+
+def test_resume_refuses_a_new_config(cfg_flow, capsys):
+    with pytest.raises(SystemExit) as info:
+        _run(cfg_flow, "--config", "cfg", "cfg.json", "resume")
+    assert info.value.code == 2
+    assert "resume keeps the configs of the run it resumes" in capsys.readouterr().err

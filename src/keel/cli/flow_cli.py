@@ -312,6 +312,10 @@ def flow_cli(flow_cls: type, flow_file: str, prog: str) -> click.Group:
     def resume(positional: tuple[str, ...], origin_run_id: str | None, **kwargs: Any) -> int:
         from keel.cli.resume import cmd_resume
 
+        root = click.get_current_context().find_root().params
+        if root.get("config_files") or root.get("config_values"):
+            raise UsageError("resume keeps the configs of the run it resumes (they are frozen with it); "
+                             "--config and --config-value are for run")
         values = ([origin_run_id] if origin_run_id is not None else []) + list(positional)
         return cmd_resume(flow_cls, flow_file, values, RunOptions(**_run_options(kwargs)), prog)
 
