@@ -86,7 +86,8 @@ def _number(deco: str, key: str, value: Any, *, minimum: float = 0) -> float:
             ) from None
     if value < minimum:
         raise DefinitionError(f"@{deco}({key}={value!r}): must be at least {minimum}")
-    return float(value) if isinstance(value, float) else value  # an int stays an int (cpu=2 prints as 2)
+    number: float = value  # an int stays an int (cpu=2 prints as 2)
+    return number
 
 
 def _check(name: str, attrs: dict[str, Any], numeric: tuple[str, ...],
