@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, TypeVar
 
 from keel.errors import DefinitionError, KeelError, ParameterError
-from keel.flow.parameters import bind_configs, has_config_expr
+from keel.flow.configexpr import bind_configs, has_config_expr
 
 F = TypeVar("F", bound=Callable[..., Any])
 
