@@ -3,7 +3,8 @@
 ``flow_cli(flow_cls)`` makes the click group; its ``run`` command has one option per
 :class:`~keel.flow.parameters.Parameter` (help text, type and default shown by ``--help``)
 beside the runtime's own options (``--config PATH`` for a ``Config`` named config is one of those
-Parameter options; ``--branch``/``--production`` for ``@project``, before or after the command, as
+Parameter options; Metaflow's ``--config NAME PATH`` / ``--config-value NAME JSON`` are options of
+the group, before the command, and ``keel run flow.py`` takes them anywhere (``_hoist_config_args``); ``--branch``/``--production`` for ``@project``, before or after the command, as
 in Metaflow; ``--run-id-file``). ``keel run flow.py ...`` lands here too after loading the
 file. Bad input is one line and exit 2, in the words the tests pin (click's own wording is
 translated in :class:`_OneLineErrors`).
@@ -229,6 +230,34 @@ def _given(flow_cls: type, kwargs: dict[str, Any]) -> dict[str, str]:
     return given
 
 
+def _config_args(flow_cls: type, given: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Metaflow's ``--config NAME PATH`` and ``--config-value NAME JSON`` (given before the command):
+    (config name -> path, config name -> value)."""
+    import json
+
+    from keel.flow.parameters import config_named
+
+    ctx = click.get_current_context(silent=True)
+    group = ctx.find_root().params if ctx is not None else {}
+    files: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name, path in group.get("config_files") or ():
+        p = config_named(flow_cls, name)
+        if p.name in given or p.name in files:
+            raise UsageError(f"config {p.name!r} is given twice; give it once")
+        files[p.name] = path
+    for name, text in group.get("config_values") or ():
+        p = config_named(flow_cls, name)
+        if p.name in values:
+            raise UsageError(f"config {p.name!r} is given twice; give it once")
+        try:
+            values[p.name] = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"--config-value {p.name}: not JSON ({exc}): give e.g. "
+                             f"--config-value {p.name} '{{\"lr\": 0.1}}'") from None
+    return files, values
+
+
 def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
     """``run``: the runtime's options and one option per Parameter of ``flow_cls``."""
 
@@ -237,8 +266,11 @@ def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
         from keel.runtime.entry import RunRequest, run
         from keel.runtime.scheduler import Options
 
-        opts = RunOptions(**_run_options(kwargs), params=_given(flow_cls, kwargs))
-        req = RunRequest(flow_cls=flow_cls, params=resolve_parameters(flow_cls, opts.params), flow_file=flow_file, tags=list(opts.tags),
+        given = _given(flow_cls, kwargs)
+        opts = RunOptions(**_run_options(kwargs), params=given)
+        files, values = _config_args(flow_cls, given)
+        params = resolve_parameters(flow_cls, {**opts.params, **files}, values)
+        req = RunRequest(flow_cls=flow_cls, params=params, flow_file=flow_file, tags=list(opts.tags),
                          options=Options(max_workers=opts.max_workers, max_num_splits=opts.max_num_splits,
                                          cache=opts.cache),
                          quiet=opts.quiet, command=f"{prog} resume" if prog.startswith("python") else "",
@@ -248,7 +280,8 @@ def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
     return _RunCommand("run", callback=callback, flow_cls=flow_cls, context_settings=_HELP,
                        params=[*_parameter_options(flow_cls), *_runtime_options()],
                        help=f"Run {flow_cls.__name__}: one --NAME VALUE option per parameter of the flow "
-                            f"(help, type and default shown), then the runtime's own options.",
+                            f"(help, type and default shown), then the runtime's own options. Configs: "
+                            f"--config NAME PATH or --config-value NAME JSON before the command.",
                        short_help="run the flow")
 
 
@@ -267,12 +300,22 @@ def flow_cli(flow_cls: type, flow_file: str, prog: str) -> click.Group:
                                click.Option(["--branch"], default=None, metavar="BRANCH",
                                             help="@project: the branch of run and resume (test.BRANCH)"),
                                click.Option(["--production"], is_flag=True,
-                                            help="@project: run and resume on the production branch")])
+                                            help="@project: run and resume on the production branch"),
+                               click.Option(["--config", "config_files"], nargs=2, multiple=True,
+                                            metavar="NAME PATH",
+                                            help="read the Config NAME from the file PATH (repeatable)"),
+                               click.Option(["--config-value", "config_values"], nargs=2, multiple=True,
+                                            metavar="NAME JSON",
+                                            help="the Config NAME's value as JSON (repeatable)")])
     group.add_command(run_command(flow_cls, flow_file, prog))
 
     def resume(positional: tuple[str, ...], origin_run_id: str | None, **kwargs: Any) -> int:
         from keel.cli.resume import cmd_resume
 
+        root = click.get_current_context().find_root().params
+        if root.get("config_files") or root.get("config_values"):
+            raise UsageError("resume keeps the configs of the run it resumes (they are frozen with it); "
+                             "--config and --config-value are for run")
         values = ([origin_run_id] if origin_run_id is not None else []) + list(positional)
         return cmd_resume(flow_cls, flow_file, values, RunOptions(**_run_options(kwargs)), prog)
 
@@ -367,8 +410,42 @@ def dispatch(flow_cls: type, flow_file: str, argv: list[str], prog: str) -> int:
 
 
 def dispatch_command(flow_cls: type, flow_file: str, command: str, argv: list[str], prog: str) -> int:
-    """Run one named command of the flow's CLI (``keel run flow.py ...``: ``prog`` is "keel run flow.py")."""
-    return invoke(flow_cli(flow_cls, flow_file, prog).commands[command], argv, prog)
+    """Run one named command of the flow's CLI (``keel run flow.py ...``: ``prog`` is "keel run flow.py").
+    Metaflow's ``--config NAME PATH`` and ``--config-value NAME JSON``, which ``python flow.py`` takes
+    before the command, may come anywhere after the flow file here."""
+    group = flow_cli(flow_cls, flow_file, prog)
+    front, rest = _hoist_config_args(flow_cls, argv) if command == "run" else ([], argv)
+    if front:
+        return invoke(group, [*front, command, *rest], prog)
+    return invoke(group.commands[command], argv, prog)
+
+
+def _hoist_config_args(flow_cls: type, argv: list[str]) -> tuple[list[str], list[str]]:
+    """(the ``--config NAME PATH``/``--config-value NAME JSON`` in ``argv``, the rest). ``--config X``
+    alone, with X no Config's name, is the parameter option of a Config called ``config``."""
+    from keel.flow.parameters import Config, flow_parameters
+
+    names = {n for p in flow_parameters(flow_cls).values() if isinstance(p, Config) for n in (p.name, p.attr)}
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        pair = argv[i + 1:i + 3]
+        if arg == "--config-value" or (arg == "--config" and len(pair) == 2 and pair[0] in names
+                                       and not pair[1].startswith("-")):
+            if len(pair) < 2:
+                raise UsageError(f"{arg} needs a config name and a value: {arg} NAME "
+                                 f"{'JSON' if arg == '--config-value' else 'PATH'}")
+            front += [arg, *pair]
+            i += 3
+            continue
+        if arg == "--":
+            rest += argv[i:]
+            break
+        rest.append(arg)
+        i += 1
+    return front, rest
 
 
 class _AnyFlow:

@@ -108,6 +108,25 @@ class DataArtifact:
         return f"DataArtifact({self._task.pathspec}:{self.name}, {self.size} bytes)"
 
 
+class _Artifacts(dict):  # type: ignore[type-arg]
+    """``task.artifacts``: name -> DataArtifact, also as attributes (``task.artifacts.model.data``, as
+    Metaflow's namedtuple; a name that is a dict method, like ``items``, is read as ``artifacts["items"]``)."""
+
+    def __getattr__(self, name: str) -> DataArtifact:
+        try:
+            found: DataArtifact = self[name]
+        except KeyError:
+            raise AttributeError(f"no artifact {name!r} (there are: {', '.join(sorted(self)) or 'none'})") from None
+        return found
+
+
+class _TaskList(list):  # type: ignore[type-arg]
+    """``step.tasks``: a list of the step's tasks that may also be called, as Metaflow's ``step.tasks()``."""
+
+    def __call__(self, *tags: str) -> _TaskList:
+        return self
+
+
 class TaskData:
     """``task.data.x``: the value of artifact x, loaded when read and cached."""
 
@@ -224,7 +243,21 @@ class Task:
     def artifacts(self) -> dict[str, DataArtifact]:
         r = self._record
         rows = self._store.metadata.task_artifacts(r.flow, r.run_id, r.task_id)
-        return {name: DataArtifact(self, name, info) for name, info in rows.items() if not name.startswith("_keel")}
+        return _Artifacts({name: DataArtifact(self, name, info) for name, info in rows.items()
+                           if not name.startswith("_keel")})
+
+    def __getitem__(self, name: str) -> DataArtifact:
+        """``task["x"]``: the artifact x (``.data`` is its value), as in Metaflow."""
+        artifacts = self.artifacts
+        if name not in artifacts:
+            raise KeyError(f"{self.pathspec} has no artifact {name!r} (it has: {', '.join(sorted(artifacts)) or 'none'})")
+        return artifacts[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.artifacts
+
+    def __iter__(self) -> Iterator[DataArtifact]:
+        return iter(list(self.artifacts.values()))
 
     @property
     def cards(self) -> list[Any]:
@@ -342,7 +375,8 @@ class Step:
 
     @property
     def tasks(self) -> list[Task]:
-        return list(self._tasks)
+        """The step's tasks: ``step.tasks`` or, as in Metaflow, ``step.tasks()``."""
+        return _TaskList(self._tasks)
 
     @property
     def started_at(self) -> _dt.datetime | None:

@@ -16,7 +16,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, TypeVar
 
-from keel.errors import DefinitionError
+from keel.errors import DefinitionError, KeelError, ParameterError
+from keel.flow.configexpr import bind_configs, has_config_expr
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +29,8 @@ class StepDecorator:
     """A decorator's name and arguments, as attached to a step function."""
 
     name: ClassVar[str] = ""
+    numeric: ClassVar[tuple[str, ...]] = ()
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
     attributes: dict[str, Any] = field(default_factory=dict)
     file: str = ""
     line: int = 0
@@ -83,12 +86,44 @@ def _number(deco: str, key: str, value: Any, *, minimum: float = 0) -> float:
             ) from None
     if value < minimum:
         raise DefinitionError(f"@{deco}({key}={value!r}): must be at least {minimum}")
-    return value
+    number: float = value  # an int stays an int (cpu=2 prints as 2)
+    return number
+
+
+def _check(name: str, attrs: dict[str, Any], numeric: tuple[str, ...],
+           choices: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """The arguments checked and numbers parsed; a ``config_expr`` is left for the run to read."""
+    attrs = dict(attrs)
+    for key in numeric:
+        if attrs[key] is not None and not has_config_expr(attrs[key]):
+            attrs[key] = _number(name, key, attrs[key])
+    for key, allowed in choices.items():
+        if not has_config_expr(attrs[key]) and attrs[key] not in allowed:
+            raise DefinitionError(f"@{name}({key}={attrs[key]!r}): expected one of "
+                                  f"{', '.join(repr(a) for a in allowed)}")
+    return attrs
+
+
+def bind_decorator(deco: StepDecorator, configs: dict[str, Any]) -> StepDecorator:
+    """``deco`` with every ``config_expr`` argument replaced by its value from the run's configs and
+    checked like a value written in the code. A value that does not fit is the configuration's fault:
+    ParameterError (a usage error) naming the decorator's file:line."""
+    if not has_config_expr(deco.attributes):
+        return deco
+    cls = type(deco)
+    try:
+        attrs = _check(deco.name, bind_configs(deco.attributes, configs), cls.numeric, cls.choices)
+    except KeelError as exc:
+        where = f"{deco.file}:{deco.line}: " if deco.file else ""
+        text = str(exc) if str(exc).startswith(f"@{deco.name}(") else f"@{deco.name}: {exc}"
+        raise ParameterError(where + text) from None
+    return cls(attributes=attrs, file=deco.file, line=deco.line)
 
 
 def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = (),
           choices: dict[str, tuple[Any, ...]] | None = None) -> Callable[..., Any]:
-    cls = type(name.capitalize() + "Decorator", (StepDecorator,), {"name": name})
+    cls = type(name.capitalize() + "Decorator", (StepDecorator,),
+               {"name": name, "numeric": numeric, "choices": dict(choices or {})})
 
     def decorator(*args: Any, **kwargs: Any) -> Any:
         if args and callable(args[0]) and len(args) == 1 and not kwargs:
@@ -100,14 +135,7 @@ def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = (),
             raise DefinitionError(
                 f"@{name} has no argument {unknown[0]!r}; its arguments are: {', '.join(defaults)}"
             )
-        attrs = {**defaults, **kwargs}
-        for key in numeric:
-            if attrs[key] is not None:
-                attrs[key] = _number(name, key, attrs[key])
-        for key, allowed in (choices or {}).items():
-            if attrs[key] not in allowed:
-                raise DefinitionError(f"@{name}({key}={attrs[key]!r}): expected one of "
-                                      f"{', '.join(repr(a) for a in allowed)}")
+        attrs = _check(name, {**defaults, **kwargs}, numeric, choices or {})
 
         def attach(func: F) -> F:
             file, line = _where(func)

@@ -158,6 +158,26 @@ class FlowGraph:
         if issues:
             raise GraphError(issues)
 
+    def bind_configs(self, configs: dict[str, Any]) -> None:
+        """Read every ``config_expr`` in the steps' decorator arguments from the run's configs
+        (``keel.flow.parameters.run_configs``), when the run starts; every problem at once
+        (ParameterError: the configuration does not fit the decorators)."""
+        from keel.errors import ParameterError
+        from keel.flow.decorators import bind_decorator
+
+        problems = []
+        for node in self.nodes.values():
+            bound = []
+            for deco in node.decorators:
+                try:
+                    bound.append(bind_decorator(deco, configs))
+                except ParameterError as exc:
+                    problems.append(str(exc))
+                    bound.append(deco)
+            node.decorators = bound
+        if problems:
+            raise ParameterError("\n".join(problems))
+
     def to_text(self) -> str:
         """The graph as ``python flow.py show`` prints it, one block per step."""
         lines = [self.name]
@@ -244,6 +264,11 @@ class FlowGraph:
         node.kind = "switch"
         cases = call.args[0]
         assert isinstance(cases, ast.Dict)
+        catch = next((d for d in node.decorators if d.name == "catch"), None)
+        if catch is not None:  # Metaflow refuses it as well
+            self._issue(node, catch.line or node.lineno, f"step {node.name!r} has @catch, but it chooses a branch: if it "
+                        "fails, no branch is chosen and the run cannot go on. Remove @catch, or catch the "
+                        "error inside the step and set the condition yourself.")
         if len(call.args) > 1:
             self._issue(node, call.lineno, f"step {node.name!r} calls {text}: a conditional transition takes "
                         "one dict of value -> step and condition=\"attr\", nothing else.")

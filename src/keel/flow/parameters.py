@@ -11,10 +11,16 @@ A parameter is a read-only artifact of every task of the run::
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from keel.errors import DefinitionError, ParameterError, clip
+from keel.flow.configexpr import ConfigExpr, bind_configs, config_expr, evaluate_config_expr, has_config_expr
+
+__all__ = ["Config", "ConfigExpr", "ConfigValue", "IncludeFile", "JSONType", "Parameter", "as_text", "bind_configs",
+           "config_expr", "config_named", "defaults_or_given", "evaluate_config_expr", "flow_parameters",
+           "has_config_expr", "resolve_config_exprs", "resolve_parameters", "run_configs"]
 
 
 class JSONType:
@@ -198,13 +204,20 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
+def resolve_parameters(flow_cls: type, given: dict[str, Any],
+                       config_values: dict[str, Any] | None = None) -> dict[str, Any]:
     """Values for every parameter of the run from values as written on a command line (a project
     job's ``params:``, a sweep trial): each parsed by its Parameter, defaults for the rest. Names
-    may use ``-`` or ``_``; an unknown one is a ParameterError that lists the flow's parameters."""
+    may use ``-`` or ``_``; an unknown one is a ParameterError that lists the flow's parameters.
+    ``config_values``: configurations given as values (``--config-value NAME JSON``), by Config name."""
     params = flow_parameters(flow_cls)
+    for name, value in (config_values or {}).items():
+        config = config_named(flow_cls, name)
+        if config.name in given or config.attr in given:
+            raise ParameterError(f"config {config.name!r} is given both as a file and as a value; give one of them")
+        given = {**given, config.name: _GivenValue(_freeze(value))}
     by_attr = {p.attr: p for p in params.values()}
-    raw: dict[str, str] = {}
+    raw: dict[str, Any] = {}
     for key, value in given.items():
         p = params.get(key) or by_attr.get(key) or params.get(key.replace("_", "-")) or by_attr.get(key.replace("-", "_"))
         if p is None:
@@ -214,8 +227,28 @@ def resolve_parameters(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
             known = ", ".join(f"--{n}" for n in params) or "none"
             guess = f" Did you mean --{hint[0]}?" if hint else ""
             raise ParameterError(f"unknown parameter --{key}.{guess} The flow's parameters are: {known}")
-        raw[p.name] = as_text(value)
-    return resolve_config_exprs(flow_cls, {p.attr: p.resolve(raw.get(name)) for name, p in params.items()})
+        raw[p.name] = value if isinstance(value, _GivenValue) else as_text(value)
+    values = {p.attr: (raw[name].value if isinstance(raw.get(name), _GivenValue) else p.resolve(raw.get(name)))
+              for name, p in params.items()}
+    return resolve_config_exprs(flow_cls, values)
+
+
+@dataclass(frozen=True)
+class _GivenValue:
+    """A value given as it is (``--config-value``), not as text to parse."""
+
+    value: Any
+
+
+def config_named(flow_cls: type, name: str) -> Config:
+    """The flow's Config called ``name`` (its name or attribute); ParameterError listing them when none is."""
+    configs = [p for p in flow_parameters(flow_cls).values() if isinstance(p, Config)]
+    for p in configs:
+        if name in (p.name, p.attr):
+            return p
+    known = ", ".join(p.name for p in configs) or "none"
+    raise ParameterError(f"--config {clip(name)}: {flow_cls.__name__} has no Config {clip(name)}; "
+                         f"its configs are: {known}")
 
 
 def defaults_or_given(flow_cls: type, given: dict[str, Any]) -> dict[str, Any]:
@@ -257,13 +290,14 @@ class ConfigValue(dict):  # type: ignore[type-arg]
     def _frozen(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("a configuration is read-only: it is frozen with the run")
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen  # type: ignore[assignment]
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen
 
     def __reduce__(self) -> Any:
         return (ConfigValue, (dict(self),))
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self))
+        plain: dict[str, Any] = json.loads(json.dumps(self))
+        return plain
 
 
 class Config(Parameter):
@@ -273,21 +307,33 @@ class Config(Parameter):
         defaults = Config("defaults", default_value={"lr": 0.1})   # no file needed
         lr = Parameter("lr", default=config_expr("config.lr"))    # a parameter's default from it
 
-    The value is a read-only mapping whose keys are also attributes (``self.config.lr``). The file
-    is JSON unless ``parser`` (a callable taking the text) says otherwise.
+    The value is a read-only mapping whose keys are also attributes (``self.config.lr``), nested
+    mappings too. The file is JSON unless ``parser`` says otherwise: a callable taking the text, or
+    the dotted name of one (``parser="yaml.safe_load"``, imported when the run starts). As in
+    Metaflow, a ``default`` file that is missing falls back to ``default_value``, and a text
+    ``default_value`` is parsed like a file; ``plain=True`` keeps the parsed value as it is.
     """
 
     def __init__(self, name: str, default: str | None = None, default_value: Any = None, help: str | None = None,
-                 required: bool = False, parser: Callable[[str], Any] | None = None):
+                 required: bool = False, parser: Callable[[str], Any] | str | None = None, plain: bool = False):
         super().__init__(name, default=default, type=str, help=help, required=required)
-        if parser is not None and not callable(parser):
-            raise DefinitionError(f"Config {name!r}: parser must be a callable taking the file's text")
+        if parser is not None and not callable(parser) and not (
+                isinstance(parser, str) and all(p.isidentifier() for p in parser.split(".")) and "." in parser):
+            raise DefinitionError(f"Config {name!r}: parser must be a callable taking the file's text, or its "
+                                  f"dotted name (e.g. parser='yaml.safe_load'); got {parser!r}")
         self.default_value = default_value
         self.parser = parser
+        self.plain = plain
 
     @property
     def type_name(self) -> str:
         return "a configuration file path"
+
+    def __getattr__(self, name: str) -> ConfigExpr:
+        # ``config.timeout`` in the class body (a decorator argument): read when the run starts
+        if name.startswith("_") or "name" not in self.__dict__:
+            raise AttributeError(name)
+        return ConfigExpr(f"{self.__dict__['name'].replace('-', '_')}.{name}")
 
     @property
     def default(self) -> Any:
@@ -300,63 +346,75 @@ class Config(Parameter):
         except OSError as exc:
             raise ParameterError(f"--{self.name}: cannot read the configuration {text!r} ({exc.strerror}); "
                                  f"give the path of an existing file") from None
+        return self.parse_text(content, repr(text))
+
+    def parse_text(self, content: str, where: str) -> Any:
+        """The configuration in ``content`` (read from ``where``), parsed and frozen."""
         try:
-            value = self.parser(content) if self.parser else json.loads(content)
+            value = self._parser()(content)
+        except ParameterError:
+            raise
         except Exception as exc:  # noqa: BLE001 - the user's parser or bad JSON: say where
-            raise ParameterError(f"--{self.name}: cannot parse the configuration {text!r}: "
+            raise ParameterError(f"--{self.name}: cannot parse the configuration {where}: "
                                  f"{type(exc).__name__}: {exc}") from None
-        return _freeze(value)
+        return self.freeze(value)
+
+    def freeze(self, value: Any) -> Any:
+        """The value as the run keeps it: read-only mappings all the way down (unless ``plain``)."""
+        return value if self.plain else _freeze(value)
+
+    def _parser(self) -> Callable[[str], Any]:
+        if self.parser is None:
+            return json.loads
+        if callable(self.parser):
+            return self.parser
+        import importlib
+
+        module, _, attr = self.parser.rpartition(".")
+        try:
+            found = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ParameterError(f"Config {self.name!r}: cannot load its parser {self.parser!r} "
+                                 f"({type(exc).__name__}: {exc}); install it or name another") from None
+        if not callable(found):
+            raise ParameterError(f"Config {self.name!r}: its parser {self.parser!r} is not callable")
+        return found  # type: ignore[no-any-return]
 
     def resolve(self, raw: str | None) -> Any:
         if raw is None:
             raw = self.env_value()
         if raw is not None:
             return self.parse(raw)
-        if self._default is not None:
+        if self._default is not None and (self.default_value is None or Path(str(self._default)).expanduser().exists()):
             return self.parse(str(self._default))
+        if isinstance(self.default_value, str):
+            return self.parse_text(self.default_value, "given as default_value")
         if self.default_value is not None:
-            return _freeze(self.default_value)
+            return self.freeze(self.default_value)
         if self.required:
             raise ParameterError(f"--{self.name} is required: give a configuration file path")
         return None
 
 
 def _freeze(value: Any) -> Any:
-    return ConfigValue(value) if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        return ConfigValue({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_freeze(v) for v in value]
+    return value
 
 
-class ConfigExpr:
-    """``config_expr("config.model.lr")``: a value taken from a Config when the run starts."""
-
-    def __init__(self, expression: str):
-        parts = expression.split(".") if isinstance(expression, str) else []
-        if not parts or not all(p.isidentifier() for p in parts):
-            raise DefinitionError(f"config_expr({expression!r}): expected CONFIG.KEY.KEY..., e.g. 'config.lr'")
-        self.expression = expression
-        self.parts = parts
-
-    def evaluate(self, configs: dict[str, Any]) -> Any:
-        if self.parts[0] not in configs:
-            raise ParameterError(f"config_expr({self.expression!r}): the flow has no Config {self.parts[0]!r}; "
-                                 f"its configs are: {', '.join(configs) or 'none'}")
-        value = configs[self.parts[0]]
-        for key in self.parts[1:]:
-            if not isinstance(value, dict) or key not in value:
-                raise ParameterError(f"config_expr({self.expression!r}): the configuration has no key {key!r}")
-            value = value[key]
-        return value
-
-    def __repr__(self) -> str:
-        return f"config_expr({self.expression!r})"
-
-
-def config_expr(expression: str) -> ConfigExpr:
-    """A value read from a ``Config`` when the run starts: ``Parameter("lr", default=config_expr("config.lr"))``."""
-    return ConfigExpr(expression)
+def run_configs(flow_cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """The run's configs by the names a config_expr may use: the attribute and the Config's name."""
+    configs: dict[str, Any] = {}
+    for p in flow_parameters(flow_cls).values():
+        if isinstance(p, Config):
+            configs[p.name.replace("-", "_")] = values.get(p.attr)
+            configs[p.attr] = values.get(p.attr)
+    return configs
 
 
 def resolve_config_exprs(flow_cls: type, values: dict[str, Any]) -> dict[str, Any]:
     """Replace parameter values that are ``config_expr(...)`` by what the run's configs say."""
-    params = flow_parameters(flow_cls).values()
-    configs = {p.attr: values.get(p.attr) for p in params if isinstance(p, Config)}
-    return {k: (v.evaluate(configs) if isinstance(v, ConfigExpr) else v) for k, v in values.items()}
+    configs = run_configs(flow_cls, values)
+    return {k: (evaluate_config_expr(v, configs) if isinstance(v, ConfigExpr) else v) for k, v in values.items()}

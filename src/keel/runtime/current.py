@@ -217,7 +217,7 @@ class Current:
         self.flow_name: str | None = None
         self.run_id: str | None = None  # a string, as in Metaflow: open(f).read() == current.run_id
         self.step_name: str | None = None
-        self.task_id: int | None = None
+        self.task_id: str | None = None  # a string too, as in Metaflow
         self.retry_count: int = 0
         self.origin_run_id: str | None = None  # resume: the run this one resumes
         self.is_running_flow = False
@@ -232,7 +232,7 @@ class Current:
                   metrics_path: str | None, origin_run_id: int | str | None = None, **extras: Any) -> None:
         self._reset()
         self.flow_name, self.run_id, self.step_name = flow_name, str(run_id), step_name
-        self.task_id, self.retry_count = task_id, retry_count
+        self.task_id, self.retry_count = str(task_id), retry_count
         self.origin_run_id = None if origin_run_id is None else str(origin_run_id)
         self.is_running_flow = True
         self._spool = MetricSpool(metrics_path) if metrics_path else None
@@ -245,6 +245,19 @@ class Current:
         if name in extras:
             return extras[name]
         raise AttributeError(f"current has no attribute {name!r}")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``current.get("project_name")``: the field, or ``default`` when there is none (as in Metaflow)."""
+        return getattr(self, key, default)
+
+    def __contains__(self, key: str) -> bool:
+        """``"project_name" in current``: the field is set, as in Metaflow."""
+        return getattr(self, key, None) is not None
+
+    @property
+    def tempdir(self) -> str:
+        """A folder for temporary files (``METAFLOW_TEMPDIR``, else the working directory, as in Metaflow)."""
+        return os.environ.get("METAFLOW_TEMPDIR") or "."
 
     @property
     def card(self) -> Any:

@@ -312,6 +312,9 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     check_tags(req.system_tags, system=True)
     graph = FlowGraph.of(req.flow_cls)
     graph.check()
+    from keel.flow.parameters import run_configs
+
+    graph.bind_configs(run_configs(req.flow_cls, req.params))  # config_expr in decorators, from the frozen configs
     context = run_context(req.flow_cls, req.branch, req.production)
     rules = alert_rules()
     budget = machine_budget()

@@ -78,6 +78,10 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
     for a in md.run_artifacts(flow, origin_id):
         by_task.setdefault(a["task_id"], {})[a["name"]] = {"key": a["key"], "serializer": a["serializer"],
                                                           "size": a["size"]}
+    chose: dict[int, set[str]] = {}  # task -> the steps of its children: the branch a conditional step took
+    for t in tasks:
+        for parent in t.parents:
+            chose.setdefault(parent, set()).add(t.step)
     for t in tasks:
         if t.status not in _DONE or t.step in rerun or t.step not in graph:
             continue
@@ -85,12 +89,16 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
         node = graph[t.step]
         num_splits = None
         if node.kind == "foreach" and node.foreach_param in arts:
-            items = store.artifacts.get(ArtifactRef.from_dict(arts[node.foreach_param]),
+            items: Any = store.artifacts.get(ArtifactRef.from_dict(arts[node.foreach_param]),
                                         what=f"foreach list of {flow}/{origin_id}/{t.step}/{t.task_id}")
             num_splits = len(items)
+        branch = None
+        if node.kind == "switch":  # the branch its child is on (none yet: it runs again and chooses)
+            taken = chose.get(t.task_id, set()) & set(node.out_funcs)
+            branch = taken.pop() if len(taken) == 1 else None
         reuse[(t.step, tuple(f[2] for f in t.foreach))] = ReusedTask(
             run_id=t.origin_run_id or origin_id, task_id=t.origin_task_id or t.task_id, artifacts=arts,
-            num_splits=num_splits)
+            num_splits=num_splits, branch=branch)
     params = dict(origin.params)
     start = [t for t in tasks if t.step == "start" and t.status in _DONE]
     if start:

@@ -45,6 +45,7 @@ class ReusedTask:
     task_id: int
     artifacts: dict[str, dict[str, Any]]
     num_splits: int | None = None
+    branch: str | None = None    # a conditional step: the step it chose (None: unknown, run it again)
 
 
 @dataclass
@@ -342,10 +343,13 @@ class Scheduler:
     def _taken_result(self, task: _Task, origin: ReusedTask) -> dict[str, Any] | None:
         """The result ``task`` would have had, taken from ``origin``; None when it cannot be taken."""
         node = self.graph[task.step]
+        transition = list(node.out_funcs)
         if node.kind == "switch":
-            return None  # which branch it chose is not kept: run it again (it is one task)
+            if origin.branch not in node.out_funcs:
+                return None  # which branch it chose is unknown (or no longer a case): run it again
+            transition = [origin.branch]
         result: dict[str, Any] = {"ok": True, "artifacts": origin.artifacts, "own": [],
-                                  "transition": list(node.out_funcs), "foreach": node.foreach_param}
+                                  "transition": transition, "foreach": node.foreach_param}
         if node.kind == "foreach":
             ref = origin.artifacts.get(node.foreach_param)
             if ref is None or origin.num_splits is None:

@@ -310,6 +310,8 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         if cards is not None:
             _finish_cards(cards, state, store)
         transition = flow.__dict__.get("_keel_transition")
+        if spec.catch_var:  # @catch(var=...) and no exception: the artifact is None, as in Metaflow
+            state.set(spec.catch_var, None)
         refs, own = state.persist()
         result.update(ok=True, artifacts={n: r.to_dict() for n, r in refs.items()}, own=own,
                       transition=list(transition[0]) if transition else [],

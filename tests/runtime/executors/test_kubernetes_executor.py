@@ -108,6 +108,8 @@ class FakeCluster:
         if job is None or job["deleted"]:
             return V1PodList(items=[])
         code = job["proc"].poll()
+        if code is not None and code < 0:  # a container runtime reports a process killed by signal N as 128+N
+            code = 128 - code
         state = V1ContainerState(terminated=V1ContainerStateTerminated(
             exit_code=code, reason="Completed" if code == 0 else "Error")) if code is not None else V1ContainerState()
         return V1PodList(items=[V1Pod(
@@ -234,6 +236,28 @@ def test_output_comes_back_and_the_result_line_is_not_shown(cluster: FakeCluster
     assert run["start"].task.stdout == "hello from the pod\nto stderr\n"   # a pod's log merges the two
     assert run["end"].task.stdout == "bye\n"
     assert [(s, v) for s, v, _ in run.metrics["m"]] == [(1, 2.5)]
+
+
+def test_a_pod_killed_by_a_signal_says_so_in_the_tasks_stderr(cluster: FakeCluster, s3_store: str,
+                                                             tmp_path: Path) -> None:
+    from keel import Run
+    from keel.flow.loader import load_flow_file
+    from keel.runtime.launch import RunRequest, start_run
+
+    flow_file = tmp_path / "segv.py"
+    flow_file.write_text(
+        "import os, signal\nfrom keel import FlowSpec, step\n\n"
+        "class SegvFlow(FlowSpec):\n"
+        "    @step\n    def start(self):\n        os.kill(os.getpid(), signal.SIGSEGV)\n"
+        "        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n")
+    flow_cls = load_flow_file(str(flow_file))
+    result = start_run(RunRequest(flow_cls=flow_cls, params={}, flow_file=str(flow_file), quiet=True,
+                                  executors=["kubernetes:image=keel:test,secret=aws"]))
+    assert not result.ok
+    task = Run("SegvFlow/1")["start"].task
+    assert "[keel] the task process was killed by SIGSEGV (pod " in task.stderr
+    assert "exit code 139" in task.stderr
 
 
 def test_interrupting_deletes_the_jobs_and_stops_their_pods(cluster: FakeCluster, s3_store: str,

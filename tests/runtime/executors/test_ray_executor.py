@@ -260,6 +260,7 @@ def test_a_dead_node_fails_the_attempt_and_retry_runs_it_again(ray_cluster: RayC
     assert first["error_message"].startswith("the Ray node running the task died")
     assert first["node"] == victim
     assert second["status"] == "succeeded" and second["node"] == ray_cluster.node_label("head")
+    assert "[keel] the Ray node running the task died" in retried[0].stderr   # the log says why, too
 
 
 def test_a_project_runs_its_script_jobs_as_command_tasks_on_ray(ray_cluster: RayCluster, home: Path) -> None:

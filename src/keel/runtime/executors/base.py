@@ -6,6 +6,7 @@ repeats. It never knows whether a task ran in a local process, on Ray or on Kube
 
 from __future__ import annotations
 
+import signal as _signal
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -25,6 +26,35 @@ class Outcome:
     signal: int | None = None
     reason: str | None = None       # the executor's words when there is no result
     node: str | None = None         # where it ran (hostname, Ray node id, pod)
+
+
+def signal_name(sig: int) -> str:
+    """``SIGSEGV`` for 11; ``signal 77`` for a number with no name."""
+    try:
+        return _signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def record_ending(on_output: OutputSink, outcome: Outcome, words: str | None = None) -> Outcome:
+    """Say in the task's own stderr log why an attempt ended when no Python exception says it: it
+    died of a signal (SIGSEGV, SIGKILL, the OOM killer), or a step ended without a result (``os._exit``,
+    a lost Ray worker or pod); not a shell job that exited with a status. ``words``: the executor's own (default: ``outcome.reason``, else the
+    signal). Every executor calls this, so ``task.stderr`` and ``logs`` read the same everywhere::
+
+        [keel] the task process was killed by SIGSEGV
+    """
+    if outcome.signal is None and outcome.result is not None:
+        return outcome
+    command = outcome.spec.command
+    if outcome.signal is None and outcome.exit_code is not None and command is not None and command.kind == "shell":
+        return outcome  # a script's exit status is its own answer, and its stderr says why
+    text = words or outcome.reason
+    if not text and outcome.signal is not None:
+        text = f"the task process was killed by {signal_name(outcome.signal)}"
+    if text:
+        on_output(outcome.spec, "stderr", f"\n[keel] {text}\n".encode())
+    return outcome
 
 
 class Executor(Protocol):

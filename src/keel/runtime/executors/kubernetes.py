@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.errors import ExecutorError
-from keel.runtime.executors.base import Outcome, OutputSink
+from keel.runtime.executors.base import Outcome, OutputSink, record_ending, signal_name
 from keel.runtime.remote_task import RESULT_MARKER, make_payload
 from keel.runtime.task import TaskSpec
 
@@ -275,10 +275,13 @@ class KubernetesExecutor:
             self.on_output(job.spec, "stdout", rest)
         node = f"k8s:{job.node}/{job.pod}" if job.pod else None
         if job.deleted is not None:
-            return Outcome(spec=job.spec, result=None, reason=job.deleted, node=node)
+            return record_ending(self.on_output, Outcome(spec=job.spec, result=None, reason=job.deleted, node=node))
         if job.log.result_key is None:
-            return Outcome(spec=job.spec, result=None, node=node,
-                           reason=f"the pod of Job {job.namespace}/{job.name} ended without a result{self._why(job)}")
+            code, sig, why = self._terminated(job)
+            words = (f"the task process was killed by {signal_name(sig)} (pod {job.pod}{why})" if sig is not None
+                     else f"the pod of Job {job.namespace}/{job.name} ended without a result{why}")
+            return record_ending(self.on_output, Outcome(spec=job.spec, result=None, node=node, exit_code=code,
+                                                         signal=sig, reason=words))
         report = pickle.loads(self.artifacts.get_bytes(job.log.result_key, what=f"the result of {job.spec.pathspec}"))
         if job.spec.metrics_path:
             for suffix, data in report["metrics"].items():
@@ -287,13 +290,20 @@ class KubernetesExecutor:
         result = report["result"]
         return Outcome(spec=job.spec, result=result, exit_code=0 if result.get("ok") else 1, node=node)
 
-    def _why(self, job: _Job) -> str:
+    def _terminated(self, job: _Job) -> tuple[int | None, int | None, str]:
+        """(exit code, signal, words) of the pod's ended container: a signal from the container's
+        ``signal`` field or an exit code of 128+N (how container runtimes report a process killed by N)."""
         pod = self._pod(job)
         for cs in (getattr(getattr(pod, "status", None), "container_statuses", None) or []):
             term = getattr(cs.state, "terminated", None) if cs.state else None
-            if term is not None:
-                return f" (container {term.reason or 'terminated'}, exit code {term.exit_code})"
-        return ""
+            if term is None:
+                continue
+            code = term.exit_code
+            sig = getattr(term, "signal", None) or (code - 128 if isinstance(code, int) and 128 < code < 160 else None)
+            if sig is not None:
+                return None, sig, f", container {term.reason or 'terminated'}, exit code {code}"
+            return code, None, f" (container {term.reason or 'terminated'}, exit code {code})"
+        return None, None, ""
 
     # -- stop -------------------------------------------------------------------------------------
     def _delete(self, job: _Job, why: str) -> None:

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.runtime.executors.base import Outcome, OutputSink
+from keel.runtime.executors.base import Outcome, OutputSink, record_ending, signal_name
 from keel.runtime.reaper import become_subreaper, kill_descendants
 from keel.runtime.task import TaskSpec, read_result, run_task, write_result
 from keel.store.artifacts import ArtifactStore
@@ -163,10 +163,7 @@ def describe_exit(status: int, pid: int | None = None) -> tuple[int | None, int 
     against the kernel log to tell the out-of-memory killer from a kill by another process."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
+        name = signal_name(sig)
         hint = ""
         if sig == signal.SIGKILL:
             from keel.runtime.oom import killed_by_oom
@@ -403,10 +400,9 @@ class LocalExecutor:
 
             result = command_result(command, code)
             words = f"exited with status {code}" if code is not None else words
-        if sig is not None:  # say in the task's own stderr log why it ended
-            self.on_output(child.spec, "stderr", f"\n[keel] {words}\n".encode())
-        return Outcome(spec=child.spec, result=result, exit_code=code, signal=sig,
-                       reason=None if result is not None else words, node=self.hostname)
+        outcome = Outcome(spec=child.spec, result=result, exit_code=code, signal=sig,
+                          reason=None if result is not None else words, node=self.hostname)
+        return record_ending(self.on_output, outcome, words)
 
     def _kill_tree(self, pid: int) -> None:
         """Kill what the task started and detached (it is the subreaper of its tree), then the task."""

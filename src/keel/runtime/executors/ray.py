@@ -33,7 +33,7 @@ from typing import Any
 
 from keel.errors import ExecutorError
 from keel.runtime.current import MetricSpool
-from keel.runtime.executors.base import Outcome, OutputSink
+from keel.runtime.executors.base import Outcome, OutputSink, record_ending, signal_name
 from keel.runtime.placement import ray_address, ray_address_source
 from keel.runtime.task import TaskSpec
 
@@ -401,7 +401,7 @@ class RayExecutor:
             if key in self.cancelled:
                 words = "the Ray task was cancelled"
             self.cancelled.discard(key)
-            return Outcome(spec=spec, result=None, reason=words, node=node)
+            return record_ending(self.on_output, Outcome(spec=spec, result=None, reason=words, node=node))
         self.cancelled.discard(key)
         if spec.metrics_path:
             for suffix, data in payload["metrics"].items():
@@ -413,10 +413,11 @@ class RayExecutor:
         result = payload["result"]
         code = payload.get("exit_code", 0 if result and result.get("ok") else 1)
         if code is not None and code < 0:  # a command killed by a signal
-            return Outcome(spec=spec, result=result, signal=-code, node=payload["node"],
-                           reason=f"the command was killed by signal {-code}")
-        return Outcome(spec=spec, result=result, exit_code=code, node=payload["node"],
-                       reason=None if result is not None else f"exited with status {code}")
+            words = f"the command was killed by {signal_name(-code)}"
+            return record_ending(self.on_output, Outcome(spec=spec, result=result, signal=-code,
+                                                         node=payload["node"], reason=words), words)
+        return record_ending(self.on_output, Outcome(spec=spec, result=result, exit_code=code, node=payload["node"],
+                             reason=None if result is not None else f"exited with status {code}"))
 
     def kill(self, spec: TaskSpec) -> None:
         ref = self.by_task.get((spec.task_id, spec.attempt))
@@ -441,7 +442,8 @@ class RayExecutor:
             outcomes += self.wait(0.1)
         for ref in list(self.pending):
             spec = self.pending.pop(ref)
-            outcomes.append(Outcome(spec=spec, result=None, reason="the Ray task was cancelled"))
+            outcomes.append(record_ending(self.on_output, Outcome(spec=spec, result=None,
+                                                                  reason="the Ray task was cancelled")))
         self.by_task.clear()
         self.close()
         return outcomes
