@@ -61,3 +61,44 @@ def test_thousands_of_bad_jobs_give_a_short_message(tmp_path):
     assert "more like these" in done.stderr
     assert len(done.stderr.splitlines()) < 80
     assert time.monotonic() - started < 240
+
+
+def _huge(tmp_path, job: str, count: int = 20_000) -> str:
+    path = tmp_path / "keel.yaml"
+    path.write_text("name: huge\njobs:\n" + "".join(job.format(i=i, next=i + 1) for i in range(count)))
+    return str(path)
+
+
+def test_thousands_of_bad_jobs_give_a_short_message_with_lines(tmp_path):
+    path = _huge(tmp_path, "  - name: job{i}\n    entrypont: echo {i}\n", 5_000)
+    with pytest.raises(ProjectError) as exc:
+        load_project(path)
+    lines = str(exc.value).splitlines()
+    assert len(exc.value.issues) == 10_000 and len(lines) == 52
+    assert lines[1].startswith(f"{path}:3: job 'job0' has neither entrypoint")
+    assert lines[-1] == "... and 9,950 more like these (fix these first, then check again)"
+
+
+def test_a_job_that_names_an_unknown_job_among_thousands_lists_a_few(tmp_path):
+    path = _huge(tmp_path, "  - name: job{i}\n    entrypoint: echo\n    after: [nojob{i}]\n", 5_000)
+    with pytest.raises(ProjectError) as exc:
+        load_project(path)
+    first = exc.value.issues[0].message
+    assert "there is no job 'nojob0'" in first and "job19 … and 4,980 more" in first and len(first) < 400
+
+
+def test_a_chain_of_thousands_written_backwards_is_in_order(tmp_path):
+    """after: pointing down the file: no recursion limit, no quadratic ordering."""
+    path = _huge(tmp_path, "  - name: job{i}\n    entrypoint: echo\n    after: [job{next}]\n", 5_000)
+    text = open(path).read().replace("    after: [job5000]\n", "")
+    open(path, "w").write(text)
+    order = load_project(path).order()
+    assert order[0] == "job4999" and order[-1] == "job0"
+
+
+def test_a_valid_huge_project_is_summed_up_in_one_short_line(tmp_path):
+    _huge(tmp_path, "  - name: job{i}\n    entrypoint: echo\n", 3_000)
+    done = run_cli("project", "validate", cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "3000 job(s): job0, job1," in done.stdout and "… and 2,980 more)." in done.stdout
+    assert len(done.stdout) < 400

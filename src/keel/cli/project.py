@@ -45,12 +45,13 @@ def validate(path: str) -> None:
     from keel.cli.main import _guard
 
     def go() -> int:
+        from keel.flow.project import list_names
         from keel.runtime.executors.local import machine_budget
         from keel.runtime.project import check_job_resources
 
         proj = load(path)
         check_job_resources(proj, machine_budget())  # what `keel project run` would refuse here
-        click.echo(f"{path}: project {proj.name} is valid ({len(proj.jobs)} job(s): {', '.join(proj.order())}).")
+        click.echo(f"{path}: project {proj.name} is valid ({len(proj.jobs)} job(s): {list_names(proj.order())}).")
         return 0
 
     _guard(go)

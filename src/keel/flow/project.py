@@ -16,7 +16,7 @@
         retries: 2
         timeout: 30m
 
-:func:`load_project` parses the file with ruamel.yaml (which keeps line numbers), checks it
+:func:`load_project` parses the file with ``yamltree`` (libyaml, keeping line numbers), checks it
 with the pydantic models below and the rules pydantic cannot express (unknown jobs in
 ``after``, cycles, cron expressions, flow files), and raises :class:`~keel.errors.ProjectError`
 with **every** problem at once, each with its file and line::
@@ -30,6 +30,7 @@ Loading flow files is I/O outside this package's pure core, so the caller passes
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -206,20 +207,29 @@ class Project:
         return self.lines.get(f"{job}.{key}", self.lines.get(job, 1)) if key else self.lines.get(job, 1)
 
     def order(self) -> list[str]:
-        """Every job in dependency order, ties in file order."""
+        """Every job in dependency order, ties in file order (the first ready job in the file goes first)."""
+        import heapq
+
+        place = {name: i for i, name in enumerate(self.jobs)}
+        waiting = {name: len({d for d in job.after if d in place}) for name, job in self.jobs.items()}
+        needed_by: dict[str, list[str]] = {}
+        for name, job in self.jobs.items():
+            for dep in {d for d in job.after if d in place}:
+                needed_by.setdefault(dep, []).append(name)
+        ready = [place[name] for name, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
+        names = list(self.jobs)
         done: list[str] = []
-        seen: set[str] = set()
-        pending = list(self.jobs)
-        while pending:
-            for name in pending:
-                if all(dep in seen for dep in self.jobs[name].after):
-                    done.append(name)
-                    seen.add(name)
-                    pending.remove(name)
-                    break
-            else:  # unreachable for a checked project (no cycles)
-                done.extend(pending)
-                break
+        while ready:
+            name = names[heapq.heappop(ready)]
+            done.append(name)
+            for later in needed_by.get(name, ()):
+                waiting[later] -= 1
+                if waiting[later] == 0:
+                    heapq.heappush(ready, place[later])
+        if len(done) < len(names):  # unreachable for a checked project (no cycles)
+            finished = set(done)
+            done.extend(n for n in names if n not in finished)
         return done
 
     def upstream(self, name: str) -> list[str]:
@@ -236,10 +246,11 @@ class Project:
     def downstream(self, name: str) -> list[str]:
         """``name`` and every job that needs it, transitively, in dependency order."""
         reach = {name}
-        for job in self.order():
+        order = self.order()
+        for job in order:
             if any(dep in reach for dep in self.jobs[job].after):
                 reach.add(job)
-        return [j for j in self.order() if j in reach]
+        return [j for j in order if j in reach]
 
     def flow_path(self, job: str) -> str:
         flow = self.jobs[job].flow
@@ -318,8 +329,7 @@ class _Checker:
 
     # the file -------------------------------------------------------------------------------
     def _read(self) -> Any:
-        from ruamel.yaml import YAML
-        from ruamel.yaml.error import MarkedYAMLError, YAMLError
+        from keel.flow.yamltree import YamlTreeError, load_tree
 
         try:
             with open(self.path, encoding="utf-8") as fh:
@@ -331,14 +341,9 @@ class _Checker:
         except (OSError, UnicodeDecodeError) as exc:
             raise KeelError(f"cannot read the project file {self.path}: {exc}") from None
         try:
-            tree = YAML(typ="rt").load(text)
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else 1
-            what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-            self.add(line, f"this is not valid YAML: {what}; check the indentation and the colons near this line")
-        except YAMLError as exc:
-            self.add(1, f"this is not valid YAML: {exc}")
+            tree = load_tree(text)
+        except YamlTreeError as exc:
+            self.add(exc.line, exc.message)
         except RecursionError:
             self.add(1, "the YAML nests too deeply to read; a project file is a few levels of mappings and lists")
         else:
@@ -361,6 +366,7 @@ class _Checker:
         jobs: dict[str, Job] = {}
         lines: dict[str, int] = {}
         names: list[str] = []  # every job name, even of jobs with other mistakes
+        seen: set[str] = set()
         if isinstance(jobs_tree, list):
             if not jobs_tree:
                 self.add(_key_line(tree, "jobs"), "jobs: is empty; list at least one job")
@@ -368,10 +374,11 @@ class _Checker:
                 job, name = self._job(jobs_tree, i, item)
                 if name is None:
                     continue
-                if name in names:
+                if name in seen:
                     self.add(_item_line(jobs_tree, i), f"job {name!r} is defined twice; job names must be unique")
                     continue
                 names.append(name)
+                seen.add(name)
                 lines[name] = _item_line(jobs_tree, i)
                 if isinstance(item, dict):
                     for key in item:
@@ -524,7 +531,7 @@ class _Checker:
             when = rule.when
             if jobs is not None and when.job is not None and when.job not in jobs:
                 self.add(_loc_line(item, ("when", "job")), f"{label}: when: job {when.job!r} is not a job of this "
-                                                           f"project.{_hint(when.job, jobs)} Jobs are: {', '.join(jobs)}")
+                                                           f"project.{_hint(when.job, jobs)} Jobs are: {list_names(jobs)}")
             if any(r.name == rule.name for r in out):
                 self.add(line, f"alert {rule.name!r} is defined twice; alert names must be unique")
                 continue
@@ -533,15 +540,16 @@ class _Checker:
 
     # rules between jobs -----------------------------------------------------------------------
     def _rules(self, jobs: dict[str, Job], names: list[str], lines: dict[str, int]) -> None:
+        known = set(names)
         for name, job in jobs.items():
             for dep in job.after:
                 if dep == name:
                     self.add(lines.get(f"{name}.after", lines[name]),
                              f"job {name!r} lists itself in after:; a job cannot wait for itself")
-                elif dep not in names:
+                elif dep not in known:
                     self.add(lines.get(f"{name}.after", lines[name]),
                              f"job {name!r}: after: names {dep!r}, but there is no job {dep!r}."
-                             f"{_hint(dep, names)} Jobs are: {', '.join(names)}")
+                             f"{_hint(dep, names)} Jobs are: {list_names(names)}")
         for cycle in _cycles({n: [d for d in j.after if d in jobs and d != n] for n, j in jobs.items()}):
             first = cycle[0]
             self.add(lines.get(f"{first}.after", lines[first]),
@@ -769,8 +777,18 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 
 def _hint(word: str, choices: Any) -> str:
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    if len(choices) > _MAX_HINT_CHOICES:  # comparing with every one of 20,000 names costs more than it helps
+        return ""
+    return _close_match(str(word), tuple(choices))
+
+
+@functools.lru_cache(maxsize=1024)  # 20,000 jobs with the same typo ask the same question
+def _close_match(word: str, choices: tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" Did you mean {match[0]!r}?" if match else ""
+
+
+_MAX_HINT_CHOICES = 2_000
 
 
 def _show(value: Any) -> str:
@@ -779,28 +797,36 @@ def _show(value: Any) -> str:
 
 
 def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
-    """Each elementary cycle once (found by depth-first search), in dependency order, canonical start."""
+    """Each elementary cycle found by a depth-first search once, in dependency order, canonical start.
+    The search keeps its own stack, so a chain of 20,000 jobs does not reach Python's recursion limit."""
     found: dict[tuple[str, ...], list[str]] = {}
-    order = list(edges)
+    place = {node: i for i, node in enumerate(edges)}
     state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for dep in edges.get(node, []):
-            if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):]
-                cycle = list(reversed(cycle))  # dependency order: dep runs before its dependant
-                start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+    for root in edges:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        todo = [iter(edges.get(root, []))]
+        while todo:
+            dep = next(todo[-1], None)
+            if dep is None:
+                todo.pop()
+                state[path.pop()] = 2
+            elif state.get(dep) == 1:
+                cycle = list(reversed(path[path.index(dep):]))  # dependency order: dep runs before its dependant
+                start = min(range(len(cycle)), key=lambda i: place.get(cycle[i], 0))
                 cycle = cycle[start:] + cycle[:start]
                 found.setdefault(tuple(sorted(cycle)), cycle)
             elif state.get(dep) is None:
-                visit(dep)
-        stack.pop()
-        state[node] = 2
-
-    for node in order:
-        if node not in state:
-            visit(node)
+                state[dep] = 1
+                path.append(dep)
+                todo.append(iter(edges.get(dep, [])))
     return list(found.values())
+
+
+def list_names(names: list[str], most: int = 20) -> str:
+    """``a, b, c`` — or the first ``most`` of them and how many more, so a message stays short."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most])} … and {len(names) - most:,} more"
