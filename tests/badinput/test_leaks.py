@@ -127,3 +127,65 @@ def test_a_closed_stdout_does_not_fail_the_run(tmp_path, keel_home):
 
     assert Run("Chatty/1").successful
     assert "the end" in Run("Chatty/1")["end"].task.stdout
+
+
+KILLED = """
+from keel import FlowSpec, step
+
+class Killed(FlowSpec):
+    @step
+    def start(self):
+        import os, subprocess, sys, time
+        # a daemon (double fork, setsid) whose pid goes to a file; then this task waits to be killed -9
+        code = ("import os,sys,time\\n"
+                "if os.fork(): os._exit(0)\\n"
+                "os.setsid()\\n"
+                "if os.fork(): os._exit(0)\\n"
+                "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\\n"
+                "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\\n"
+                "time.sleep(600)\\n")
+        subprocess.run([sys.executable, "-c", code, os.environ["PID_FILE"]], check=True)
+        with open(os.environ["PID_FILE"] + ".task", "w") as fh:
+            fh.write(str(os.getpid()))
+        time.sleep(600)
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    Killed()
+"""
+
+
+def _wait_for_file(path, proc, seconds: float = 60) -> int:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text():
+            return int(path.read_text())
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was not written")
+
+
+def test_a_daemon_dies_when_its_task_is_killed_from_outside(tmp_path, keel_home):
+    flow = write_flow(tmp_path, "killed", KILLED)
+    pid_file = tmp_path / "daemon.pid"
+    env = {**os.environ, "PID_FILE": str(pid_file)}
+    proc = subprocess.Popen([PYTHON, str(flow), "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    daemon = None
+    try:
+        daemon = _wait_for_file(pid_file, proc)
+        task = _wait_for_file(tmp_path / "daemon.pid.task", proc)
+        os.kill(task, 9)  # a user's kill -9 of the task, not Keel's
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1 and "Traceback" not in err.split("[keel]")[0]
+        assert _gone_within(daemon, 5), "the daemon outlived its task, killed from outside"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        if daemon is not None and _alive(daemon):
+            os.kill(daemon, 9)
