@@ -9,6 +9,7 @@ import pytest
 
 from keel.store.memory import MemoryMetadata
 from keel.store.metadata import MetadataStore
+from keel.store.records import EventWrite
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
@@ -126,6 +127,15 @@ def test_events_are_filtered_by_run(md):
     md.runs.set_run_status("B", b, "succeeded")
     assert [(e.flow, e.kind) for e in md.events.read(0, flow="B")] == [("B", "run.started"), ("B", "run.succeeded")]
     assert [e.run_id for e in md.events.read(0, flow="A", run_id=a)] == [a]
+
+
+def test_events_are_filtered_by_kind(md):
+    run_id = md.runs.new_run("K", params={})
+    md.runs.write_batch([EventWrite("K", run_id, "task.log_lost", step="start", task_id=1, detail={"error": "EIO"})])
+    md.runs.set_run_status("K", run_id, "succeeded")
+    (event,) = md.events.read(0, flow="K", run_id=run_id, kinds=("task.log_lost",))
+    assert (event.step, event.task_id, event.detail) == ("start", 1, {"error": "EIO"})
+    assert len(md.events.read(0, flow="K", run_id=run_id, kinds=("task.log_lost", "run.succeeded"))) == 2
 
 
 def _seed_runs(md) -> None:
