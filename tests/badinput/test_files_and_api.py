@@ -31,6 +31,31 @@ def test_a_flow_file_named_like_a_stdlib_module_is_refused(tmp_path, keel_home):
     assert not (keel_home / "metadata.db").exists()  # refused before anything was stored
 
 
+@pytest.mark.parametrize("neighbour", ["random.py", "tempfile.py", "json/__init__.py"])
+def test_a_module_beside_the_flow_named_like_a_stdlib_module_is_refused(tmp_path, keel_home, neighbour):
+    """random.py beside the flow would replace the standard module for every later import (tempfile's too)."""
+    path = tmp_path / "flow.py"
+    path.write_text((FLOWS / "linear.py").read_text() + '\nif __name__ == "__main__":\n    LinearFlow()\n')
+    (tmp_path / neighbour).parent.mkdir(exist_ok=True)
+    (tmp_path / neighbour).write_text("VALUE = 1  # the user's helper\n")
+    shown = neighbour.replace("/__init__.py", "/")
+    stem = shown.rstrip("/").removesuffix(".py")
+    for args in (("run", str(path)), (str(path), "run")):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert_clean_error(proc, 2, f"{shown} beside flow.py hides Python's standard module", f"{stem}_utils.py")
+    assert not (keel_home / "metadata.db").exists()
+
+
+def test_a_project_flow_job_with_a_shadowing_neighbour_is_refused_with_its_line(tmp_path, keel_home):
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "train.py").write_text((FLOWS / "linear.py").read_text())
+    (tmp_path / "flows" / "random.py").write_text("VALUE = 1\n")
+    (tmp_path / "keel.yaml").write_text("name: p\njobs:\n  - name: train\n    flow: flows/train.py\n")
+    proc = run_cli("project", "validate", cwd=tmp_path)
+    assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr, proc.stderr
+    assert "random.py beside train.py hides Python's standard module" in proc.stderr and "keel.yaml:4" in proc.stderr
+
+
 @pytest.mark.parametrize("call, words", [
     ('current.log_metric("", 1.0)', "a metric name is a non-empty string"),
     ('current.log_metric("a\\nb", 1.0)', "a metric name is a non-empty string"),
