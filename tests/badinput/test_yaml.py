@@ -102,3 +102,39 @@ def test_a_valid_huge_project_is_summed_up_in_one_short_line(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "3000 job(s): job0, job1," in done.stdout and "… and 2,980 more)." in done.stdout
     assert len(done.stdout) < 400
+
+
+@pytest.mark.parametrize(("job", "words"), [
+    ("parallelism: 100000000", "parallelism must be at most 10,000"),
+    ("retries: 100000000000000000000", "retries must be at most 100"),
+    ("timeout: .inf", "timeout must be finite"),
+    ("timeout: .nan", "timeout must be more than 0 seconds"),
+    ("resources: {memory: .nan}", "resources.memory must be more than 0"),
+    ("resources: {memory: .inf}", "resources.memory must be finite"),
+    ('env: {A: "x\\0y"}', "env: A contains a NUL character"),
+    ('env: {"B=C": x}', "env: 'B=C' is not a variable name"),
+    ('env: {"": x}', "env: '' is not a variable name"),
+])
+def test_values_no_run_could_use_are_refused_with_their_line(tmp_path, job, words):
+    """Each would have exhausted memory, hung the budget (NaN) or failed the job with a bare status 127."""
+    path = tmp_path / "keel.yaml"
+    path.write_text(f"name: p\njobs:\n  - name: a\n    entrypoint: echo\n    {job}\n")
+    with pytest.raises(ProjectError) as exc:
+        load_project(str(path))
+    assert f"keel.yaml:5: job 'a': {words}" in str(exc.value)
+
+
+def test_a_nul_in_the_entrypoint_is_refused(tmp_path):
+    path = tmp_path / "keel.yaml"
+    path.write_text('name: p\njobs:\n  - name: a\n    entrypoint: "echo \\0 x"\n')
+    with pytest.raises(ProjectError, match=r"keel.yaml:4: job 'a': entrypoint contains a NUL character"):
+        load_project(str(path))
+
+
+@pytest.mark.parametrize("kwargs", [{"cpu": float("nan")}, {"memory": float("inf")}, {"memory": float("nan")}])
+def test_a_decorator_refuses_what_keel_yaml_refuses(kwargs):
+    from keel import resources
+    from keel.errors import DefinitionError
+
+    with pytest.raises(DefinitionError, match=r"@resources\((cpu|memory)=(nan|inf)\): must be"):
+        resources(**kwargs)

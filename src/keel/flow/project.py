@@ -43,6 +43,7 @@ from keel.flow.alert_rules import _SKIP_RULE_CHECKS, RULE_KEYS, Action, Rule, Wh
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_ENV_NAME = re.compile(r"^[^=\0]+$")
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$",
                        re.IGNORECASE)
 
@@ -66,8 +67,10 @@ def parse_duration(value: Any) -> float:
             raise ValueError("must be a duration such as 90s, 30m or 2h")
         h, m, s = (float(g) if g else 0.0 for g in match.groups())
         seconds = h * 3600 + m * 60 + s
-    if seconds <= 0:
+    if not seconds > 0:  # NaN too
         raise ValueError("must be more than 0 seconds")
+    if seconds == float("inf"):
+        raise ValueError("must be finite; leave timeout: out for no limit")
     return seconds
 
 
@@ -150,9 +153,9 @@ class Job(_Model):
     after: Annotated[list[str], BeforeValidator(_listify)] = Field(default_factory=list)
     schedule: str | None = None
     overlap: StrictBool = False
-    parallelism: StrictInt = Field(1, ge=1)
+    parallelism: StrictInt = Field(1, ge=1, le=10_000)   # a task each: more would only exhaust memory
     resources: Resources = Field(default_factory=Resources)
-    retries: StrictInt = Field(0, ge=0)
+    retries: StrictInt = Field(0, ge=0, le=100)
     timeout: Duration | None = None
     env: dict[str, EnvValue] = Field(default_factory=dict)
     addons: Annotated[list[str], BeforeValidator(_listify)] = Field(default_factory=list)
@@ -458,6 +461,17 @@ class _Checker:
             if addon not in KNOWN_ADDONS:
                 self.add(_seq_line(item, "addons", k), f"{label}: unknown add-on {addon!r}.{_hint(addon, KNOWN_ADDONS)}"
                                                         f" Add-ons are: {', '.join(KNOWN_ADDONS)}")
+        for key, text in (("entrypoint", job.entrypoint), ("flow", job.flow), ("schedule", job.schedule)):
+            if text is not None and "\0" in text:
+                self.add(_key_line(item, key), f"{label}: {key} contains a NUL character (\\0), which no command, "
+                                               f"path or environment can hold; remove it")
+        for name, value in job.env.items():
+            if not _ENV_NAME.match(name):
+                self.add(_key_line(item, "env"), f"{label}: env: {_show(name)} is not a variable name (it is empty "
+                                                 f"or holds '=' or NUL); use names such as DATA_DIR")
+            elif "\0" in value:
+                self.add(_key_line(item, "env"), f"{label}: env: {name} contains a NUL character (\\0), which no "
+                                                 f"environment can hold; remove it")
         if job.overlap and job.schedule is None:
             self.add(_key_line(item, "overlap"), f"{label}: overlap: applies to scheduled jobs only; add a "
                                                  f"schedule: or remove overlap:")
@@ -658,6 +672,8 @@ def _describe(err: dict[str, Any]) -> str:
         return _MESSAGES[kind]
     if kind == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le'):,}"
     if kind == "greater_than":
         return f"must be more than {ctx.get('gt')}"
     if kind == "value_error":
