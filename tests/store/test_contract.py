@@ -162,6 +162,15 @@ def test_search_runs_filters_and_sorts_alike(md, where, sort, expected):
     assert [r.run_id for r in md.query.search_runs(flow="Q", where=where, sort=sort)] == expected
 
 
+@pytest.mark.parametrize(("where", "expected"), [
+    ("params.n = 100000000000000000000000", [1]), ("params.n > 90000000000000000000000", [1]),
+    ("params.n < -99999999999999999999999", []), ("metrics.acc > 99999999999999999999", [])])
+def test_a_number_beyond_64_bits_in_where_is_compared_not_an_overflow(md, where, expected):
+    md.runs.new_run("Big", params={"n": 10**23})
+    md.runs.new_run("Big", params={"n": 3})
+    assert [r.run_id for r in md.query.search_runs(flow="Big", where=where)] == expected
+
+
 def test_search_runs_pages_with_limit_and_offset(md):
     _seed_runs(md)
     assert [r.run_id for r in md.query.search_runs(flow="Q", sort="id", limit=2, offset=1)] == [2, 3]
