@@ -174,3 +174,31 @@ def test_a_data_export_to_mysql_without_its_driver_names_the_extra(tmp_path, mon
     keel.data.save("t", pd.DataFrame({"a": [1, 2]}))
     with pytest.raises(UsageError, match=r"pip install 'keel\[mysql\]'"):
         keel.data.export("t", "mysql+pymysql://u@127.0.0.1:1/x")
+
+
+def test_a_flow_or_step_name_too_long_for_a_folder_is_a_graph_error(tmp_path):
+    from keel.errors import GraphError
+    from keel.flow.graph import FlowGraph
+    from keel_testing import load_flow
+
+    long = "s" * 250
+    path = write_flow(tmp_path, "longnames", f"""
+        from keel import FlowSpec, step
+
+        class F{long}(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.{long})
+
+            @step
+            def {long}(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """)
+    with pytest.raises(GraphError) as exc:
+        FlowGraph(load_flow(path)).check()
+    assert [i.line for i in exc.value.issues] == [3, 9]
+    assert all("at most 200 bytes" in i.message and long not in i.message for i in exc.value.issues)

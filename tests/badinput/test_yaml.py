@@ -138,3 +138,14 @@ def test_a_decorator_refuses_what_keel_yaml_refuses(kwargs):
 
     with pytest.raises(DefinitionError, match=r"@resources\((cpu|memory)=(nan|inf)\): must be"):
         resources(**kwargs)
+
+
+def test_names_too_long_for_a_folder_are_refused(tmp_path):
+    long = "x" * 300
+    path = tmp_path / "keel.yaml"
+    path.write_text(f"name: {long}\njobs:\n  - name: {long}\n    entrypoint: echo\n")
+    with pytest.raises(ProjectError) as exc:
+        load_project(str(path))
+    text = str(exc.value)
+    assert "keel.yaml:1: the project's name xxxx" in text and "at most 200" in text
+    assert "keel.yaml:3: job xxxx" in text and long not in text

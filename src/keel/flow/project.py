@@ -39,6 +39,7 @@ from typing import Annotated, Any, Callable
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from keel.errors import Issue, KeelError, ProjectError
+from keel.flow.graph import MAX_NAME_BYTES
 from keel.flow.alert_rules import _SKIP_RULE_CHECKS, RULE_KEYS, Action, Rule, When, rule_problems
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -412,8 +413,12 @@ class _Checker:
                         "  jobs:\n    - name: ingest\n      entrypoint: python ingest.py")
         name = tree.get("name")
         if isinstance(name, str) and not _PROJECT_NAME.match(name):
-            self.add(_key_line(tree, "name"), f"the project's name {name!r} may use only letters, digits, "
+            self.add(_key_line(tree, "name"), f"the project's name {_show(name)} may use only letters, digits, "
                                               f"'_', '-' and '.' (it names the project's runs)")
+        elif isinstance(name, str) and len(name) > MAX_NAME_BYTES:
+            self.add(_key_line(tree, "name"), f"the project's name {name[:40]}… is {len(name)} characters long; "
+                                              f"it names folders of the store, so it is at most {MAX_NAME_BYTES}: "
+                                              f"shorten it")
         return result
 
     def _job(self, jobs_tree: list[Any], i: int, item: Any) -> tuple[Job | None, str | None]:
@@ -427,6 +432,10 @@ class _Checker:
         if isinstance(name, str) and not _NAME.match(name):
             self.add(_key_line(item, "name"), f"{label}: a job's name may use only letters, digits, '_' and "
                                               f"'-', and start with a letter or '_'")
+        elif isinstance(name, str) and len(name) > MAX_NAME_BYTES:
+            label = f"job {name[:40]}…"
+            self.add(_key_line(item, "name"), f"{label}: the name is {len(name)} characters long; a job's name "
+                                              f"names folders, so it is at most {MAX_NAME_BYTES}: shorten it")
         plain = _plain(item)
         try:
             return Job.model_validate(plain), name
