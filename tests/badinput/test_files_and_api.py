@@ -202,3 +202,14 @@ def test_a_flow_or_step_name_too_long_for_a_folder_is_a_graph_error(tmp_path):
         FlowGraph(load_flow(path)).check()
     assert [i.line for i in exc.value.issues] == [3, 9]
     assert all("at most 200 bytes" in i.message and long not in i.message for i in exc.value.issues)
+
+
+@pytest.mark.parametrize("task", ["x", "-1", HUGE, "1/2", 99])
+def test_a_step_asked_for_a_task_it_does_not_have_says_which_it_has(one_run, monkeypatch, task):
+    from keel import Run
+
+    monkeypatch.setenv("KEEL_HOME", str(one_run))
+    step = Run("LinearFlow/1")["start"]
+    with pytest.raises(KeyError, match=r"step LinearFlow/1/start has no task .*; its tasks are: 1"):
+        step[task]
+    assert step[str(step.task.id)].id == step.task.id
