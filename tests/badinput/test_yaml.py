@@ -149,3 +149,16 @@ def test_names_too_long_for_a_folder_are_refused(tmp_path):
     text = str(exc.value)
     assert "keel.yaml:1: the project's name xxxx" in text and "at most 200" in text
     assert "keel.yaml:3: job xxxx" in text and long not in text
+
+
+@pytest.mark.parametrize(("when", "notify", "words"), [
+    ("{event: metric, metric: acc, below: .nan}", "{email: a@example.com}", "when.below must be a finite number"),
+    ("{event: running_longer_than, minutes: .inf}", "{email: a@example.com}", "when.minutes must be a finite number"),
+    ("{event: failed}", '{email: "not an email"}', "email 'not an email' is not an address"),
+])
+def test_an_alert_that_could_never_fire_or_be_delivered_is_refused(tmp_path, when, notify, words):
+    path = tmp_path / "keel.yaml"
+    path.write_text(f"name: p\njobs:\n  - name: a\n    entrypoint: echo\n"
+                    f"alerts:\n  - name: x\n    when: {when}\n    notify: [{notify}]\n")
+    with pytest.raises(ProjectError, match=f"alert 'x': .*{words}"):
+        load_project(str(path))

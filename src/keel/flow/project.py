@@ -644,7 +644,7 @@ _MESSAGES = {
     "float_parsing": "must be a number", "string_type": "must be a string", "bool_type": "must be true or false",
     "bool_parsing": "must be true or false", "dict_type": "must be a mapping (key: value)",
     "list_type": "must be a list", "model_type": "must be a mapping (key: value)",
-    "model_attributes_type": "must be a mapping (key: value)",
+    "model_attributes_type": "must be a mapping (key: value)", "finite_number": "must be a finite number",
 }
 
 
