@@ -162,3 +162,13 @@ def test_an_alert_that_could_never_fire_or_be_delivered_is_refused(tmp_path, whe
                     f"alerts:\n  - name: x\n    when: {when}\n    notify: [{notify}]\n")
     with pytest.raises(ProjectError, match=f"alert 'x': .*{words}"):
         load_project(str(path))
+
+
+def test_a_nul_in_a_flow_jobs_params_is_refused(tmp_path):
+    path = tmp_path / "keel.yaml"
+    path.write_text('name: p\njobs:\n  - name: a\n    flow: f.py\n    params: {s: "a\\0b", l: ["x\\0"]}\n')
+    with pytest.raises(ProjectError) as exc:
+        load_project(str(path))
+    assert [i.message for i in exc.value.issues] == [
+        f"job 'a': params: {n!r} contains a NUL character (\\0), which no command line or database text can hold; "
+        f"remove it" for n in ("s", "l")]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -474,6 +475,11 @@ class _Checker:
             if text is not None and "\0" in text:
                 self.add(_key_line(item, key), f"{label}: {key} contains a NUL character (\\0), which no command, "
                                                f"path or environment can hold; remove it")
+        for name, value in job.params.items():
+            if "\\u0000" in json.dumps(value, default=str):
+                self.add(_key_line(item, "params"), f"{label}: params: {_show(name)} contains a NUL character "
+                                                    f"(\\0), which no command line or database text can hold; "
+                                                    f"remove it")
         for name, value in job.env.items():
             if not _ENV_NAME.match(name):
                 self.add(_key_line(item, "env"), f"{label}: env: {_show(name)} is not a variable name (it is empty "
