@@ -62,7 +62,7 @@ class ProjectRunOptions:
     command: str = "keel project run"
     executors: list[str] = field(default_factory=list)   # --with ray[:...]: script jobs run there
     cache: bool | None = None      # --cache (every job) / --no-cache / neither: jobs with cache: true
-    resume: int | None = None      # keel project resume RUN: the run whose finished jobs this one takes
+    resume: int | None = None      # keel project resume RUN: the run whose finished jobs this one takes (0: the latest)
 
 
 @dataclass
@@ -485,8 +485,9 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     check_tags(options.tags)
     resumed: dict[tuple[str, int], ReusedTask] = {}
     if options.resume is not None:
-        options.resume, jobs, resumed = plan_project_resume(project, store or Store.from_env(), options.resume or None)
-        options = replace(options, jobs=jobs, with_deps=False, downstream=False)
+        store = store or Store.from_env()
+        origin, jobs, resumed = plan_project_resume(project, store, options.resume or None)
+        options = replace(options, resume=origin, jobs=jobs, with_deps=False, downstream=False)
     budget = machine_budget()
     remote = frozenset(project.jobs) if options.executors else frozenset()  # --with ray: the cluster's budget
     if not remote:
