@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/queue_bench.py
 	$(BIN)/python benchmarks/alerts_bench.py
 	$(BIN)/python benchmarks/data_bench.py
+	$(BIN)/python benchmarks/project_validate_bench.py
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache

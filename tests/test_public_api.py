@@ -25,7 +25,7 @@ def test_import_keel_pulls_in_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = json.loads(out)
     heavy = {"sqlalchemy", "rich", "numpy", "pandas", "pyarrow", "click", "pydantic", "ray", "cloudpickle",
-             "psutil", "ruamel", "xxhash"}
+             "psutil", "ruamel", "xxhash", "yaml"}
     assert not heavy & {m.split(".")[0] for m in loaded}
     assert len(loaded) < 20, loaded
 

@@ -69,7 +69,7 @@ class _IssuesError(KeelError):
         head = title or f"{len(self.issues)} {self.title}"
         shown = [str(i) for i in self.issues[:self.shown]]
         if len(self.issues) > self.shown:  # thousands of jobs with one mistake each: the first ones tell
-            shown.append(f"... and {len(self.issues) - self.shown} more like these (fix these first, then check again)")
+            shown.append(f"... and {len(self.issues) - self.shown:,} more like these (fix these first, then check again)")
         super().__init__(head + ":\n" + "\n".join(shown))
 
 

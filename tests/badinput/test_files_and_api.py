@@ -31,6 +31,31 @@ def test_a_flow_file_named_like_a_stdlib_module_is_refused(tmp_path, keel_home):
     assert not (keel_home / "metadata.db").exists()  # refused before anything was stored
 
 
+@pytest.mark.parametrize("neighbour", ["random.py", "tempfile.py", "json/__init__.py"])
+def test_a_module_beside_the_flow_named_like_a_stdlib_module_is_refused(tmp_path, keel_home, neighbour):
+    """random.py beside the flow would replace the standard module for every later import (tempfile's too)."""
+    path = tmp_path / "flow.py"
+    path.write_text((FLOWS / "linear.py").read_text() + '\nif __name__ == "__main__":\n    LinearFlow()\n')
+    (tmp_path / neighbour).parent.mkdir(exist_ok=True)
+    (tmp_path / neighbour).write_text("VALUE = 1  # the user's helper\n")
+    shown = neighbour.replace("/__init__.py", "/")
+    stem = shown.rstrip("/").removesuffix(".py")
+    for args in (("run", str(path)), (str(path), "run")):
+        proc = run_cli(*args, cwd=tmp_path)
+        assert_clean_error(proc, 2, f"{shown} beside flow.py hides Python's standard module", f"{stem}_utils.py")
+    assert not (keel_home / "metadata.db").exists()
+
+
+def test_a_project_flow_job_with_a_shadowing_neighbour_is_refused_with_its_line(tmp_path, keel_home):
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "train.py").write_text((FLOWS / "linear.py").read_text())
+    (tmp_path / "flows" / "random.py").write_text("VALUE = 1\n")
+    (tmp_path / "keel.yaml").write_text("name: p\njobs:\n  - name: train\n    flow: flows/train.py\n")
+    proc = run_cli("project", "validate", cwd=tmp_path)
+    assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr, proc.stderr
+    assert "random.py beside train.py hides Python's standard module" in proc.stderr and "keel.yaml:4" in proc.stderr
+
+
 @pytest.mark.parametrize("call, words", [
     ('current.log_metric("", 1.0)', "a metric name is a non-empty string"),
     ('current.log_metric("a\\nb", 1.0)', "a metric name is a non-empty string"),
@@ -149,3 +174,42 @@ def test_a_data_export_to_mysql_without_its_driver_names_the_extra(tmp_path, mon
     keel.data.save("t", pd.DataFrame({"a": [1, 2]}))
     with pytest.raises(UsageError, match=r"pip install 'keel\[mysql\]'"):
         keel.data.export("t", "mysql+pymysql://u@127.0.0.1:1/x")
+
+
+def test_a_flow_or_step_name_too_long_for_a_folder_is_a_graph_error(tmp_path):
+    from keel.errors import GraphError
+    from keel.flow.graph import FlowGraph
+    from keel_testing import load_flow
+
+    long = "s" * 250
+    path = write_flow(tmp_path, "longnames", f"""
+        from keel import FlowSpec, step
+
+        class F{long}(FlowSpec):
+            @step
+            def start(self):
+                self.next(self.{long})
+
+            @step
+            def {long}(self):
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+        """)
+    with pytest.raises(GraphError) as exc:
+        FlowGraph(load_flow(path)).check()
+    assert [i.line for i in exc.value.issues] == [3, 9]
+    assert all("at most 200 bytes" in i.message and long not in i.message for i in exc.value.issues)
+
+
+@pytest.mark.parametrize("task", ["x", "-1", HUGE, "1/2", 99])
+def test_a_step_asked_for_a_task_it_does_not_have_says_which_it_has(one_run, monkeypatch, task):
+    from keel import Run
+
+    monkeypatch.setenv("KEEL_HOME", str(one_run))
+    step = Run("LinearFlow/1")["start"]
+    with pytest.raises(KeyError, match=r"step LinearFlow/1/start has no task .*; its tasks are: 1"):
+        step[task]
+    assert step[str(step.task.id)].id == step.task.id

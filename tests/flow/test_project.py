@@ -103,8 +103,8 @@ def test_job_shapes_addons_and_every_problem_at_once() -> None:
 
 def test_not_yaml() -> None:
     assert problems("not_yaml.yaml") == [
-        "not_yaml.yaml:5: this is not valid YAML: while parsing a block collection expected <block end>, but "
-        "found '<block mapping start>'; check the indentation and the colons near this line",
+        "not_yaml.yaml:5: this is not valid YAML: while parsing a block collection did not find expected '-' "
+        "indicator; check the indentation and the colons near this line",
     ]
 
 

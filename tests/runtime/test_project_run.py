@@ -47,7 +47,8 @@ def test_pipeline_diamond_parallel_flow_and_a_failing_branch(tmp_path: Path, hom
     result = keel("project", "run", cwd=project, home=home)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Run pipeline/1 failed: job(s) flaky failed; skipped: after_flaky" in result.stderr
-    assert "Fix it, then: keel project run -f keel.yaml --job flaky --downstream" in result.stderr
+    assert ("Fix it, then: keel project resume -f keel.yaml 1  (or: keel project run -f keel.yaml --job flaky "
+            "--downstream)") in result.stderr
 
     run = Run("pipeline/1")
     assert run.status == "failed" and run.finished

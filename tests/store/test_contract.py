@@ -10,6 +10,7 @@ import pytest
 
 from keel.store.memory import MemoryMetadata
 from keel.store.metadata import MetadataStore
+from keel.store.records import EventWrite
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
@@ -129,6 +130,15 @@ def test_events_are_filtered_by_run(md):
     assert [e.run_id for e in md.events.read(0, flow="A", run_id=a)] == [a]
 
 
+def test_events_are_filtered_by_kind(md):
+    run_id = md.runs.new_run("K", params={})
+    md.runs.write_batch([EventWrite("K", run_id, "task.log_lost", step="start", task_id=1, detail={"error": "EIO"})])
+    md.runs.set_run_status("K", run_id, "succeeded")
+    (event,) = md.events.read(0, flow="K", run_id=run_id, kinds=("task.log_lost",))
+    assert (event.step, event.task_id, event.detail) == ("start", 1, {"error": "EIO"})
+    assert len(md.events.read(0, flow="K", run_id=run_id, kinds=("task.log_lost", "run.succeeded"))) == 2
+
+
 def _seed_runs(md) -> None:
     for alpha, acc, tag in ((0.1, 0.5, "base"), (0.5, 0.9, None), (0.9, None, "base"), (0.7, 0.8, None)):
         run_id = md.runs.new_run("Q", params={"alpha": alpha, "opt": "adam" if alpha < 0.6 else "sgd"},
@@ -151,6 +161,15 @@ def _seed_runs(md) -> None:
 def test_search_runs_filters_and_sorts_alike(md, where, sort, expected):
     _seed_runs(md)
     assert [r.run_id for r in md.query.search_runs(flow="Q", where=where, sort=sort)] == expected
+
+
+@pytest.mark.parametrize(("where", "expected"), [
+    ("params.n = 100000000000000000000000", [1]), ("params.n > 90000000000000000000000", [1]),
+    ("params.n < -99999999999999999999999", []), ("metrics.acc > 99999999999999999999", [])])
+def test_a_number_beyond_64_bits_in_where_is_compared_not_an_overflow(md, where, expected):
+    md.runs.new_run("Big", params={"n": 10**23})
+    md.runs.new_run("Big", params={"n": 3})
+    assert [r.run_id for r in md.query.search_runs(flow="Big", where=where)] == expected
 
 
 def test_search_runs_pages_with_limit_and_offset(md):

@@ -83,10 +83,15 @@ def resume(args: tuple[str, ...]) -> None:
         from keel.cli.reading import resolve_run
 
         _, record = resolve_run(target)
-        if record.kind == "project":
-            raise UsageError(f"{target} is a project run, which is run again rather than resumed: "
-                             f"keel project run -f {record.environment.get('project_file', 'keel.yaml')} "
-                             f"[--job NAME --downstream]")
+        if record.kind == "project":  # keel resume PROJECT/RUN: keel project resume -f ITS_FILE RUN
+            project_file = record.environment.get("project_file") or "keel.yaml"
+            if not os.path.isfile(project_file):
+                raise UsageError(f"the project file of {target} ({project_file}) is gone; "
+                                 f"run: keel project resume -f path/to/keel.yaml {record.run_id}")
+            from keel.cli.project import project
+
+            return project.main(["resume", "-f", project_file, str(record.run_id), *args[1:]],
+                                prog_name="keel project", standalone_mode=False) or 0
         flow_file = record.environment.get("flow_file")
         if not flow_file or not os.path.isfile(flow_file):
             raise UsageError(f"the flow file of {target} ({flow_file or 'unknown'}) is gone; "

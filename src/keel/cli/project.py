@@ -45,12 +45,13 @@ def validate(path: str) -> None:
     from keel.cli.main import _guard
 
     def go() -> int:
+        from keel.flow.project import list_names
         from keel.runtime.executors.local import machine_budget
         from keel.runtime.project import check_job_resources
 
         proj = load(path)
         check_job_resources(proj, machine_budget())  # what `keel project run` would refuse here
-        click.echo(f"{path}: project {proj.name} is valid ({len(proj.jobs)} job(s): {', '.join(proj.order())}).")
+        click.echo(f"{path}: project {proj.name} is valid ({len(proj.jobs)} job(s): {list_names(proj.order())}).")
         return 0
 
     _guard(go)
@@ -87,6 +88,31 @@ def run_cmd(path: str, jobs: tuple[str, ...], with_deps: bool, downstream: bool,
                                     max_workers=max_workers, tags=list(tags), quiet=quiet,
                                     executors=list(executors), cache=cache)
 
+        return exit_status(run(ProjectRequest(proj, options)))
+
+    _guard(go)
+
+
+@project.command("resume")
+@_FILE
+@click.argument("run_id", required=False, metavar="[RUN_ID]")
+@click.option("--max-workers", default=16, show_default=True, type=click.IntRange(min=1),
+              help="job instances running at once, at most")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="tag the run (repeatable)")
+@click.option("--quiet", "-q", is_flag=True, help="print only the jobs' output and the result")
+def resume_cmd(path: str, run_id: str | None, max_workers: int, tags: tuple[str, ...], quiet: bool) -> None:
+    """A new run of a project run's jobs (default: the latest run) that takes every job that finished
+    in it and runs the failed, skipped and unfinished ones."""
+    from keel.cli.main import _guard
+
+    def go() -> int:
+        from keel.ids import parse_id
+        from keel.runtime.entry import ProjectRequest, exit_status, run
+        from keel.runtime.project import ProjectRunOptions
+
+        origin = parse_id(run_id, "RUN_ID") if run_id is not None else 0  # 0: the latest
+        proj = load(path)
+        options = ProjectRunOptions(max_workers=max_workers, tags=list(tags), quiet=quiet, resume=origin)
         return exit_status(run(ProjectRequest(proj, options)))
 
     _guard(go)

@@ -171,6 +171,15 @@ def cmd_show_run(pathspec: str) -> int:
         label = {"spark_ui": "Spark UI", "spark_app_ui": "Spark application UI"}.get(link.name, link.name)
         out.print(f"  {label} of {link.flow}/{link.run_id}/{step_of.get(link.task_id, '?')}/"
                   f"{link.task_id}: {link.url}", soft_wrap=True)
+    from keel.store.records import TASK_LOG_LOST
+
+    lost = md.events.read(0, flow=r.flow, run_id=r.run_id, limit=None, kinds=(TASK_LOG_LOST,))
+    for event in lost[:3]:  # the run kept its results, but not all of these tasks' output
+        error = (event.detail or {}).get("error", "?")
+        out.print(f"  [yellow]task {event.task_id} ({_m(event.step or '?')})[/yellow]: its log misses output "
+                  f"that could not be written: {_m(str(error))}", soft_wrap=True)
+    if len(lost) > 3:
+        out.print(f"  [yellow]... and {len(lost) - 3} more tasks whose logs miss output[/yellow]")
     failed = [a for a in md.list_attempts(r.flow, r.run_id) if a["status"] == "failed"]
     for a in failed[-3:]:
         out.print(f"  [red]task {a['task_id']} attempt {a['attempt']}[/red]: {_m(a['error_type'])}: {_m(a['error_message'], multiline=True)}")

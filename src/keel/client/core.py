@@ -360,10 +360,17 @@ class Step:
         return len(self._tasks)
 
     def __getitem__(self, task_id: int | str) -> Task:
-        for task in self._tasks:
-            if task.id == int(task_id):
-                return task
-        raise KeyError(f"step {self.pathspec} has no task {task_id}")
+        from keel.ids import is_id
+
+        text = str(task_id)
+        if is_id(text):
+            for task in self._tasks:
+                if task.id == int(text):
+                    return task
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise KeyError(f"step {self.pathspec} has no task {shown!r}; its tasks are: "
+                       f"{', '.join(str(t.id) for t in self._tasks[:20]) or 'none'}"
+                       f"{' …' if len(self._tasks) > 20 else ''}")
 
     @property
     def task(self) -> Task:

@@ -10,6 +10,8 @@ and their checks. Pure: pydantic only, no I/O (``keel.alerts`` evaluates and del
 
 from __future__ import annotations
 
+import re
+
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -27,6 +29,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
 class When(_Model):
     """What makes a rule fire, and its scope (flow, project, job or step; all optional)."""
 
@@ -35,12 +39,12 @@ class When(_Model):
     project: StrictStr | None = None
     job: StrictStr | None = None
     step: StrictStr | None = None
-    hours: float | None = Field(None, gt=0)
-    minutes: float | None = Field(None, gt=0)
-    seconds: float | None = Field(None, gt=0)
+    hours: float | None = Field(None, gt=0, allow_inf_nan=False)    # a rule that can never fire is a mistake
+    minutes: float | None = Field(None, gt=0, allow_inf_nan=False)
+    seconds: float | None = Field(None, gt=0, allow_inf_nan=False)
     metric: StrictStr | None = None
-    below: float | None = None
-    above: float | None = None
+    below: float | None = Field(None, allow_inf_nan=False)          # NaN compares false with every value
+    above: float | None = Field(None, allow_inf_nan=False)
     agg: Literal["last", "min", "max"] = "last"
     consecutive: StrictInt = Field(1, ge=1)
     relative: StrictBool = False     # below/above apply to (v - previous) / |previous|
@@ -111,4 +115,10 @@ def rule_problems(rule: Rule) -> list[tuple[str, str]]:
                                        f" (got {', '.join(given) or 'none'})"))
         elif action.webhook is not None and not action.webhook.startswith(("http://", "https://")):
             out.append((f"notify.{i}", f"notify #{i + 1}: webhook must be an http:// or https:// URL"))
+        elif action.email is not None:
+            for address in [action.email] if isinstance(action.email, str) else action.email:
+                if not _EMAIL.match(address):
+                    shown = address if len(address) <= 40 else address[:40] + "…"
+                    out.append((f"notify.{i}", f"notify #{i + 1}: email {shown!r} is not an address such as "
+                                               f"ml@example.com"))
     return out

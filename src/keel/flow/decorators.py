@@ -84,8 +84,10 @@ def _number(deco: str, key: str, value: Any, *, minimum: float = 0) -> float:
             raise DefinitionError(
                 f"@{deco}({key}={value!r}): expected a number, found {type(value).__name__}"
             ) from None
-    if value < minimum:
+    if not value >= minimum:  # NaN too: it would compare false with every budget
         raise DefinitionError(f"@{deco}({key}={value!r}): must be at least {minimum}")
+    if value == float("inf"):
+        raise DefinitionError(f"@{deco}({key}={value!r}): must be a finite number")
     number: float = value  # an int stays an int (cpu=2 prints as 2)
     return number
 

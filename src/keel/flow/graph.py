@@ -42,6 +42,11 @@ RESERVED_NAMES: dict[str, str] = {
 }
 
 
+#: The longest flow, step, project or job name, in bytes: each names a folder of the store
+#: (``logs/FLOW/RUN/STEP/``), and file systems take 255 bytes a name.
+MAX_NAME_BYTES = 200
+
+
 @dataclass
 class Node:
     """One step of a flow and its place in the graph.
@@ -93,6 +98,7 @@ class FlowGraph:
                 if target in self.nodes:
                     self.nodes[target].in_funcs.append(node.name)
         self._check_start_end()
+        self._check_name_lengths()
         self._check_targets()
         self._reachable = self._walk_reachable()
         self._back_edges = self._find_cycles()
@@ -407,6 +413,18 @@ class FlowGraph:
         if "end" not in self.nodes:
             self._issues.append(Issue(self.file, self.lineno, "the flow has no 'end' step. Add a @step method "
                                       "named end that does not call self.next: the run finishes there."))
+
+    def _check_name_lengths(self) -> None:
+        """The flow's and its steps' names become folder names (logs, cards): a file system takes 255 bytes."""
+        if len(self.name.encode()) > MAX_NAME_BYTES:
+            self._issues.append(Issue(self.file, self.lineno, f"the flow's name {self.name[:40]}… is "
+                                      f"{len(self.name.encode())} bytes long; a flow's name names folders, so "
+                                      f"it is at most {MAX_NAME_BYTES} bytes: shorten it"))
+        for node in self.nodes.values():
+            if len(node.name.encode()) > MAX_NAME_BYTES:
+                self._issue(node, node.lineno, f"step {node.name[:40]}… has a name of {len(node.name.encode())} "
+                                             f"bytes; a step's name names folders, so it is at most "
+                                             f"{MAX_NAME_BYTES} bytes: shorten it")
 
     def _check_targets(self) -> None:
         steps = list(self.nodes)

@@ -29,6 +29,35 @@ def check_module_name(path: str) -> None:
         what = "Python's standard module" if name in sys.stdlib_module_names else "the installed module"
         raise UsageError(f"{path}: a flow file named {name}.py hides {what} {name!r} from every library that "
                          f"imports it (Keel too); rename the file, e.g. {name}_flow.py")
+    shadows = shadowing_neighbours(path)
+    if shadows:
+        first = shadows[0]
+        names = ", ".join(shadows[:5]) + (f" and {len(shadows) - 5} more" if len(shadows) > 5 else "")
+        stem = first.rstrip("/").removesuffix(".py")
+        raise UsageError(f"{names} beside {os.path.basename(path)} hide{'s' if len(shadows) == 1 else ''} "
+                         f"Python's standard module{'s' if len(shadows) > 1 else ''} of that name from every "
+                         f"library that imports {'it' if len(shadows) == 1 else 'them'} (the flow's folder comes "
+                         f"first on sys.path; Keel imports them too); rename {'it' if len(shadows) == 1 else 'them'}"
+                         f", e.g. {stem}_utils.py")
+
+
+def shadowing_neighbours(path: str) -> list[str]:
+    """The modules in the flow file's folder named like standard modules (``random.py``, ``json/``):
+    with that folder first on ``sys.path`` they replace the real ones for every later import."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        stem, ext = os.path.splitext(entry)
+        if ext == ".py" and stem in sys.stdlib_module_names and entry != os.path.basename(path):
+            found.append(entry)
+        elif not ext and entry in sys.stdlib_module_names and os.path.isfile(os.path.join(folder, entry,
+                                                                                          "__init__.py")):
+            found.append(entry + "/")
+    return found
 
 
 def load_flow_file(path: str, flow_name: str | None = None) -> type:

@@ -16,7 +16,7 @@
         retries: 2
         timeout: 30m
 
-:func:`load_project` parses the file with ruamel.yaml (which keeps line numbers), checks it
+:func:`load_project` parses the file with ``yamltree`` (libyaml, keeping line numbers), checks it
 with the pydantic models below and the rules pydantic cannot express (unknown jobs in
 ``after``, cycles, cron expressions, flow files), and raises :class:`~keel.errors.ProjectError`
 with **every** problem at once, each with its file and line::
@@ -30,6 +30,8 @@ Loading flow files is I/O outside this package's pure core, so the caller passes
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -38,10 +40,12 @@ from typing import Annotated, Any, Callable
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
 from keel.errors import Issue, KeelError, ProjectError
+from keel.flow.graph import MAX_NAME_BYTES
 from keel.flow.alert_rules import _SKIP_RULE_CHECKS, RULE_KEYS, Action, Rule, When, rule_problems
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_ENV_NAME = re.compile(r"^[^=\0]+$")
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$",
                        re.IGNORECASE)
 
@@ -65,8 +69,10 @@ def parse_duration(value: Any) -> float:
             raise ValueError("must be a duration such as 90s, 30m or 2h")
         h, m, s = (float(g) if g else 0.0 for g in match.groups())
         seconds = h * 3600 + m * 60 + s
-    if seconds <= 0:
+    if not seconds > 0:  # NaN too
         raise ValueError("must be more than 0 seconds")
+    if seconds == float("inf"):
+        raise ValueError("must be finite; leave timeout: out for no limit")
     return seconds
 
 
@@ -149,9 +155,9 @@ class Job(_Model):
     after: Annotated[list[str], BeforeValidator(_listify)] = Field(default_factory=list)
     schedule: str | None = None
     overlap: StrictBool = False
-    parallelism: StrictInt = Field(1, ge=1)
+    parallelism: StrictInt = Field(1, ge=1, le=10_000)   # a task each: more would only exhaust memory
     resources: Resources = Field(default_factory=Resources)
-    retries: StrictInt = Field(0, ge=0)
+    retries: StrictInt = Field(0, ge=0, le=100)
     timeout: Duration | None = None
     env: dict[str, EnvValue] = Field(default_factory=dict)
     addons: Annotated[list[str], BeforeValidator(_listify)] = Field(default_factory=list)
@@ -206,20 +212,29 @@ class Project:
         return self.lines.get(f"{job}.{key}", self.lines.get(job, 1)) if key else self.lines.get(job, 1)
 
     def order(self) -> list[str]:
-        """Every job in dependency order, ties in file order."""
+        """Every job in dependency order, ties in file order (the first ready job in the file goes first)."""
+        import heapq
+
+        place = {name: i for i, name in enumerate(self.jobs)}
+        waiting = {name: len({d for d in job.after if d in place}) for name, job in self.jobs.items()}
+        needed_by: dict[str, list[str]] = {}
+        for name, job in self.jobs.items():
+            for dep in {d for d in job.after if d in place}:
+                needed_by.setdefault(dep, []).append(name)
+        ready = [place[name] for name, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
+        names = list(self.jobs)
         done: list[str] = []
-        seen: set[str] = set()
-        pending = list(self.jobs)
-        while pending:
-            for name in pending:
-                if all(dep in seen for dep in self.jobs[name].after):
-                    done.append(name)
-                    seen.add(name)
-                    pending.remove(name)
-                    break
-            else:  # unreachable for a checked project (no cycles)
-                done.extend(pending)
-                break
+        while ready:
+            name = names[heapq.heappop(ready)]
+            done.append(name)
+            for later in needed_by.get(name, ()):
+                waiting[later] -= 1
+                if waiting[later] == 0:
+                    heapq.heappush(ready, place[later])
+        if len(done) < len(names):  # unreachable for a checked project (no cycles)
+            finished = set(done)
+            done.extend(n for n in names if n not in finished)
         return done
 
     def upstream(self, name: str) -> list[str]:
@@ -236,10 +251,11 @@ class Project:
     def downstream(self, name: str) -> list[str]:
         """``name`` and every job that needs it, transitively, in dependency order."""
         reach = {name}
-        for job in self.order():
+        order = self.order()
+        for job in order:
             if any(dep in reach for dep in self.jobs[job].after):
                 reach.add(job)
-        return [j for j in self.order() if j in reach]
+        return [j for j in order if j in reach]
 
     def flow_path(self, job: str) -> str:
         flow = self.jobs[job].flow
@@ -318,8 +334,7 @@ class _Checker:
 
     # the file -------------------------------------------------------------------------------
     def _read(self) -> Any:
-        from ruamel.yaml import YAML
-        from ruamel.yaml.error import MarkedYAMLError, YAMLError
+        from keel.flow.yamltree import YamlTreeError, load_tree
 
         try:
             with open(self.path, encoding="utf-8") as fh:
@@ -331,14 +346,9 @@ class _Checker:
         except (OSError, UnicodeDecodeError) as exc:
             raise KeelError(f"cannot read the project file {self.path}: {exc}") from None
         try:
-            tree = YAML(typ="rt").load(text)
-        except MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else 1
-            what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-            self.add(line, f"this is not valid YAML: {what}; check the indentation and the colons near this line")
-        except YAMLError as exc:
-            self.add(1, f"this is not valid YAML: {exc}")
+            tree = load_tree(text)
+        except YamlTreeError as exc:
+            self.add(exc.line, exc.message)
         except RecursionError:
             self.add(1, "the YAML nests too deeply to read; a project file is a few levels of mappings and lists")
         else:
@@ -361,6 +371,7 @@ class _Checker:
         jobs: dict[str, Job] = {}
         lines: dict[str, int] = {}
         names: list[str] = []  # every job name, even of jobs with other mistakes
+        seen: set[str] = set()
         if isinstance(jobs_tree, list):
             if not jobs_tree:
                 self.add(_key_line(tree, "jobs"), "jobs: is empty; list at least one job")
@@ -368,10 +379,11 @@ class _Checker:
                 job, name = self._job(jobs_tree, i, item)
                 if name is None:
                     continue
-                if name in names:
+                if name in seen:
                     self.add(_item_line(jobs_tree, i), f"job {name!r} is defined twice; job names must be unique")
                     continue
                 names.append(name)
+                seen.add(name)
                 lines[name] = _item_line(jobs_tree, i)
                 if isinstance(item, dict):
                     for key in item:
@@ -402,8 +414,12 @@ class _Checker:
                         "  jobs:\n    - name: ingest\n      entrypoint: python ingest.py")
         name = tree.get("name")
         if isinstance(name, str) and not _PROJECT_NAME.match(name):
-            self.add(_key_line(tree, "name"), f"the project's name {name!r} may use only letters, digits, "
+            self.add(_key_line(tree, "name"), f"the project's name {_show(name)} may use only letters, digits, "
                                               f"'_', '-' and '.' (it names the project's runs)")
+        elif isinstance(name, str) and len(name) > MAX_NAME_BYTES:
+            self.add(_key_line(tree, "name"), f"the project's name {name[:40]}… is {len(name)} characters long; "
+                                              f"it names folders of the store, so it is at most {MAX_NAME_BYTES}: "
+                                              f"shorten it")
         return result
 
     def _job(self, jobs_tree: list[Any], i: int, item: Any) -> tuple[Job | None, str | None]:
@@ -417,6 +433,10 @@ class _Checker:
         if isinstance(name, str) and not _NAME.match(name):
             self.add(_key_line(item, "name"), f"{label}: a job's name may use only letters, digits, '_' and "
                                               f"'-', and start with a letter or '_'")
+        elif isinstance(name, str) and len(name) > MAX_NAME_BYTES:
+            label = f"job {name[:40]}…"
+            self.add(_key_line(item, "name"), f"{label}: the name is {len(name)} characters long; a job's name "
+                                              f"names folders, so it is at most {MAX_NAME_BYTES}: shorten it")
         plain = _plain(item)
         try:
             return Job.model_validate(plain), name
@@ -451,6 +471,22 @@ class _Checker:
             if addon not in KNOWN_ADDONS:
                 self.add(_seq_line(item, "addons", k), f"{label}: unknown add-on {addon!r}.{_hint(addon, KNOWN_ADDONS)}"
                                                         f" Add-ons are: {', '.join(KNOWN_ADDONS)}")
+        for key, text in (("entrypoint", job.entrypoint), ("flow", job.flow), ("schedule", job.schedule)):
+            if text is not None and "\0" in text:
+                self.add(_key_line(item, key), f"{label}: {key} contains a NUL character (\\0), which no command, "
+                                               f"path or environment can hold; remove it")
+        for name, value in job.params.items():
+            if "\\u0000" in json.dumps(value, default=str):
+                self.add(_key_line(item, "params"), f"{label}: params: {_show(name)} contains a NUL character "
+                                                    f"(\\0), which no command line or database text can hold; "
+                                                    f"remove it")
+        for name, value in job.env.items():
+            if not _ENV_NAME.match(name):
+                self.add(_key_line(item, "env"), f"{label}: env: {_show(name)} is not a variable name (it is empty "
+                                                 f"or holds '=' or NUL); use names such as DATA_DIR")
+            elif "\0" in value:
+                self.add(_key_line(item, "env"), f"{label}: env: {name} contains a NUL character (\\0), which no "
+                                                 f"environment can hold; remove it")
         if job.overlap and job.schedule is None:
             self.add(_key_line(item, "overlap"), f"{label}: overlap: applies to scheduled jobs only; add a "
                                                  f"schedule: or remove overlap:")
@@ -524,7 +560,7 @@ class _Checker:
             when = rule.when
             if jobs is not None and when.job is not None and when.job not in jobs:
                 self.add(_loc_line(item, ("when", "job")), f"{label}: when: job {when.job!r} is not a job of this "
-                                                           f"project.{_hint(when.job, jobs)} Jobs are: {', '.join(jobs)}")
+                                                           f"project.{_hint(when.job, jobs)} Jobs are: {list_names(jobs)}")
             if any(r.name == rule.name for r in out):
                 self.add(line, f"alert {rule.name!r} is defined twice; alert names must be unique")
                 continue
@@ -533,15 +569,16 @@ class _Checker:
 
     # rules between jobs -----------------------------------------------------------------------
     def _rules(self, jobs: dict[str, Job], names: list[str], lines: dict[str, int]) -> None:
+        known = set(names)
         for name, job in jobs.items():
             for dep in job.after:
                 if dep == name:
                     self.add(lines.get(f"{name}.after", lines[name]),
                              f"job {name!r} lists itself in after:; a job cannot wait for itself")
-                elif dep not in names:
+                elif dep not in known:
                     self.add(lines.get(f"{name}.after", lines[name]),
                              f"job {name!r}: after: names {dep!r}, but there is no job {dep!r}."
-                             f"{_hint(dep, names)} Jobs are: {', '.join(names)}")
+                             f"{_hint(dep, names)} Jobs are: {list_names(names)}")
         for cycle in _cycles({n: [d for d in j.after if d in jobs and d != n] for n, j in jobs.items()}):
             first = cycle[0]
             self.add(lines.get(f"{first}.after", lines[first]),
@@ -613,7 +650,7 @@ _MESSAGES = {
     "float_parsing": "must be a number", "string_type": "must be a string", "bool_type": "must be true or false",
     "bool_parsing": "must be true or false", "dict_type": "must be a mapping (key: value)",
     "list_type": "must be a list", "model_type": "must be a mapping (key: value)",
-    "model_attributes_type": "must be a mapping (key: value)",
+    "model_attributes_type": "must be a mapping (key: value)", "finite_number": "must be a finite number",
 }
 
 
@@ -650,6 +687,8 @@ def _describe(err: dict[str, Any]) -> str:
         return _MESSAGES[kind]
     if kind == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le'):,}"
     if kind == "greater_than":
         return f"must be more than {ctx.get('gt')}"
     if kind == "value_error":
@@ -769,8 +808,18 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 
 def _hint(word: str, choices: Any) -> str:
-    match = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    if len(choices) > _MAX_HINT_CHOICES:  # comparing with every one of 20,000 names costs more than it helps
+        return ""
+    return _close_match(str(word), tuple(choices))
+
+
+@functools.lru_cache(maxsize=1024)  # 20,000 jobs with the same typo ask the same question
+def _close_match(word: str, choices: tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" Did you mean {match[0]!r}?" if match else ""
+
+
+_MAX_HINT_CHOICES = 2_000
 
 
 def _show(value: Any) -> str:
@@ -779,28 +828,36 @@ def _show(value: Any) -> str:
 
 
 def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
-    """Each elementary cycle once (found by depth-first search), in dependency order, canonical start."""
+    """Each elementary cycle found by a depth-first search once, in dependency order, canonical start.
+    The search keeps its own stack, so a chain of 20,000 jobs does not reach Python's recursion limit."""
     found: dict[tuple[str, ...], list[str]] = {}
-    order = list(edges)
+    place = {node: i for i, node in enumerate(edges)}
     state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for dep in edges.get(node, []):
-            if state.get(dep) == 1:
-                cycle = stack[stack.index(dep):]
-                cycle = list(reversed(cycle))  # dependency order: dep runs before its dependant
-                start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+    for root in edges:
+        if root in state:
+            continue
+        state[root] = 1
+        path = [root]
+        todo = [iter(edges.get(root, []))]
+        while todo:
+            dep = next(todo[-1], None)
+            if dep is None:
+                todo.pop()
+                state[path.pop()] = 2
+            elif state.get(dep) == 1:
+                cycle = list(reversed(path[path.index(dep):]))  # dependency order: dep runs before its dependant
+                start = min(range(len(cycle)), key=lambda i: place.get(cycle[i], 0))
                 cycle = cycle[start:] + cycle[:start]
                 found.setdefault(tuple(sorted(cycle)), cycle)
             elif state.get(dep) is None:
-                visit(dep)
-        stack.pop()
-        state[node] = 2
-
-    for node in order:
-        if node not in state:
-            visit(node)
+                state[dep] = 1
+                path.append(dep)
+                todo.append(iter(edges.get(dep, [])))
     return list(found.values())
+
+
+def list_names(names: list[str], most: int = 20) -> str:
+    """``a, b, c`` — or the first ``most`` of them and how many more, so a message stays short."""
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{', '.join(names[:most])} … and {len(names) - most:,} more"

@@ -18,8 +18,10 @@ def parse_size(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a size such as 512M or 2G")
     if isinstance(value, (int, float)):
-        if value <= 0:
+        if not value > 0:  # NaN too
             raise ValueError("must be more than 0")
+        if value == float("inf"):
+            raise ValueError("must be finite, such as 512M or 2G")
         return float(value)
     match = _SIZE.match(str(value))
     if not match:

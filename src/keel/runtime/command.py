@@ -54,7 +54,11 @@ class CommandTask:
 def exec_shell(command: CommandTask) -> None:
     """Replace this (forked) process with the command. Never returns."""
     os.chdir(command.cwd)
-    os.execve("/bin/sh", ["/bin/sh", "-c", command.shell], command.environment())
+    try:
+        os.execve("/bin/sh", ["/bin/sh", "-c", command.shell], command.environment())
+    except (OSError, ValueError) as exc:  # say why in the job's stderr log, not just "status 127"
+        os.write(2, f"keel: cannot start the job's command with /bin/sh: {exc}\n".encode())
+        raise
 
 
 def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:

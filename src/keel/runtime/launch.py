@@ -183,6 +183,7 @@ class _RunIO(Events):
         self.files: dict[tuple[int, str], Any] = {}
         self.decoders: dict[tuple[int, str], Any] = {}
         self.log_error: str | None = None  # the logs could not be written (disk full...): said once
+        self.lost: set[int] = set()  # tasks whose output was not all kept: each recorded with the task
 
     def _log_failed(self, exc: OSError) -> None:
         """A log write failed: keep the run and the tasks' results, stop writing logs, say so once."""
@@ -197,12 +198,26 @@ class _RunIO(Events):
         self.console.message(f"warning: the run's logs cannot be written any more: {self.log_error}. "
                              f"The run goes on and keeps its results; its output from now on is not kept.")
 
-    def _close(self, fh: Any) -> None:
+    def _close(self, fh: Any) -> bool:
         try:
             fh.close()
+            return True
         except OSError as exc:
             if self.log_error is None:
                 self._log_failed(exc)
+            return False
+
+    def _record_lost(self, step: str, task_id: int, attempt: int | None) -> None:
+        """Record with the task that its log misses output (``keel show`` lists it), once per task."""
+        from keel.store.records import TASK_LOG_LOST, EventWrite, WriteOp
+
+        self.lost.add(task_id)
+        ops: list[WriteOp] = [EventWrite(self.flow, self.run_id, TASK_LOG_LOST, step=step, task_id=task_id,
+                                         attempt=attempt, detail={"error": self.log_error})]
+        try:
+            self.store.metadata.runs.write_batch(ops)
+        except Exception:  # noqa: BLE001 - the database may sit on the same full disk; the console said it
+            pass
 
     def output(self, spec: TaskSpec, stream: str, data: bytes) -> None:
         key = (spec.task_id, stream)
@@ -217,6 +232,8 @@ class _RunIO(Events):
                 fh.write(data)
             except OSError as exc:
                 self._log_failed(exc)
+        if self.log_error is not None and spec.task_id not in self.lost:
+            self._record_lost(spec.step, spec.task_id, spec.attempt)
         text = self.decoders[key].decode(data)
         if text:
             self.console.output(spec.pathspec, text, stderr=stream == "stderr")
@@ -227,8 +244,8 @@ class _RunIO(Events):
     def task_finished(self, step: str, task_id: int, status: str) -> None:
         for stream in ("stdout", "stderr"):
             fh = self.files.pop((task_id, stream), None)
-            if fh is not None:
-                self._close(fh)
+            if fh is not None and not self._close(fh) and task_id not in self.lost:
+                self._record_lost(step, task_id, None)
             self.decoders.pop((task_id, stream), None)
         self.console.flush_output(f"{self.flow}/{self.run_id}/{step}/{task_id}")
         self.console.task_finished(step, task_id, status)

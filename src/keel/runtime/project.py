@@ -17,6 +17,11 @@ A job with ``cache: true`` (every job with ``--cache``) is looked up in the step
 runs, with the key :class:`keel.runtime.jobcache.JobCache` makes; a hit is recorded as
 ``cached`` with its origin and its dependants start at once.
 
+``keel project resume [RUN]`` (:func:`plan_project_resume`) is a new run of the same jobs that
+takes every job instance that finished in the origin run, with its upstream jobs all taken too,
+as ``reused`` (by reference, as a flow's resume does) and runs the rest: the failed, skipped and
+unfinished jobs and what follows them.
+
 A script reaches ``current`` through environment variables (see ``current._activate_from_env``);
 its metrics spool and tags file are read into the store when the task ends. ``keel runs``,
 ``keel show``, ``keel logs`` and the client read a project run as they read a flow run.
@@ -36,7 +41,7 @@ from keel.errors import Issue, ProjectError
 from keel.flow.project import Project, format_duration
 from keel.runtime.command import CommandTask
 from keel.runtime.launch import _RunIO, drive
-from keel.runtime.scheduler import Options, Scheduler, _StepPolicy, _Task
+from keel.runtime.scheduler import Options, ReusedTask, Scheduler, _StepPolicy, _Task
 from keel.runtime.task import TaskSpec
 from keel.store import Store
 from keel.store.records import StepWrite, TaskWrite
@@ -57,6 +62,7 @@ class ProjectRunOptions:
     command: str = "keel project run"
     executors: list[str] = field(default_factory=list)   # --with ray[:...]: script jobs run there
     cache: bool | None = None      # --cache (every job) / --no-cache / neither: jobs with cache: true
+    resume: int | None = None      # keel project resume RUN: the run whose finished jobs this one takes (0: the latest)
 
 
 @dataclass
@@ -144,7 +150,13 @@ class ProjectScheduler(Scheduler):
         self.finished: set[int] = set()                      # task ids done for good (succeeded or failed)
         self.first_failure: tuple[str, int, dict[str, str]] | None = None
         self.made_by: dict[int, str] = {}                  # task id -> "RUN/TASK" whose result it took
+        self.resumed: dict[tuple[str, int], ReusedTask] = {}  # resume: (job, instance) -> the origin's task
         super().__init__(graph=None, **kwargs)
+
+    def _reuse(self, task: _Task, now: float) -> bool:
+        """Resume: take the origin run's finished instance of this job instead of running it again."""
+        origin = self.resumed.get((task.step, self.index[task.task_id][0]))
+        return origin is not None and self._take(task, origin, now, "reused")
 
     def _policies(self) -> dict[str, _StepPolicy]:
         policies = {}
@@ -342,6 +354,54 @@ class ProjectScheduler(Scheduler):
         return f"{error['type']}: {error['message']}"
 
 
+_DONE = ("succeeded", "reused", "cached")
+
+
+def plan_project_resume(project: Project, store: Store, origin_id: int | None) -> tuple[int, list[str] | None,
+                                                                                      dict[tuple[str, int], ReusedTask]]:
+    """Which run to resume (None: the project's latest), the jobs it ran (None: all), and the job
+    instances to take from it: (job, instance) -> the task that made the result."""
+    from keel.errors import NotFoundError, UsageError
+
+    md = store.metadata
+    name = project.name
+    if origin_id is None:
+        origin_id = md.latest_run_id(name)
+        if origin_id is None:
+            raise NotFoundError(f"project {name} has no run to resume; run it first: keel project run -f {project.path}")
+    origin = md.get_run(name, origin_id)
+    if origin is None or origin.kind != "project":
+        raise NotFoundError(f"no project run {name}/{origin_id} to resume; list its runs with: keel runs {name}")
+    if origin.effective_status == "running":
+        raise UsageError(f"run {name}/{origin_id} is still running; wait for it, or stop it, before resuming it")
+    if origin.effective_status == "succeeded":
+        raise UsageError(f"run {name}/{origin_id} succeeded: every job is done, nothing to resume. "
+                         f"Run jobs again with: keel project run -f {project.path} [--job NAME]")
+    jobs = origin.params.get("jobs") if isinstance(origin.params, dict) else None
+    selected = [j for j in jobs if j in project.jobs] if isinstance(jobs, list) else None
+    instances: dict[str, dict[int, Any]] = {}
+    for t in md.list_tasks(name, origin_id):
+        index = t.foreach[0][2] if t.foreach else 0  # (job, "instance", index, count)
+        instances.setdefault(t.step, {})[int(index)] = t
+    refs: dict[int, dict[str, dict[str, Any]]] = {}  # one query for the run, not one per task
+    for a in md.run_artifacts(name, origin_id):
+        refs.setdefault(a["task_id"], {})[a["name"]] = {"key": a["key"], "serializer": a["serializer"],
+                                                       "size": a["size"]}
+    reuse: dict[tuple[str, int], ReusedTask] = {}
+    whole: set[str] = set()  # jobs taken with every instance: their dependants may be taken too
+    for job in project.order():
+        spec = project.jobs[job]
+        if any(dep not in whole for dep in spec.after if dep in project.jobs):
+            continue  # something it needs runs again: so does it
+        done = {i: t for i, t in instances.get(job, {}).items() if t.status in _DONE and i < spec.parallelism}
+        for i, t in done.items():
+            reuse[(job, i)] = ReusedTask(run_id=t.origin_run_id or origin_id, task_id=t.origin_task_id or t.task_id,
+                                         artifacts=refs.get(t.task_id, {}))
+        if len(done) == spec.parallelism:
+            whole.add(job)
+    return origin_id, selected, reuse
+
+
 def _start_project_run(project: Project, options: ProjectRunOptions, store: Store, selected: list[str]) -> int:
     from keel.runtime.launch import environment_info
 
@@ -353,7 +413,8 @@ def _start_project_run(project: Project, options: ProjectRunOptions, store: Stor
     env["project_file"] = os.path.abspath(project.path)
     env.setdefault("scheduler", _process_identity())  # lets readers see a crashed runner at once
     run_id: int = store.metadata.new_run(project.name, kind="project", params=params, tags=options.tags,
-                                         code_hash=code_key, code_key=code_key, environment=env)
+                                         code_hash=code_key, code_key=code_key, environment=env,
+                                         origin_run_id=options.resume)
     from keel.runtime.launch import refuse_reused_run_id
 
     refuse_reused_run_id(store, project.name, run_id)
@@ -406,7 +467,8 @@ def _report(result: ProjectResult, scheduler: ProjectScheduler, options: Project
         job, task_id, error = scheduler.first_failure
         lines.append(f"job {job!r} (task {task_id}): {error['type']}: {error['message']}")
         lines.append(f"See its output: keel logs {result.pathspec}/{job}/{task_id} --stderr")
-        lines.append(f"Fix it, then: {options.command} -f {project.path} --job {job} --downstream")
+        lines.append(f"Fix it, then: keel project resume -f {project.path} {result.run_id}"
+                     f"  (or: {options.command} -f {project.path} --job {job} --downstream)")
     sys.stderr.write("\n" + "\n".join(lines) + "\n")
     sys.stderr.flush()
 
@@ -421,6 +483,11 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
 
     options = options or ProjectRunOptions()
     check_tags(options.tags)
+    resumed: dict[tuple[str, int], ReusedTask] = {}
+    if options.resume is not None:
+        store = store or Store.from_env()
+        origin, jobs, resumed = plan_project_resume(project, store, options.resume or None)
+        options = replace(options, resume=origin, jobs=jobs, with_deps=False, downstream=False)
     budget = machine_budget()
     remote = frozenset(project.jobs) if options.executors else frozenset()  # --with ray: the cluster's budget
     if not remote:
@@ -444,8 +511,12 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     scheduler = ProjectScheduler(
         project=project, selected=selected, io=io, flow=project.name, run_id=run_id, executor=executor,
         metadata=store.metadata, artifacts=store.artifacts, scratch=str(store.scratch), params={},
-        options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote), events=io,
+        options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote,
+                        origin_run_id=options.resume), events=io,
         cache=_job_cache(project, options, store, run_id, io))
+    scheduler.resumed = resumed
+    if options.resume is not None:
+        console.message(f"Resuming {project.name}/{options.resume}: {len(resumed)} job instance(s) taken from it")
     started = time.time()
     from keel.runtime.launch import start_alerts
 

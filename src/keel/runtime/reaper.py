@@ -4,6 +4,13 @@ A task process makes itself a child subreaper (``PR_SET_CHILD_SUBREAPER``): a pr
 its code starts and that detaches (``setsid``, a double fork) is re-parented to the task, not
 to init, so it stays in the task's tree. When the task ends, :func:`kill_descendants` kills
 that whole tree; the executor does the same before it kills a task (timeout, Ctrl-C).
+
+A task killed from outside (``kill -9`` by a user) cannot clean up: its orphans go to the
+nearest subreaper above it. The process that forks tasks (the scheduler, or the fork server) is
+one too, and each task writes its pid into its environment (``KEEL_TASK_PID``), which what it
+starts inherits; :func:`collect_orphans` kills the adopted processes whose task has ended.
+(A process forked without exec keeps its parent's original environment block, so a daemon made
+by ``os.fork`` alone in the task's own Python code is not recognised this way.)
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ import signal
 import time
 from typing import Any
 
-__all__ = ["become_subreaper", "descendants", "kill_descendants"]
+__all__ = ["TASK_ENV", "become_subreaper", "collect_orphans", "descendants", "kill_descendants", "mark_task"]
 
 _PR_SET_CHILD_SUBREAPER = 36
+
+#: The environment variable that names, in every process a task starts, the task's pid.
+TASK_ENV = "KEEL_TASK_PID"
 
 
 def become_subreaper(libc: Any = None) -> bool:
@@ -106,3 +116,52 @@ def kill_descendants(pid: int | None = None, *, deadline_s: float = 5.0) -> int:
     if me:
         _reap_children()
     return len(killed)
+
+
+def mark_task() -> None:
+    """In a task process: name this task in the environment its descendants inherit."""
+    os.environ[TASK_ENV] = str(os.getpid())
+
+
+def _children() -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as fh:
+                out += [int(p) for p in fh.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _task_of(pid: int) -> int | None:
+    """The task that started ``pid`` (its ``KEEL_TASK_PID``), or None."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            env = fh.read()
+    except OSError:
+        return None
+    key = TASK_ENV.encode() + b"="
+    for entry in env.split(b"\0"):
+        if entry.startswith(key):
+            value = entry[len(key):]
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def collect_orphans(running: set[int]) -> int:
+    """Kill (with their trees) the children this subreaper adopted from tasks that ended, i.e.
+    those whose ``KEEL_TASK_PID`` is not in ``running``; reap them. Returns how many."""
+    killed = 0
+    for pid in _children():
+        owner = _task_of(pid)
+        if owner is None or owner in running or owner == os.getpid():
+            continue
+        killed += kill_descendants(pid, deadline_s=1.0)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError, PermissionError):
+            pass
+    return killed

@@ -29,9 +29,12 @@ class SqlEvents:
         self.db = db
 
     def read(self, after: int = 0, *, flow: str | None = None, run_id: int | None = None,
-             limit: int | None = 1000) -> list[Event]:
-        """Events with an id greater than ``after``, oldest first, optionally of one flow or run."""
+             limit: int | None = 1000, kinds: tuple[str, ...] | None = None) -> list[Event]:
+        """Events with an id greater than ``after``, oldest first, optionally of one flow or run
+        and of some kinds only."""
         query = sa.select(events).where(events.c.id > after).order_by(events.c.id)
+        if kinds is not None:
+            query = query.where(events.c.kind.in_(kinds))
         if flow is not None:
             query = query.where(events.c.flow == flow)
         if run_id is not None:

@@ -311,10 +311,11 @@ class MemoryEvents:
         self.t = t
 
     def read(self, after: int = 0, *, flow: str | None = None, run_id: int | None = None,
-             limit: int | None = 1000) -> list[Event]:
+             limit: int | None = 1000, kinds: tuple[str, ...] | None = None) -> list[Event]:
         with self.t.lock:
             out = [e for e in self.t.events[after:]
-                   if (flow is None or e.flow == flow) and (run_id is None or e.run_id == run_id)]
+                   if (flow is None or e.flow == flow) and (run_id is None or e.run_id == run_id)
+                   and (kinds is None or e.kind in kinds)]
         return out[:limit] if limit else out
 
     def last_id(self) -> int:

@@ -125,8 +125,8 @@ def tokenize(text: str) -> list[Token]:
             unit = m.group("unit")
             if unit:
                 value *= _UNITS[unit]
-            elif value.is_integer() and re.fullmatch(r"[-+]?\d+", m.group("number")):
-                value = int(value)
+            elif value.is_integer() and re.fullmatch(r"[-+]?\d+", m.group("number")) and -2**63 <= value < 2**63:
+                value = int(value)  # beyond a 64-bit column it stays a float: bound as REAL, compared as one
             tokens.append(Token("number", m.group(0), value, col))
         elif kind == "string":
             raw = m.group("string")

@@ -150,7 +150,7 @@ class Event(_Row):
     ``kind`` is ``run.started``, ``run.succeeded``, ``run.failed``, ``run.interrupted``,
     ``run.crashed``, ``task.started``, ``task.succeeded``, ``task.failed``, ``task.retried``,
     ``task.reused``, ``task.cached`` or ``task.caught``; ``run.tagged``, ``run.untagged`` and
-    ``run.commented`` for annotations."""
+    ``run.commented`` for annotations; ``task.log_lost`` when a task's output could not all be kept."""
 
     id: int
     ts: float
@@ -331,6 +331,10 @@ class HeartbeatWrite:
 
     def op(self) -> tuple[str, Any]:
         return ("heartbeat", (self.flow, self.run_id))
+
+
+#: The event of a task whose output could not all be kept (disk full, EIO); detail: {"error": ...}.
+TASK_LOG_LOST = "task.log_lost"
 
 
 @dataclass(frozen=True)

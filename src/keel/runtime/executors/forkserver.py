@@ -159,6 +159,9 @@ def _serve(sock: socket.socket, scheduler_pid: int) -> None:
     _die_with_parent()
     if os.getppid() != scheduler_pid:
         return
+    from keel.runtime.reaper import become_subreaper, collect_orphans
+
+    become_subreaper()  # a task killed from outside leaves its orphans here: collected after its reap
     hello, _ = recv(sock)
     if hello is None:
         return
@@ -228,6 +231,10 @@ def _serve(sock: socket.socket, scheduler_pid: int) -> None:
                 sel.unregister(key.fd)
                 os.close(children.pop(pid))
                 send(sock, ("exit", pid, status))
+                try:
+                    collect_orphans(set(children))
+                except Exception:  # noqa: BLE001 - cleaning up never stops the server
+                    pass
 
 
 if __name__ == "__main__":

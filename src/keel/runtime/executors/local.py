@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keel.runtime.executors.base import Outcome, OutputSink, record_ending, signal_name
-from keel.runtime.reaper import become_subreaper, kill_descendants
+from keel.runtime.reaper import become_subreaper, kill_descendants, mark_task
 from keel.runtime.task import TaskSpec, read_result, run_task, write_result
 from keel.store.artifacts import ArtifactStore
 
@@ -77,6 +77,7 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
         if os.getppid() != parent_pid:  # the scheduler died between fork and prctl
             os._exit(_HARNESS_FAILURE)
         become_subreaper(_load_libc())  # what the task starts and detaches (setsid, double fork) stays its own
+        mark_task()  # ... and if this task is killed from outside, the scheduler knows whose it was
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         os.dup2(out_w, 1)
@@ -251,7 +252,7 @@ class LocalExecutor:
             from keel.runtime.executors.guard import TaskGuard
 
             self._guard = TaskGuard()
-            _load_libc()
+            become_subreaper(_load_libc())  # a task killed from outside leaves its orphans here (_collect_orphans)
         if self._use_server(spec):
             try:
                 pid = self._server.start(spec, out_w, err_w, self._on_server_message)
@@ -355,6 +356,7 @@ class LocalExecutor:
                 self._reap(child, signal.SIGKILL)  # a waitpid status: killed by SIGKILL
 
     def _reap(self, child: _Child, status: int | None = None) -> None:
+        forked_here = status is None
         if status is None:
             # What the task started and left running ends with it. Killed before the reap, while
             # the exited task still holds its pid, so the group id cannot have been reused.
@@ -371,6 +373,17 @@ class LocalExecutor:
         del self.children[child.pid]
         self.by_task.pop((child.spec.task_id, child.spec.attempt), None)
         self._exited.append(child)
+        if forked_here:  # a task killed from outside (or that called os._exit) left its orphans here
+            self._collect_orphans()
+
+    def _collect_orphans(self) -> None:
+        """Kill what tasks that ended left behind and this process adopted (reaper.collect_orphans)."""
+        from keel.runtime.reaper import collect_orphans
+
+        try:
+            collect_orphans(set(self.children))
+        except Exception:  # noqa: BLE001 - cleaning up never stops the run
+            pass
 
     def _drain(self, child: _Child, fd: int) -> None:
         """Read what an exited task left in a pipe. Stop at EOF or when nothing more is there
