@@ -30,10 +30,12 @@ def _default_store() -> Store:
     import os
 
     global _store, _store_key
-    key = (os.environ.get("KEEL_HOME"), os.environ.get("KEEL_METADATA_URL"), os.environ.get("KEEL_ARTIFACT_URL"),
-           os.getcwd())
+    from keel.settings import Settings
+
+    settings = Settings.from_env()
+    key = (settings, os.getcwd())
     if _store is None or key != _store_key:
-        _store, _store_key = Store.from_env(), key
+        _store, _store_key = Store.from_env(settings), key
     return _store
 
 

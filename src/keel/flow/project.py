@@ -301,7 +301,8 @@ class _Checker:
                                                   "its path with -f PATH")],
                                title=f"no project file {self.path}") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise KeelError(f"cannot read the project file {self.path}: {exc}") from None
+            raise ProjectError([Issue(self.path, 0, f"the project file cannot be read: {exc}")],
+                               title=f"cannot read the project file {self.path}") from None
         try:
             return YAML(typ="rt").load(text)
         except MarkedYAMLError as exc:

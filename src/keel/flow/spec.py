@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Protocol
 
-from keel.errors import DefinitionError, KeelError
+from keel.errors import DefinitionError
 
 
 class ArtifactState(Protocol):
@@ -92,7 +92,7 @@ class FlowSpec:
             object.__setattr__(self, name, value)
             return
         if name in _RESERVED:
-            raise KeelError(f"'{name}' is a reserved name in a flow; store the value under another name")
+            raise DefinitionError(f"'{name}' is a reserved name in a flow; store the value under another name")
         descriptor = getattr(type(self), name, None)
         if descriptor is not None and hasattr(descriptor, "__set__"):
             descriptor.__set__(self, value)  # parameters say they are read-only
@@ -100,7 +100,7 @@ class FlowSpec:
         state.set(name, value)
 
     def __delattr__(self, name: str) -> None:
-        raise KeelError(f"artifacts cannot be deleted; set self.{name} = None instead")
+        raise DefinitionError(f"artifacts cannot be deleted; set self.{name} = None instead")
 
     # -- the graph at run time -----------------------------------------------------------
     def next(self, *steps: Any, foreach: str | None = None) -> None:
@@ -110,24 +110,24 @@ class FlowSpec:
         for target in steps:
             name = getattr(target, "__name__", None)
             if name is None or not getattr(target, "_keel_step", False):
-                raise KeelError(f"self.next() takes steps such as self.end, got {target!r}")
+                raise DefinitionError(f"self.next() takes steps such as self.end, got {target!r}")
             names.append(name)
         if not names:
-            raise KeelError("self.next() needs at least one step, e.g. self.next(self.end)")
+            raise DefinitionError("self.next() needs at least one step, e.g. self.next(self.end)")
         if foreach is not None:
             if len(names) != 1:
-                raise KeelError("a foreach goes to exactly one step: self.next(self.part, foreach='items')")
+                raise DefinitionError("a foreach goes to exactly one step: self.next(self.part, foreach='items')")
             try:
                 items = getattr(self, foreach)
             except AttributeError:
-                raise KeelError(f"foreach={foreach!r}: the step did not set self.{foreach}") from None
+                raise DefinitionError(f"foreach={foreach!r}: the step did not set self.{foreach}") from None
             try:
                 len(items)
             except TypeError:
-                raise KeelError(f"foreach={foreach!r}: self.{foreach} must be a list or another sized "
+                raise DefinitionError(f"foreach={foreach!r}: self.{foreach} must be a list or another sized "
                                 f"sequence, got {type(items).__name__}") from None
         if self.__dict__.get("_keel_transition") is not None:
-            raise KeelError("self.next() was called twice in one step; call it once, at the end")
+            raise DefinitionError("self.next() was called twice in one step; call it once, at the end")
         object.__setattr__(self, "_keel_transition", (tuple(names), foreach))
 
     @property
@@ -154,10 +154,10 @@ class FlowSpec:
         ``include`` names exactly which to take (each must exist and agree).
         """
         if include and exclude:
-            raise KeelError("merge_artifacts takes include or exclude, not both")
+            raise DefinitionError("merge_artifacts takes include or exclude, not both")
         state = self.__dict__.get("_keel_state")
         if state is None:
-            raise KeelError("merge_artifacts works only inside a running join step")
+            raise DefinitionError("merge_artifacts works only inside a running join step")
         state.merge(list(inputs), include, exclude)
 
     @property

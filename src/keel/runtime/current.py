@@ -21,7 +21,8 @@ import threading
 import time
 from typing import Any
 
-from keel.errors import KeelError
+from keel.errors import DefinitionError
+from keel.settings import Settings
 from keel.tracking import sysmetrics as _sysmetrics  # imported here so forked tasks find it warm
 
 # One spool record: name id (H), step (q), value (d), timestamp (d), flags (B). The flags byte
@@ -72,7 +73,7 @@ class MetricSpool:
     def _name_id(self, name: str) -> int:
         nid = len(self._names)
         if nid >= self.NEW_NAME:
-            raise KeelError(f"too many distinct metric names in one task (the limit is {self.NEW_NAME}); "
+            raise DefinitionError(f"too many distinct metric names in one task (the limit is {self.NEW_NAME}); "
                             f"put the varying part in the value or the step, not in the name")
         raw = name.encode()
         size = _RECORD.size
@@ -231,7 +232,7 @@ class Current:
         self.is_running_flow = True
         self._spool = MetricSpool(metrics_path) if metrics_path else None
         self._extras = extras
-        if metrics_path and os.environ.get("KEEL_SYSTEM_METRICS", "1") != "0":
+        if metrics_path and Settings.from_env().system_metrics:
             self._sampler = _sysmetrics.Sampler(self._spool).start()
 
     def __getattr__(self, name: str) -> Any:
@@ -249,8 +250,7 @@ class Current:
     @property
     def data(self) -> Any:
         """The Data Engine (:class:`keel.data.engine.DataEngine`), recording this task as lineage."""
-        key = (os.getpid(), self.pathspec, os.environ.get("KEEL_HOME"), os.environ.get("KEEL_METADATA_URL"),
-               os.environ.get("KEEL_ARTIFACT_URL"))
+        key = (os.getpid(), self.pathspec, Settings.from_env())
         cached = self.__dict__.get("_data_engine")
         if cached is None or cached[0] != key:
             from keel.data.engine import DataEngine
@@ -268,7 +268,7 @@ class Current:
 
     def _need_task(self, what: str) -> MetricSpool:
         if self._spool is None:
-            raise KeelError(f"current.{what}() works only inside a running step or job")
+            raise DefinitionError(f"current.{what}() works only inside a running step or job")
         return self._spool
 
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
@@ -277,7 +277,7 @@ class Current:
         try:
             value = float(value)
         except (TypeError, ValueError):
-            raise KeelError(f"log_metric({name!r}, {value!r}): the value must be a number") from None
+            raise DefinitionError(f"log_metric({name!r}, {value!r}): the value must be a number") from None
         if step is not None:
             step = int(step)
         if math.isnan(value):
@@ -294,7 +294,7 @@ class Current:
         self._need_task("tag")
         for t in tags:
             if not isinstance(t, str) or not t:
-                raise KeelError(f"a tag must be a non-empty string, got {t!r}")
+                raise DefinitionError(f"a tag must be a non-empty string, got {t!r}")
             self._tags.append(t)
         tags_path = self.__dict__.get("_tags_path")
         if tags_path:  # a project job: the runner reads this file when the job ends

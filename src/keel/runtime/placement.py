@@ -211,4 +211,6 @@ def _request(where: str, node: Any, own: Any, opts: dict[str, Any]) -> dict[str,
 
 def ray_address(flag: str | None) -> str:
     """The cluster to connect to: the flag, then KEEL_RAY_ADDRESS, then a local cluster ('auto')."""
-    return flag or os.environ.get("KEEL_RAY_ADDRESS") or "auto"
+    from keel.settings import Settings
+
+    return flag or Settings.from_env().ray_address or "auto"

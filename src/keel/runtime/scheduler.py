@@ -196,9 +196,7 @@ class Scheduler:
 
     def interrupt(self) -> None:
         """Stop everything now (Ctrl-C, SIGTERM): running attempts are recorded as interrupted."""
-        shutdown = getattr(self.executor, "shutdown")
-        outcomes = shutdown() or []
-        for outcome in outcomes:
+        for outcome in self.executor.shutdown():
             task = self.running.pop((outcome.spec.task_id, outcome.spec.attempt), None)
             if task is not None:
                 self._record_attempt(task, "interrupted", outcome, {"type": "Interrupted",

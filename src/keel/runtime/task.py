@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from keel.errors import KeelError, StoreError
+from keel.errors import DefinitionError, KeelError, SerializationError, StoreError
 from keel.flow.decorators import find_decorator
 from keel.flow.spec import FlowSpec, ForeachFrame, Inputs
 from keel.runtime.current import current
@@ -120,7 +120,7 @@ class TaskState:
 
     def set(self, name: str, value: Any) -> None:
         if self.read_only:
-            raise KeelError(f"the inputs of a join are read-only; set self.{name} on the join's own self")
+            raise DefinitionError(f"the inputs of a join are read-only; set self.{name} on the join's own self")
         self.new[name] = value
         self.loaded.pop(name, None)
 
@@ -136,7 +136,7 @@ class TaskState:
         if include is not None:
             missing = [n for n in include if n not in available]
             if missing:
-                raise KeelError(f"merge_artifacts(include=...) names {', '.join(map(repr, missing))}, "
+                raise DefinitionError(f"merge_artifacts(include=...) names {', '.join(map(repr, missing))}, "
                                 f"which no branch has")
             names = list(include)
         else:
@@ -152,7 +152,7 @@ class TaskState:
                 self.refs[name] = available[name][0]
         if conflicts:
             listed = ", ".join(repr(c) for c in conflicts)
-            raise KeelError(f"merge_artifacts: the branches have different values for {listed}. Set "
+            raise DefinitionError(f"merge_artifacts: the branches have different values for {listed}. Set "
                             f"them in the join step first, or pass exclude=[{listed}]")
 
     def persist(self) -> tuple[dict[str, ArtifactRef], list[str]]:
@@ -179,7 +179,7 @@ class TaskState:
         except KeelError:
             raise
         except Exception as exc:
-            raise KeelError(f"cannot store artifact {name!r} ({type(value).__name__}) of {self.pathspec}: "
+            raise SerializationError(f"cannot store artifact {name!r} ({type(value).__name__}) of {self.pathspec}: "
                             f"{type(exc).__name__}: {exc}") from exc
 
 

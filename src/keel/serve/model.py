@@ -13,17 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.errors import NotFoundError, UsageError
+from keel.errors import BadInput, NotFoundError, UsageError
 
 _JSON_TYPES = {"i": "integer", "u": "integer", "f": "number", "b": "boolean"}
-
-
-class BadInput(Exception):
-    """A request the model cannot take; ``field`` is where (``instances[3].age``). Becomes a 4xx."""
-
-    def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(message)
-        self.field, self.message, self.status = field, message, status
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,23 @@ import sys
 import time
 from typing import Any
 
+from keel.errors import KeelError, UsageError
 from keel.serve.options import ServeOptions
 
 
 def _run(options: ServeOptions) -> None:
-    from keel.cli.main import _guard
+    """One endpoint's process: a Keel error is one line on stderr and exit 2 (usage) or 1."""
     from keel.serve.server import serve
 
-    _guard(lambda: serve(options) or 0)
+    try:
+        code = serve(options) or 0
+    except UsageError as exc:
+        print(f"keel: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeelError as exc:
+        print(f"keel: {exc}", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code)
 
 
 def endpoint_options(project: Any, name: str, token: str | None) -> ServeOptions:

@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from keel.serve.model import BadInput
+from keel.errors import BadInput
 
 _MAX_LIMIT = 10_000
 

@@ -463,7 +463,9 @@ def open_backend(url: str | None, home: str | Path | None = None) -> QueueBacken
     from keel.errors import UsageError
 
     if not url:
-        base = Path(home) if home is not None else Path(os.environ.get("KEEL_HOME") or ".keel").expanduser()
+        from keel.settings import Settings
+
+        base = Path(home) if home is not None else Settings.from_env().home
         return SqliteQueueBackend(base.absolute() / "queues.db")
     if url.startswith(("redis://", "rediss://", "unix://")):
         from keel.store.queues_redis import RedisQueueBackend

@@ -29,7 +29,11 @@ def json_text(value: Any) -> str:
 
 
 def user_name() -> str:
-    for var in ("KEEL_USER", "USER", "USERNAME", "LOGNAME"):
+    from keel.settings import Settings
+
+    if Settings.from_env().user:
+        return str(Settings.from_env().user)
+    for var in ("USER", "USERNAME", "LOGNAME"):
         if os.environ.get(var):
             return os.environ[var]
     try:
