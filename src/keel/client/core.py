@@ -22,7 +22,7 @@ from keel.errors import NotFoundError, UsageError
 from keel.store import Store
 
 _store: Store | None = None
-_store_key: tuple[str | None, ...] | None = None
+_store_key: tuple[object, ...] | None = None
 
 
 def _default_store() -> Store:

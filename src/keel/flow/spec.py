@@ -174,7 +174,7 @@ class Inputs:
 
     def __init__(self, flows: list[FlowSpec], steps: list[str]):
         self._flows = flows
-        self._by_step = {}
+        self._by_step: dict[str, FlowSpec] = {}
         for flow, step_name in zip(flows, steps):
             self._by_step.setdefault(step_name, flow)
 
@@ -189,7 +189,8 @@ class Inputs:
 
     def __getattr__(self, name: str) -> FlowSpec:
         try:
-            return self.__dict__["_by_step"][name]
+            by_step: dict[str, FlowSpec] = self.__dict__["_by_step"]
+            return by_step[name]
         except KeyError:
             steps = ", ".join(self.__dict__.get("_by_step", {})) or "none"
             raise AttributeError(f"inputs has no branch {name!r}; the branches are: {steps}") from None

@@ -231,7 +231,7 @@ class _Pool:
 
     # -- failures
 
-    def _failure(self, payload: bytes) -> BaseException:
+    def _failure(self, payload: bytes | bytearray) -> BaseException:
         report = pickle.loads(payload)
         where = (
             f"parallel_map: item {report['index']} of {len(self.items)} failed: "
@@ -434,7 +434,8 @@ def _dumps(value: object) -> bytes:
     except Exception:
         import cloudpickle
 
-        return cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        data: bytes = cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        return data
 
 
 def _exception_bytes(exc: BaseException) -> bytes | None:

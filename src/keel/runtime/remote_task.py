@@ -29,7 +29,8 @@ def make_payload(spec: object, flow_cls: type | None) -> bytes:
     if by_value:
         cloudpickle.register_pickle_by_value(module)
     try:
-        return cloudpickle.dumps({"spec": spec, "flow": flow_cls}, protocol=pickle.HIGHEST_PROTOCOL)
+        data: bytes = cloudpickle.dumps({"spec": spec, "flow": flow_cls}, protocol=pickle.HIGHEST_PROTOCOL)
+        return data
     finally:
         if by_value:
             cloudpickle.unregister_pickle_by_value(module)

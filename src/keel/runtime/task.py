@@ -193,13 +193,14 @@ def _frames(spec: TaskSpec, store: ArtifactStore) -> tuple[ForeachFrame, ...]:
         ref = ArtifactRef.from_dict(f.ref)
 
         def load(ref: ArtifactRef = ref, f: FrameSpec = f) -> Any:
-            return store.get(ref, what=f"foreach list {f.var!r} of step {f.step!r}")[f.index]
+            items: Any = store.get(ref, what=f"foreach list {f.var!r} of step {f.step!r}")
+            return items[f.index]
 
         out.append(ForeachFrame(f.step, f.var, f.index, f.num_splits, load))
     return tuple(out)
 
 
-def _flow_instance(flow_cls: type, state: TaskState, frames: tuple[ForeachFrame, ...], step: str) -> FlowSpec:
+def _flow_instance(flow_cls: type[FlowSpec], state: TaskState, frames: tuple[ForeachFrame, ...], step: str) -> FlowSpec:
     flow = flow_cls.__new__(flow_cls)
     object.__setattr__(flow, "_keel_state", state)
     object.__setattr__(flow, "_keel_frames", frames)
@@ -299,6 +300,7 @@ def write_result(path: str, result: dict[str, Any]) -> None:
 def read_result(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh)
+            result: dict[str, Any] | None = pickle.load(fh)
+            return result
     except (FileNotFoundError, EOFError, pickle.UnpicklingError):
         return None

@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, MutableMapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,7 +72,7 @@ class _Guard:
         scope.setdefault("state", {})["request_id"] = request_id
         status = [500]
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))

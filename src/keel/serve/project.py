@@ -22,14 +22,14 @@ def _run(options: ServeOptions) -> None:
     from keel.serve.server import serve
 
     try:
-        code = serve(options) or 0
+        serve(options)
     except UsageError as exc:
         print(f"keel: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeelError as exc:
         print(f"keel: {exc}", file=sys.stderr)
         sys.exit(1)
-    sys.exit(code)
+    sys.exit(0)
 
 
 def endpoint_options(project: Any, name: str, token: str | None) -> ServeOptions:

@@ -29,7 +29,7 @@ def data_engine_available() -> bool:
 
 def read_table(name: str, version: int | None) -> tuple[Any, int]:
     """The table ``name`` at ``version`` (None: latest) as a pyarrow Table, and its version number."""
-    import keel.data as data  # type: ignore[import-not-found]
+    import keel.data as data
 
     try:
         table = data.arrow(name, version=version)

@@ -435,7 +435,7 @@ class _Transaction:
             raise
         return self.b._db
 
-    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
         import fcntl
 
         try:
@@ -447,7 +447,6 @@ class _Transaction:
             self.b._lock.release()
         if isinstance(exc, sqlite3.Error):
             raise _store_error(self.b.path, exc) from None
-        return False
 
 
 def _store_error(path: Path, exc: sqlite3.Error) -> Exception:

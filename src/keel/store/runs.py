@@ -127,7 +127,8 @@ class SqlRuns:
         if status is not None:
             query = query.where(runs.c.status == status)
         with self.db.read() as conn:
-            return conn.execute(query).scalar()
+            latest = conn.execute(query).scalar()
+        return None if latest is None else int(latest)
 
     def list_flows(self) -> list[str]:
         with self.db.read() as conn:

@@ -55,11 +55,14 @@ class Encoded:
 class Serializer(Protocol):
     """One way to turn values into bytes. ``names`` lists every name it can load."""
 
-    names: tuple[str, ...]
+    @property
+    def names(self) -> tuple[str, ...]: ...
 
     def accepts(self, value: object) -> bool: ...
 
-    def dump(self, value: object) -> Encoded | None: ...
+    def dump(self, value: object) -> Encoded | None:
+        """The encoded value, or None to decline it (the next serializer is tried)."""
+        ...
 
     def load(self, name: str, data: Any) -> object:
         """Decode ``data`` (a bytes-like buffer, possibly a writable mmap)."""

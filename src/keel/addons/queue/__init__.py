@@ -295,7 +295,9 @@ class Queue:
         if module is None:
             if not os.environ.get("KEEL_METRICS_PATH"):
                 return  # not in a task: do not pay for importing the runtime
-            import keel.runtime.current as module
+            import keel.runtime.current
+
+            module = keel.runtime.current
         current = module.current
         if current.__dict__.get("_spool") is None:
             return
