@@ -22,7 +22,7 @@ from keel.errors import NotFoundError, UsageError, clip
 from keel.store import Store
 
 _store: Store | None = None
-_store_key: tuple[str | None, ...] | None = None
+_store_key: tuple[object, ...] | None = None
 _namespace: str | None = None  # None: every run (Keel's default); "user:alice", "project:x", ...
 
 
@@ -53,10 +53,12 @@ def _default_store() -> Store:
     import os
 
     global _store, _store_key
-    key = (os.environ.get("KEEL_HOME"), os.environ.get("KEEL_METADATA_URL"), os.environ.get("KEEL_ARTIFACT_URL"),
-           os.getcwd())
+    from keel.settings import Settings
+
+    settings = Settings.from_env()
+    key = (settings, os.getcwd())
     if _store is None or key != _store_key:
-        _store, _store_key = Store.from_env(), key
+        _store, _store_key = Store.from_env(settings), key
     return _store
 
 

@@ -14,6 +14,7 @@ records the previous version's files plus its own, copying nothing.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -204,7 +205,7 @@ class DataEngine:
         """Every table with its latest version."""
         return self.tables.list_tables()
 
-    def paths(self, name: str, version: int | None = None) -> list[str]:
+    def paths(self, name: str, version: int | None = None) -> builtins.list[str]:
         """The Parquet files of a version: local paths, or ``s3://`` URLs on an S3 store."""
         v = self.version(*_split(name, version))
         out = []
@@ -213,7 +214,7 @@ class DataEngine:
             out.append(str(local) if local is not None else self.backend.location(f.key))
         return out
 
-    def local_paths(self, name: str, version: int | None = None) -> list[str]:
+    def local_paths(self, name: str, version: int | None = None) -> builtins.list[str]:
         """The Parquet files of a version on this machine (downloaded once into a cache if needed)."""
         v = self.version(*_split(name, version))
         return [self._local(f.key) for f in v.files]
@@ -235,7 +236,7 @@ class DataEngine:
             os.replace(temp, path)
         return str(path)
 
-    def arrow(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pyarrow.Table":
+    def arrow(self, name: str, version: int | None = None, columns: builtins.list[str] | None = None) -> "pyarrow.Table":
         """A version as a ``pyarrow.Table`` (the latest by default)."""
         import pyarrow.dataset as ds
 
@@ -252,7 +253,7 @@ class DataEngine:
             raise UsageError(f"cannot read columns {columns} of {name}@{v.version}: {exc}. "
                              f"Its columns are {', '.join(dataset.schema.names)}") from None
 
-    def load(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pandas.DataFrame":
+    def load(self, name: str, version: int | None = None, columns: builtins.list[str] | None = None) -> "pandas.DataFrame":
         """A version as a pandas DataFrame (the latest by default)."""
         return self.arrow(name, version, columns).to_pandas()
 
@@ -279,8 +280,8 @@ class DataEngine:
         con = duckdb.connect()
         try:
             for summary in self.tables.list_tables():
-                ver = versions.get(summary.name)
-                v = summary.latest if ver is None else self.version(summary.name, ver)
+                wanted = versions.get(summary.name)
+                v = summary.latest if wanted is None else self.version(summary.name, wanted)
                 _create_view(con, summary.name, [self._local(f.key) for f in v.files])
             for view, (n, ver) in pinned.items():
                 v = self.version(n, ver)

@@ -83,7 +83,8 @@ def _number(deco: str, key: str, value: Any, *, minimum: float = 0) -> float:
             ) from None
     if value < minimum:
         raise DefinitionError(f"@{deco}({key}={value!r}): must be at least {minimum}")
-    return value
+    number: float = value  # an int stays an int: it is shown as written
+    return number
 
 
 def _make(name: str, defaults: dict[str, Any], numeric: tuple[str, ...] = (),

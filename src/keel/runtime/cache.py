@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 import xxhash
 
-from keel.runtime.fingerprint import Unfingerprintable, combine, step_fingerprint, value_digest
+from keel.errors import Unfingerprintable
+from keel.runtime.fingerprint import combine, step_fingerprint, value_digest
 from keel.store.cache import CacheEntry, CacheStore, Claim, TaskKey
 
 #: Entries of the flow read in one query when a run first looks one up; a key not among them is

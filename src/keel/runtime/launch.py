@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from keel.errors import DefinitionError
+from keel.errors import DefinitionError, RunInterrupted, TaskFailed
 from keel.flow.graph import FlowGraph
 from keel.runtime.scheduler import Events, Options, RunOutcome, Scheduler
 from keel.runtime.task import TaskSpec
+from keel.settings import Settings
 from keel.store import Store
 
 
@@ -58,6 +59,13 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`TaskFailed` (or :class:`RunInterrupted`) unless the run succeeded."""
+        if self.status == "interrupted":
+            raise RunInterrupted(f"flow run {self.pathspec} was interrupted")
+        if self.status != "succeeded":
+            raise TaskFailed(f"flow run {self.pathspec} failed")
 
 
 def check_resources(graph: FlowGraph, budget: dict[str, float], skip: frozenset[str] = frozenset()) -> None:
@@ -322,7 +330,8 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     req.options.budget = budget
     req.options.remote_steps = placement.remote_steps
     req.options.origin_run_id = req.origin_run_id
-    store = store or Store.from_env()
+    settings = Settings.from_env()  # read once, when the run starts
+    store = store or Store.from_env(settings)
     flow = graph.name
     artifacts = store.artifacts
     remote: dict[str, Any] = {}

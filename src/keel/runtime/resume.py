@@ -85,7 +85,7 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
         node = graph[t.step]
         num_splits = None
         if node.kind == "foreach" and node.foreach_param in arts:
-            items = store.artifacts.get(ArtifactRef.from_dict(arts[node.foreach_param]),
+            items: Any = store.artifacts.get(ArtifactRef.from_dict(arts[node.foreach_param]),
                                         what=f"foreach list of {flow}/{origin_id}/{t.step}/{t.task_id}")
             num_splits = len(items)
         reuse[(t.step, tuple(f[2] for f in t.foreach))] = ReusedTask(

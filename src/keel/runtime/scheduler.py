@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from keel.errors import FailureHandledByCatch
 from keel.flow.decorators import find_decorator, timeout_seconds
 from keel.runtime.current import MetricSpool
 from keel.runtime.executors.base import Executor, Outcome
@@ -218,9 +219,7 @@ class Scheduler:
 
     def interrupt(self) -> None:
         """Stop everything now (Ctrl-C, SIGTERM): running attempts are recorded as interrupted."""
-        shutdown = getattr(self.executor, "shutdown")
-        outcomes = shutdown() or []
-        for outcome in outcomes:
+        for outcome in self.executor.shutdown():
             task = self.running.pop((outcome.spec.task_id, outcome.spec.attempt), None)
             if task is not None:
                 self._record_attempt(task, "interrupted", outcome, {"type": "Interrupted",
@@ -507,9 +506,7 @@ class Scheduler:
             return
         if policy.catch and outcome.result is None:
             # The task died on its last attempt: carry on as @catch promises, with its inputs.
-            caught = CaughtException("keel.errors.FailureHandledByCatch",
-                                     f"task execution kept failing over {task.attempt + 1} attempt(s) without a "
-                                     f"Python exception: {error['message']}", error.get("traceback", ""))
+            caught = CaughtException.of(_died_without_exception(task.attempt + 1, error), error.get("traceback", ""))
             namespace = dict(task.inputs[0]) if task.inputs and not self.graph[task.step].is_join else dict(self.params)
             own = []
             if policy.catch_var:
@@ -620,3 +617,8 @@ class Scheduler:
         self._record_steps()
         self._flush()
 
+
+def _died_without_exception(attempts: int, error: dict[str, str]) -> FailureHandledByCatch:
+    """What @catch stores for a task that kept dying without a Python exception (a signal, os._exit)."""
+    return FailureHandledByCatch(f"task execution kept failing over {attempts} attempt(s) without a "
+                                 f"Python exception: {error['message']}")

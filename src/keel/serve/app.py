@@ -19,17 +19,18 @@ import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, MutableMapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from keel.errors import BadInput, ModelFailed, RequestTooLarge
 from keel.serve.batching import MicroBatcher
 from keel.serve.follow import ModelSlot
 from keel.serve.metrics import ServeMetrics
-from keel.serve.model import BadInput, LoadedModel, rows_to_input
+from keel.serve.model import LoadedModel, rows_to_input
 from keel.serve.options import ServeOptions
 
 log = logging.getLogger("keel.serve")
@@ -37,10 +38,6 @@ log = logging.getLogger("keel.serve")
 HEALTH_PATHS = frozenset({"/health", "/ready", "/v2/health/live", "/v2/health/ready"})
 _ROUTE_LABELS = ("/predict", "/invocations", "/health", "/ready", "/metrics", "/v2/health", "/v2/models", "/tables")
 _MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _error(status: int, field: str | None, message: str, request_id: str | None = None) -> JSONResponse:
@@ -76,7 +73,7 @@ class _Guard:
         state["request_id"], state["started"] = request_id, started
         status = [500]
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
@@ -96,7 +93,7 @@ class _Guard:
                 if message["type"] == "http.request":
                     seen[0] += len(message.get("body", b""))
                     if seen[0] > limit:
-                        raise _TooLarge()
+                        raise RequestTooLarge(limit)
                 return message
 
             await self.app(scope, capped_receive, send_with_id)
@@ -302,7 +299,7 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
         except Exception:
             log.exception("keel serve: the model %s raised on request %s", model.run,
                           request.scope["state"]["request_id"])
-            raise _ModelFailed() from None
+            raise ModelFailed() from None
         if requests_log is not None:
             _log_request(requests_log, request, model, rows, out)
         return model, out
@@ -311,12 +308,12 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
     async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
         return _error(exc.status, exc.field, exc.message)
 
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
+    @app.exception_handler(RequestTooLarge)
+    async def too_large(request: Request, exc: RequestTooLarge) -> JSONResponse:
         return _too_large(options.max_body)
 
-    @app.exception_handler(_ModelFailed)
-    async def model_failed(request: Request, exc: _ModelFailed) -> JSONResponse:
+    @app.exception_handler(ModelFailed)
+    async def model_failed(request: Request, exc: ModelFailed) -> JSONResponse:
         rid = request.scope["state"]["request_id"]
         return _error(500, None, f"the model failed on this request; the server log has the traceback under "
                                  f"request id {rid}", rid)
@@ -426,10 +423,6 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> FastAPI:
     _typed_openapi(app, slot)
     app.add_middleware(_Guard, options=options, metrics=metrics)
     return app
-
-
-class _ModelFailed(Exception):
-    pass
 
 
 def _log_request(requests_log: Any, request: Request, model: LoadedModel, rows: Any, out: Any) -> None:

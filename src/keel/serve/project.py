@@ -13,12 +13,12 @@ import sys
 import time
 from typing import Any
 
+from keel.errors import KeelError, UsageError
 from keel.serve.options import ServeOptions
 
 
 def _run(options: ServeOptions) -> None:
     """One endpoint's process: a Keel error is one line on stderr and exit 2 (usage) or 1."""
-    from keel.errors import KeelError, UsageError
     from keel.serve.server import serve
 
     try:

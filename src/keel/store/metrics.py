@@ -38,7 +38,7 @@ class SqlMetrics:
         query = (sa.select(metrics.c.task_id, metrics.c.name, metrics.c.step, metrics.c.value, metrics.c.ts)
                  .where(metrics.c.flow == flow, metrics.c.run_id == run_id).order_by(metrics.c.id))
         with self.db.read() as conn:
-            return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+            return [tuple(r) for r in conn.execute(query)]
 
     def last_values(self, flow: str, run_id: int) -> dict[str, float]:
         """Every metric of one run with its last value, in the order the metrics were first logged."""

@@ -30,7 +30,11 @@ def json_text(value: Any) -> str:
 
 
 def user_name() -> str:
-    for var in ("KEEL_USER", "USER", "USERNAME", "LOGNAME"):
+    from keel.settings import Settings
+
+    if Settings.from_env().user:
+        return str(Settings.from_env().user)
+    for var in ("USER", "USERNAME", "LOGNAME"):
         if os.environ.get(var):
             return os.environ[var]
     try:
@@ -128,7 +132,8 @@ class SqlRuns:
         if status is not None:
             query = query.where(runs.c.status == status)
         with self.db.read() as conn:
-            return conn.execute(query).scalar()
+            latest = conn.execute(query).scalar()
+        return None if latest is None else int(latest)
 
     def list_flows(self) -> list[str]:
         with self.db.read() as conn:

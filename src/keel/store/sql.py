@@ -163,11 +163,10 @@ class Database:
     def upsert(self, conn: Any, table: sa.Table, row: dict[str, Any], key: tuple[str, ...]) -> None:
         """Insert the row, or update the columns it names when its key exists (one statement)."""
         if self.dialect in ("sqlite", "postgresql"):
-            if self.dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
-            stmt = insert(table).values(**row)
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            dialect: Any = sqlite if self.dialect == "sqlite" else postgresql  # the same insert API
+            stmt = dialect.insert(table).values(**row)
             update = {k: stmt.excluded[k] for k in row if k not in key}
             conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update))
             return

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.errors import UsageError
+from keel.errors import NotFoundError, UsageError
 
 __all__ = ["Change", "DashboardData", "RunsPage", "bucket_series"]
 
@@ -29,8 +29,7 @@ _LOG_CHUNK = 256 * 1024
 _PREVIEW_LOCK = threading.Lock()
 
 
-class NotFound(UsageError):
-    """A run, task or artifact the dashboard was asked for does not exist (HTTP 404)."""
+NotFound = NotFoundError  # a run, task or artifact the dashboard was asked for does not exist (HTTP 404)
 
 
 @dataclass(frozen=True)

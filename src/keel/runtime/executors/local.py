@@ -231,6 +231,8 @@ class LocalExecutor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            if stream is None:
+                continue
             try:
                 stream.flush()
             except (AttributeError, ValueError, OSError):
