@@ -7,7 +7,8 @@ leaf: it uses only the standard library, so every layer may import it.
 Variables that Keel itself sets for a task's process (``KEEL_FLOW_NAME``, ``KEEL_RUN_ID``,
 ``KEEL_STEP_NAME``, ``KEEL_TASK_ID``, ``KEEL_RETRY_COUNT``, ``KEEL_METRICS_PATH``,
 ``KEEL_TAGS_PATH``, ``KEEL_INSTANCE``, ``KEEL_INSTANCES``, ``KEEL_PROJECT``, ``KEEL_JOB``,
-``KEEL_PROJECT_RUN``, ``KEEL_SPARK_MASTER``/``_UI``/``_CONF``) are the task's identity, not
+``KEEL_PROJECT_RUN``, ``KEEL_SPARK_MASTER``/``_UI``/``_CONF``, ``KEEL_RECORD_READS``,
+``KEEL_SERVE_OPTIONS``, ``KEEL_ALERT_*`` of an alert command) are the task's identity, not
 settings; ``keel.runtime.current`` reads them. The table of both is in README.md (*Settings*).
 """
 
@@ -25,6 +26,10 @@ __all__ = ["Settings", "VARIABLES"]
 DEFAULT_HEARTBEAT_SECONDS = 2.0
 MISSED_BEATS = 3
 DEFAULT_SNAPSHOT_MAX_MB = 5.0
+DEFAULT_ALERT_MAX_ATTEMPTS = 8
+DEFAULT_PROGRESS_SECONDS = 30.0
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
 
 VARIABLES: dict[str, str] = {
     "home": "KEEL_HOME",
@@ -43,6 +48,15 @@ VARIABLES: dict[str, str] = {
     "queue_url": "KEEL_QUEUE_URL",
     "queue_visibility_timeout": "KEEL_QUEUE_VISIBILITY_TIMEOUT",
     "queue_max_deliveries": "KEEL_QUEUE_MAX_DELIVERIES",
+    "alerts_file": "KEEL_ALERTS",
+    "alert_max_attempts": "KEEL_ALERT_MAX_ATTEMPTS",
+    "alert_retry_seconds": "KEEL_ALERT_RETRY_SECONDS",
+    "smtp_url": "KEEL_SMTP_URL",
+    "smtp_from": "KEEL_SMTP_FROM",
+    "cache": "KEEL_CACHE",
+    "fork_server": "KEEL_FORK_SERVER",
+    "read_only": "KEEL_READ_ONLY",
+    "progress_seconds": "KEEL_PROGRESS_SECONDS",
 }
 """Each field of :class:`Settings` and the variable it is read from."""
 
@@ -71,6 +85,15 @@ class Settings:
     queue_url: str | None = None
     queue_visibility_timeout: str | None = None
     queue_max_deliveries: str | None = None
+    alerts_file: str | None = None
+    alert_max_attempts: int = DEFAULT_ALERT_MAX_ATTEMPTS
+    alert_retry_seconds: float = 1.0
+    smtp_url: str | None = None
+    smtp_from: str | None = None
+    cache: bool = True
+    fork_server: bool = False
+    read_only: bool = False
+    progress_seconds: float = DEFAULT_PROGRESS_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -94,11 +117,31 @@ class Settings:
                                     f"unset it to use the default ({default:g})")
             return value
 
+        def switch(field: str, default: bool) -> bool:
+            raw = text(field)
+            if raw is None:
+                return default
+            value = raw.strip().lower()
+            if value not in _ON + _OFF and value != "":
+                on, off = ("1 (on, the default)", "0 (off)") if default else ("1 (on)", "0 (off, the default)")
+                raise SettingsError(f"{VARIABLES[field]}={raw!r}: expected {on} or {off}")
+            return value in _ON
+
+        def count(field: str, default: int) -> int:
+            raw = text(field)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise SettingsError(f"{VARIABLES[field]}={raw!r}: expected a whole number of at least 1; "
+                                    f"unset it to use the default ({default})")
+            return value
+
         home = Path(text("home") or ".keel").expanduser().absolute()
         heartbeat = seconds("heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS)
-        switch = (text("system_metrics") or "1").strip().lower()
-        if switch not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
-            raise SettingsError(f"KEEL_SYSTEM_METRICS={switch!r}: expected 1 (on, the default) or 0 (off)")
         return cls(
             home=home,
             metadata_url=text("metadata_url") or f"sqlite:///{home / 'metadata.db'}",
@@ -107,7 +150,7 @@ class Settings:
             crash_after_seconds=seconds("crash_after_seconds", MISSED_BEATS * heartbeat),
             user=text("user"),
             snapshot_max_mb=seconds("snapshot_max_mb", DEFAULT_SNAPSHOT_MAX_MB),
-            system_metrics=switch in ("1", "true", "yes", "on"),
+            system_metrics=switch("system_metrics", True),
             system_metrics_every=seconds("system_metrics_every", 1.0),
             ray_address=text("ray_address"),
             kubernetes_image=text("kubernetes_image"),
@@ -116,6 +159,15 @@ class Settings:
             queue_url=text("queue_url"),
             queue_visibility_timeout=text("queue_visibility_timeout"),
             queue_max_deliveries=text("queue_max_deliveries"),
+            alerts_file=text("alerts_file"),
+            alert_max_attempts=count("alert_max_attempts", DEFAULT_ALERT_MAX_ATTEMPTS),
+            alert_retry_seconds=seconds("alert_retry_seconds", 1.0),
+            smtp_url=text("smtp_url"),
+            smtp_from=text("smtp_from"),
+            cache=switch("cache", True),
+            fork_server=switch("fork_server", False),
+            read_only=switch("read_only", False),
+            progress_seconds=seconds("progress_seconds", DEFAULT_PROGRESS_SECONDS),
         )
 
     @classmethod

@@ -27,6 +27,17 @@ def test_variables_override_and_crash_after_follows_the_heartbeat() -> None:
     assert (s.heartbeat_seconds, s.crash_after_seconds, s.system_metrics, s.user) == (0.5, 1.5, False, "ada")
 
 
+def test_switches_read_on_and_off_words() -> None:
+    s = Settings.from_env({"KEEL_CACHE": "off", "KEEL_FORK_SERVER": "1", "KEEL_READ_ONLY": "yes"})
+    assert (s.cache, s.fork_server, s.read_only) == (False, True, True)
+    assert (Settings.from_env({}).cache, Settings.from_env({}).fork_server) == (True, False)
+
+
+def test_a_bad_switch_names_the_variable_and_its_default() -> None:
+    with pytest.raises(SettingsError, match=r"KEEL_CACHE='maybe': expected 1 \(on, the default\) or 0 \(off\)"):
+        Settings.from_env({"KEEL_CACHE": "maybe"})
+
+
 def test_a_bad_number_names_the_variable() -> None:
     with pytest.raises(SettingsError, match=r"KEEL_HEARTBEAT_SECONDS='soon': expected a positive number"):
         Settings.from_env({"KEEL_HEARTBEAT_SECONDS": "soon"})
@@ -41,7 +52,7 @@ def test_no_keel_variable_is_read_outside_settings() -> None:
     task_identity = {"KEEL_FLOW_NAME", "KEEL_RUN_ID", "KEEL_STEP_NAME", "KEEL_TASK_ID", "KEEL_RETRY_COUNT",
                      "KEEL_METRICS_PATH", "KEEL_TAGS_PATH", "KEEL_INSTANCE", "KEEL_INSTANCES",
                      "KEEL_PROJECT", "KEEL_JOB", "KEEL_PROJECT_RUN", "KEEL_SPARK_MASTER", "KEEL_SPARK_UI",
-                     "KEEL_SPARK_CONF"}
+                     "KEEL_SPARK_CONF", "KEEL_RECORD_READS"}
     read = re.compile(r"""(?:environ\.get|getenv|environ\[)\(?\s*["'](KEEL_[A-Z_]+)["']""")
     offenders = []
     for path in Path(keel.__file__).parent.rglob("*.py"):

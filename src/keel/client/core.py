@@ -43,9 +43,9 @@ def get_namespace() -> str | None:
 
 def default_namespace() -> str:
     """Go back to Metaflow's default namespace, ``user:<you>``, and return it."""
-    from keel.runtime.context import username
+    from keel.store.runs import user_name
 
-    return namespace(f"user:{username()}") or ""
+    return namespace(f"user:{user_name()}") or ""
 
 
 def _default_store() -> Store:
@@ -507,7 +507,7 @@ class Run:
         return sorted(t for t, system in kinds.items() if system)
 
     def add_tag(self, *tags: str) -> None:
-        from keel.tracking.tags import check_tags
+        from keel.flow.tags import check_tags
 
         tags = tuple(check_tags(tags))
         self._store.metadata.add_tags(self._record.flow, self._record.run_id, tags)

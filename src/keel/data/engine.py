@@ -34,10 +34,11 @@ if TYPE_CHECKING:
     from keel.store import Store
     from keel.store.backend import ByteBackend
 
-__all__ = ["DataEngine", "check_name", "parse_source"]
+__all__ = ["VERSIONED_NAME", "DataEngine", "check_name", "parse_source"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_VERSIONED = re.compile(r"(?<![\w\"'.])([A-Za-z_][A-Za-z0-9_]*)@(\d+)\b")
+VERSIONED_NAME = re.compile(r"(?<![\w\"'.])([A-Za-z_][A-Za-z0-9_]*)@(\d+)\b")
+"""A table pinned to a version in a query (``sales@3``): group 1 the name, group 2 the version."""
 _MODES = ("overwrite", "append")
 
 
@@ -276,7 +277,7 @@ class DataEngine:
             pinned[view] = (m.group(1), int(m.group(2)))
             return f'"{view}"'
 
-        query = _VERSIONED.sub(pin, query)
+        query = VERSIONED_NAME.sub(pin, query)
         con = duckdb.connect()
         try:
             for summary in self.tables.list_tables():

@@ -257,13 +257,14 @@ class ConfigValue(dict):  # type: ignore[type-arg]
     def _frozen(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("a configuration is read-only: it is frozen with the run")
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen  # type: ignore[assignment]
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _frozen
 
     def __reduce__(self) -> Any:
         return (ConfigValue, (dict(self),))
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self))
+        plain: dict[str, Any] = json.loads(json.dumps(self))
+        return plain
 
 
 class Config(Parameter):

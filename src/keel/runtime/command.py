@@ -98,7 +98,7 @@ def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any
             with open(command.tags_path, encoding="utf-8") as fh:
                 tags = [t.strip() for t in fh if t.strip()]
             from keel.errors import UsageError
-            from keel.tracking.tags import check_tag
+            from keel.flow.tags import check_tag
 
             checked = []
             for t in tags:  # written by current.tag(), which checked them; the file itself is not trusted

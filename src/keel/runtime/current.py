@@ -309,7 +309,7 @@ class Current:
             try:
                 step = operator.index(step)  # int, numpy integers
             except TypeError:
-                if not (isinstance(step, float) and step.is_integer()):
+                if not (isinstance(step, float) and float(step).is_integer()):
                     raise DefinitionError(f"log_metric({shown}, ..., step={repr(step)[:40]}): the step must be an "
                                     f"integer") from None
                 step = int(step)
@@ -328,7 +328,7 @@ class Current:
     def tag(self, *tags: str) -> None:
         """Add tags to the run this task belongs to."""
         self._need_task("tag")
-        from keel.tracking.tags import check_tags
+        from keel.flow.tags import check_tags
 
         self._tags.extend(check_tags(tags))
         tags_path = self.__dict__.get("_tags_path")

@@ -289,7 +289,7 @@ def alert_rules(extra: list[Any] | None = None) -> list[Any]:
     """The alert rules for a run about to start (registered, ``KEEL_ALERTS``'s, ``extra``), read
     before the run exists so that a bad rules file stops it up front. Empty without rules: a run
     without rules imports nothing."""
-    if not os.environ.get("KEEL_ALERTS") and not extra:
+    if not Settings.from_env().alerts_file and not extra:
         alerts_mod = sys.modules.get("keel.alerts")
         if alerts_mod is None or not getattr(alerts_mod, "_registered", None):
             return []
@@ -314,7 +314,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     from keel.runtime.context import run_context
     from keel.runtime.executors.local import LocalExecutor, machine_budget
 
-    from keel.tracking.tags import check_tags
+    from keel.flow.tags import check_tags
 
     check_tags(req.tags)                      # a user's --tag cannot use the reserved prefixes
     check_tags(req.system_tags, system=True)

@@ -14,7 +14,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from keel.errors import FailureHandledByCatch
 from keel.flow.decorators import find_decorator, timeout_seconds
@@ -24,6 +24,9 @@ from keel.runtime.task import CaughtException, FrameSpec, TaskSpec
 from keel.store.records import (
     ArtifactsWrite, AttemptWrite, EventWrite, HeartbeatWrite, MetricsWrite, StepWrite, TagsWrite, TaskWrite, WriteOp,
 )
+
+if TYPE_CHECKING:
+    from keel.runtime.cache import StepCache
 
 _HEARTBEAT_EVERY = 2.0  # default; KEEL_HEARTBEAT_SECONDS is read when a run starts
 _FLUSH_EVERY = 0.1  # seconds between metadata transactions while tasks run
@@ -152,7 +155,7 @@ class Scheduler:
     def __init__(self, *, flow: str, run_id: int, graph: Any, executor: Executor, metadata: Any,
                  artifacts: Any, scratch: str, params: dict[str, dict[str, Any]], options: Options,
                  events: Events | None = None, task_extras: Callable[[str], dict[str, Any]] | None = None,
-                 cache: Any = None):
+                 cache: StepCache | None = None):
         self.flow, self.run_id, self.graph = flow, run_id, graph
         self.executor, self.metadata, self.artifacts = executor, metadata, artifacts
         self.scratch = scratch

@@ -19,6 +19,7 @@ from keel.errors import DefinitionError, KeelError, SerializationError, StoreErr
 from keel.flow.decorators import find_decorator
 from keel.flow.spec import FlowSpec, ForeachFrame, Inputs
 from keel.runtime.current import current
+from keel.settings import Settings
 from keel.store.artifacts import ArtifactRef, ArtifactStore
 
 if TYPE_CHECKING:
@@ -408,7 +409,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 def _store_roots(store: ArtifactStore) -> tuple[str, ...]:
-    roots = [str(getattr(store.backend, "root", "") or ""), os.environ.get("KEEL_HOME", "")]
+    roots = [str(getattr(store.backend, "root", "") or ""), str(Settings.from_env().home)]
     return tuple(os.path.abspath(r) + os.sep for r in roots if r)
 
 

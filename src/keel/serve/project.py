@@ -22,7 +22,8 @@ def _run(options: ServeOptions) -> None:
     from keel.serve.server import serve
 
     try:
-        code = serve(options) or 0
+        serve(options)
+        code = 0
     except KeelError as exc:
         print(f"keel: {exc}", file=sys.stderr, flush=True)
         code = 2 if isinstance(exc, UsageError) else 1

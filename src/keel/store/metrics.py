@@ -109,6 +109,7 @@ class SqlMetrics:
                 return MetricBuckets(tuple(float(r.x) for r in rows), values, values, values, int(count), x0, x1)
             width = (x1 - x0) / buckets or 1.0
             scaled = (base.c.x - x0) / width
+            bucket: sa.ColumnElement[int]
             if self.db.engine.dialect.name == "sqlite":    # a cast truncates there (and x >= x0: a floor)
                 bucket = sa.func.min(sa.cast(scaled, sa.Integer), buckets - 1)
             else:                                          # PostgreSQL's cast rounds

@@ -30,11 +30,13 @@ def json_text(value: Any) -> str:
 
 
 def user_name() -> str:
+    """The user a run or a comment belongs to: KEEL_USER, METAFLOW_USER, then the login name."""
     from keel.settings import Settings
 
-    if Settings.from_env().user:
-        return str(Settings.from_env().user)
-    for var in ("USER", "USERNAME", "LOGNAME"):
+    user = Settings.from_env().user
+    if user:
+        return user
+    for var in ("METAFLOW_USER", "USER", "USERNAME", "LOGNAME"):
         if os.environ.get(var):
             return os.environ[var]
     try:

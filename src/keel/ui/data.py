@@ -256,7 +256,7 @@ class DashboardData:
     # -- tags and comments ---------------------------------------------------------------------------
     def add_tags(self, flow: str, run_id: int, tags: list[str]) -> list[str]:
         self._record(flow, run_id)
-        from keel.tracking.tags import check_tags
+        from keel.flow.tags import check_tags
 
         clean = check_tags(t.strip() if isinstance(t, str) else t for t in tags)
         if not clean:
@@ -380,7 +380,9 @@ class DashboardData:
 
         from keel.store.queues import open_backend
 
-        url = os.environ.get("KEEL_QUEUE_URL") or None
+        from keel.settings import Settings
+
+        url = Settings.from_env().queue_url
         if self.project_file:
             try:
                 from keel.flow.project import load_project
@@ -470,10 +472,10 @@ def _check_read_only(text: str) -> None:
     """Refuse anything but one SELECT: the SQL box reads tables, it never writes files or settings."""
     import duckdb
 
-    from keel.data.engine import _VERSIONED
+    from keel.data.engine import VERSIONED_NAME
 
     try:   # name@3 is the Data Engine's, not DuckDB's: quote it as the engine will
-        statements = duckdb.extract_statements(_VERSIONED.sub(lambda m: f'"{m.group(0)}"', text))
+        statements = duckdb.extract_statements(VERSIONED_NAME.sub(lambda m: f'"{m.group(0)}"', text))
     except duckdb.Error as exc:
         raise UsageError(f"SQL failed: {str(exc).splitlines()[0]}") from None
     if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:

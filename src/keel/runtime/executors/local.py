@@ -23,6 +23,7 @@ from typing import Any
 
 from keel.runtime.executors.base import Outcome, OutputSink
 from keel.runtime.task import TaskSpec, read_result, run_task, write_result
+from keel.settings import Settings
 from keel.store.artifacts import ArtifactStore
 
 _PR_SET_PDEATHSIG = 1
@@ -203,7 +204,7 @@ class LocalExecutor:
         self._guard: Any = None  # kills what tasks started if this process dies (guard.py)
         self._server_registered = False
         self._server: Any = None  # the fork server for step tasks (forkserver.py), once started
-        self._server_failed = flow_cls is None or os.environ.get("KEEL_FORK_SERVER", "0") != "1"
+        self._server_failed = flow_cls is None or not Settings.from_env().fork_server
         if not self._server_failed:
             self._start_server()
 
