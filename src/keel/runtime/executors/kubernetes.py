@@ -162,10 +162,10 @@ class KubernetesAPI:
             raise ExecutorError("--with kubernetes / @kubernetes: the kubernetes client is not installed: "
                                 "pip install 'keel[k8s]'") from None
         try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]  # the client is untyped
+            config.load_incluster_config()
         except config.ConfigException:
             try:
-                config.load_kube_config()  # type: ignore[no-untyped-call]
+                config.load_kube_config()
             except Exception as exc:  # noqa: BLE001 - no kubeconfig, bad context...
                 raise ExecutorError(f"--with kubernetes: no Kubernetes cluster is configured ({exc}). Point "
                                     f"KUBECONFIG at one (check with: kubectl config current-context)") from None
