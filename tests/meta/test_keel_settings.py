@@ -69,3 +69,14 @@ def test_the_readme_table_lists_every_variable() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = [v for v in VARIABLES.values() if f"`{v}`" not in readme]
     assert missing == []
+
+
+def test_runs_comments_and_the_client_name_one_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keel.runtime.context import username
+    from keel.store.runs import user_name
+
+    monkeypatch.delenv("KEEL_USER", raising=False)
+    monkeypatch.setenv("METAFLOW_USER", "grace")
+    assert (user_name(), username()) == ("grace", "grace")
+    monkeypatch.setenv("KEEL_USER", "ada")
+    assert (user_name(), username()) == ("ada", "ada")
