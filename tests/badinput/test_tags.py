@@ -6,7 +6,7 @@ import pytest
 from keel_testing import run_cli, write_flow
 
 from keel.errors import UsageError
-from keel.tracking.tags import check_tag
+from keel.flow.tags import check_tag
 
 FLOW = """
 from keel import FlowSpec, current, step

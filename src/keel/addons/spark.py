@@ -157,7 +157,7 @@ class SparkCluster:
     def _status(self) -> dict[str, Any] | None:
         try:
             with urllib.request.urlopen(self.ui_url + "/json/", timeout=2) as r:
-                return json.loads(r.read())  # type: ignore[no-any-return]
+                return json.loads(r.read())
         except (OSError, ValueError):
             return None
 

@@ -14,10 +14,10 @@ the whole store and deliver what is left in the outbox. See ``engine`` and ``out
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from keel.flow.alert_rules import Action, Rule, When
+from keel.settings import Settings
 
 __all__ = ["Action", "Rule", "When", "active_rules", "load_rules", "register", "send_test"]
 
@@ -39,7 +39,7 @@ def load_rules(path: str) -> list[Rule]:
 def active_rules(extra: list[Rule] | None = None) -> list[Rule]:
     """The rules for a run started now: registered ones, ``KEEL_ALERTS``'s, then ``extra``."""
     rules = list(_registered)
-    path = os.environ.get("KEEL_ALERTS")
+    path = Settings.from_env().alerts_file
     if path:
         rules.extend(load_rules(path))
     rules.extend(extra or [])

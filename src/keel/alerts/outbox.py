@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from keel.errors import AlertError
+from keel.settings import Settings
 from keel.store.records import Delivery, Firing
 
 
@@ -42,9 +43,10 @@ def deliver_due(md: Any, *, now: float | None = None, limit: int = 50) -> int:
 
 
 def _next_try(delivery: Delivery, tried_at: float) -> float | None:
-    if delivery.attempts >= int(os.environ.get("KEEL_ALERT_MAX_ATTEMPTS", "8")):
+    settings = Settings.from_env()
+    if delivery.attempts >= settings.alert_max_attempts:
         return None
-    base = float(os.environ.get("KEEL_ALERT_RETRY_SECONDS", "1"))
+    base = settings.alert_retry_seconds
     return tried_at + min(300.0, base * 2 ** (delivery.attempts - 1))
 
 
@@ -95,7 +97,8 @@ def _email(to: str | list[str], body: dict[str, Any], delivery_id: str) -> None:
     from email.message import EmailMessage
     from urllib.parse import unquote, urlsplit
 
-    url = os.environ.get("KEEL_SMTP_URL")
+    settings = Settings.from_env()
+    url = settings.smtp_url
     if not url:
         raise AlertError("an email alert needs KEEL_SMTP_URL (smtp://user:pass@host:port, or smtps://...)")
     parts = urlsplit(url)
@@ -103,7 +106,7 @@ def _email(to: str | list[str], body: dict[str, Any], delivery_id: str) -> None:
         raise AlertError(f"KEEL_SMTP_URL must look like smtp://user:pass@host:port, got scheme {parts.scheme!r}")
     msg = EmailMessage()
     msg["Subject"] = body["text"][:200]
-    msg["From"] = os.environ.get("KEEL_SMTP_FROM", f"keel@{parts.hostname}")
+    msg["From"] = settings.smtp_from or f"keel@{parts.hostname}"
     msg["To"] = ", ".join(to) if isinstance(to, list) else to
     msg["Message-ID"] = f"<keel-alert-{delivery_id}@keel>"
     msg["X-Keel-Delivery"] = delivery_id

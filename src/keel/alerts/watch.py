@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from keel.alerts.engine import AlertEngine
 from keel.alerts.outbox import deliver_due
@@ -73,7 +73,7 @@ class Watcher:
     """Every rule over the whole store: events from a cursor (starting at the newest, or 0),
     clock rules, schedules that did not run, and the outbox. ``tick()`` is one pass."""
 
-    def __init__(self, rules: Iterable[Rule], metadata: Any, *, schedules: list[tuple[str, str, str]] = (),
+    def __init__(self, rules: Iterable[Rule], metadata: Any, *, schedules: Sequence[tuple[str, str, str]] = (),
                  from_start: bool = False):
         self.engine = AlertEngine(rules, metadata)
         self.md = metadata

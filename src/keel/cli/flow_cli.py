@@ -86,7 +86,7 @@ def _parameter_options(flow_cls: type) -> list[click.Option]:
         except Exception:  # noqa: BLE001 - a default function that needs a run
             default = None
         shown = f"[default: {as_text(default)}]" if default is not None else ("[required]" if p.required else "")
-        extra = {"is_flag": False, "flag_value": "true"} if p.type is bool else {}
+        extra: dict[str, Any] = {"is_flag": False, "flag_value": "true"} if p.type is bool else {}
         options.append(click.Option(decls, default=None, metavar=metavar, required=False,
                                     help=" ".join(filter(None, [p.help, shown])) or None, **extra))
         if p.type is bool:

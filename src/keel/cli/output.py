@@ -12,7 +12,7 @@ import errno
 import os
 import sys
 
-from keel.errors import KeelError, UsageError
+from keel.errors import OutputError, UsageError
 
 
 def check_target(path: str, *, force: bool = False) -> str:
@@ -57,5 +57,5 @@ def write_text(path: str, text: str, *, force: bool = False) -> bool:
         reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
                   errno.EACCES: "permission denied", errno.EROFS: "the file system is read-only",
                   errno.EPERM: "permission denied"}.get(exc.errno or 0, exc.strerror or str(exc))
-        raise KeelError(f"-o {path}: could not write it: {reason}; nothing was written") from None
+        raise OutputError(f"-o {path}: could not write it: {reason}; nothing was written") from None
     return True

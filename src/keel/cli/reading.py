@@ -31,7 +31,7 @@ def _seconds(a: float | None, b: float | None) -> str:
     return f"{d * 1000:.0f}ms" if d < 1 else f"{d:.2f}s" if d < 60 else f"{d / 60:.1f}m"
 
 
-def size_text(n: int) -> str:
+def size_text(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from keel.settings import Settings
+
 _BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 _UNIT = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
 
@@ -96,7 +98,7 @@ def project_serve(path: str, only: tuple[str, ...]) -> None:
         unknown = [n for n in only if n not in proj.endpoints]
         if unknown:
             raise UsageError(f"{path} has no endpoint {unknown[0]!r}; its endpoints are: {', '.join(proj.endpoints)}")
-        return serve_project(proj, list(only) or list(proj.endpoints), token=os.environ.get("KEEL_SERVE_TOKEN"))
+        return serve_project(proj, list(only) or list(proj.endpoints), token=Settings.from_env().serve_token)
 
     _guard(go)
 

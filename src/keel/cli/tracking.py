@@ -75,7 +75,7 @@ def _wide_console() -> Any:
 
 # -- tag and comment ------------------------------------------------------------------------------
 def _check_tag(tag: str) -> str:
-    from keel.tracking.tags import check_tag
+    from keel.flow.tags import check_tag
 
     return check_tag(tag)
 

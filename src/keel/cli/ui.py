@@ -6,6 +6,8 @@ import os
 
 import click
 
+from keel.settings import Settings
+
 
 @click.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (loopback unless --token)")
@@ -27,7 +29,7 @@ def ui(host: str, port: int, token: str | None, project_file: str | None) -> Non
         from keel.ui.app import serve
 
         path = project_file or ("keel.yaml" if os.path.exists("keel.yaml") else None)
-        serve(host=host, port=port, token=token or os.environ.get("KEEL_UI_TOKEN") or None, project_file=path)
+        serve(host=host, port=port, token=token or Settings.from_env().ui_token, project_file=path)
         return 0
 
     _guard(go)

@@ -22,7 +22,7 @@ from keel.errors import NotFoundError, UsageError, clip
 from keel.store import Store
 
 _store: Store | None = None
-_store_key: tuple[str | None, ...] | None = None
+_store_key: tuple[object, ...] | None = None
 _namespace: str | None = None  # None: every run (Keel's default); "user:alice", "project:x", ...
 
 
@@ -43,9 +43,9 @@ def get_namespace() -> str | None:
 
 def default_namespace() -> str:
     """Go back to Metaflow's default namespace, ``user:<you>``, and return it."""
-    from keel.runtime.context import username
+    from keel.store.runs import user_name
 
-    return namespace(f"user:{username()}") or ""
+    return namespace(f"user:{user_name()}") or ""
 
 
 def _default_store() -> Store:
@@ -53,10 +53,12 @@ def _default_store() -> Store:
     import os
 
     global _store, _store_key
-    key = (os.environ.get("KEEL_HOME"), os.environ.get("KEEL_METADATA_URL"), os.environ.get("KEEL_ARTIFACT_URL"),
-           os.getcwd())
+    from keel.settings import Settings
+
+    settings = Settings.from_env()
+    key = (settings, os.getcwd())
     if _store is None or key != _store_key:
-        _store, _store_key = Store.from_env(), key
+        _store, _store_key = Store.from_env(settings), key
     return _store
 
 
@@ -546,7 +548,7 @@ class Run:
         return sorted(t for t, system in kinds.items() if system)
 
     def add_tag(self, *tags: str) -> None:
-        from keel.tracking.tags import check_tags
+        from keel.flow.tags import check_tags
 
         tags = tuple(check_tags(tags))
         self._store.metadata.add_tags(self._record.flow, self._record.run_id, tags)

@@ -14,6 +14,7 @@ records the previous version's files plus its own, copying nothing.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -37,17 +38,18 @@ if TYPE_CHECKING:
     from keel.store import Store
     from keel.store.backend import ByteBackend
 
-__all__ = ["DataEngine", "check_name", "check_select", "parse_source", "quote_versions"]
+__all__ = ["VERSIONED_NAME", "DataEngine", "check_name", "check_select", "parse_source", "quote_versions"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_VERSIONED = re.compile(r"(?<![\w\"'.])([A-Za-z_][A-Za-z0-9_]*)@(\d+)\b")
+VERSIONED_NAME = re.compile(r"(?<![\w\"'.])([A-Za-z_][A-Za-z0-9_]*)@(\d+)\b")
+"""A table pinned to a version in a query (``sales@3``): group 1 the name, group 2 the version."""
 _MODES = ("overwrite", "append")
 
 
 def quote_versions(query: str) -> str:
     """``query`` with each ``name@3`` (a table's older version, the engine's own syntax) quoted as
     the identifier ``"name@3"``, the view the engine creates for it: plain DuckDB SQL after that."""
-    return _VERSIONED.sub(lambda m: f'"{m.group(0)}"', query)
+    return VERSIONED_NAME.sub(lambda m: f'"{m.group(0)}"', query)
 
 
 def check_select(query: str) -> None:
@@ -261,7 +263,7 @@ class DataEngine:
         """Every table with its latest version."""
         return self.tables.list_tables()
 
-    def paths(self, name: str, version: int | None = None) -> list[str]:
+    def paths(self, name: str, version: int | None = None) -> builtins.list[str]:
         """The Parquet files of a version: local paths, or ``s3://`` URLs on an S3 store."""
         v = self.version(*_split(name, version))
         out = []
@@ -270,7 +272,7 @@ class DataEngine:
             out.append(str(local) if local is not None else self.backend.location(f.key))
         return out
 
-    def local_paths(self, name: str, version: int | None = None) -> list[str]:
+    def local_paths(self, name: str, version: int | None = None) -> builtins.list[str]:
         """The Parquet files of a version on this machine (downloaded once into a cache if needed)."""
         v = self.version(*_split(name, version))
         return [self._local(f.key) for f in v.files]
@@ -292,7 +294,7 @@ class DataEngine:
             os.replace(temp, path)
         return str(path)
 
-    def arrow(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pyarrow.Table":
+    def arrow(self, name: str, version: int | None = None, columns: builtins.list[str] | None = None) -> "pyarrow.Table":
         """A version as a ``pyarrow.Table`` (the latest by default)."""
         import pyarrow.dataset as ds
 
@@ -309,7 +311,7 @@ class DataEngine:
             raise UsageError(f"cannot read columns {columns} of {name}@{v.version}: {exc}. "
                              f"Its columns are {', '.join(dataset.schema.names)}") from None
 
-    def load(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pandas.DataFrame":
+    def load(self, name: str, version: int | None = None, columns: builtins.list[str] | None = None) -> "pandas.DataFrame":
         """A version as a pandas DataFrame (the latest by default)."""
         return self.arrow(name, version, columns).to_pandas()
 
@@ -332,7 +334,7 @@ class DataEngine:
             pinned[view] = (m.group(1), int(m.group(2)))
             return f'"{view}"'
 
-        query = _VERSIONED.sub(pin, query)
+        query = VERSIONED_NAME.sub(pin, query)
         wanted: dict[str, list[str]] = {}
         for summary in self.tables.list_tables():
             asked = versions.get(summary.name)

@@ -244,7 +244,7 @@ class _Reader:
             return None
         if isinstance(item, BaseException):
             raise item
-        return item  # type: ignore[no-any-return]
+        return item
 
     def close(self) -> None:
         self._stop.set()

@@ -23,7 +23,7 @@ import inspect
 import os
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeGuard
 
 from keel.errors import GraphError, Issue
 from keel.flow.decorators import step_decorators
@@ -252,17 +252,17 @@ class FlowGraph:
                             "Move it to the end of the step.")
         # Without a proper tail, the last call still says where the author meant to go;
         # following it keeps one misplaced call from making later steps look unreachable.
-        call = tails[0] if tails else (calls[-1] if calls else None)
-        if call is None:
+        chosen = tails[0] if tails else (calls[-1] if calls else None)
+        if chosen is None:
             if name != "end":
                 self._issue(node, node.lineno, f"step {name!r} does not call self.next(...). End every step "
                             "except 'end' with self.next(self.<next step>).")
             return node
-        node.next_lineno = call.lineno
-        self._calls[name] = ast.unparse(call)
-        self._parse_next_call(node, call)
+        node.next_lineno = chosen.lineno
+        self._calls[name] = ast.unparse(chosen)
+        self._parse_next_call(node, chosen)
         if name == "end":
-            self._issue(node, call.lineno, "step 'end' must not call self.next: the run finishes at end.")
+            self._issue(node, chosen.lineno, "step 'end' must not call self.next: the run finishes at end.")
         return node
 
     def _parse_switch(self, node: Node, call: ast.Call, text: str) -> None:
@@ -315,7 +315,7 @@ class FlowGraph:
                 self._issue(node, call.lineno, f"step {node.name!r} calls {text}: {ast.unparse(arg)} is not a "
                             "step. Name each next step as self.<step>, e.g. self.next(self.train).")
             else:
-                node.out_funcs.append(_self_attribute(arg))
+                node.out_funcs.append(str(_self_attribute(arg)))
         for dup in sorted({t for t in node.out_funcs if node.out_funcs.count(t) > 1}):
             self._issue(node, call.lineno, f"step {node.name!r} calls {text}: step {dup!r} is named more "
                         "than once. Name each branch once.")
@@ -381,7 +381,7 @@ class FlowGraph:
             for target in targets:
                 for leaf in ast.walk(target):
                     attr = _self_attribute(leaf)
-                    if attr in RESERVED_NAMES and isinstance(leaf.ctx, ast.Store):  # type: ignore[attr-defined]
+                    if isinstance(leaf, ast.Attribute) and attr in RESERVED_NAMES and isinstance(leaf.ctx, ast.Store):
                         self._issue(node, leaf.lineno, f"step {node.name!r} sets self.{attr}, but {attr!r} is "
                                     f"reserved ({RESERVED_NAMES[attr]}). Store it under another name.")
 
@@ -680,7 +680,7 @@ def _self_attribute(expr: ast.AST) -> str | None:
     return None
 
 
-def _is_next_call(expr: ast.AST) -> bool:
+def _is_next_call(expr: ast.AST) -> TypeGuard[ast.Call]:
     return isinstance(expr, ast.Call) and _self_attribute(expr.func) == "next"
 
 
@@ -691,7 +691,7 @@ def _tail_next(body: list[ast.stmt]) -> list[ast.Call]:
         return []
     last = body[-1]
     if isinstance(last, ast.Expr) and _is_next_call(last.value):
-        return [last.value]  # type: ignore[list-item]
+        return [last.value]
     if isinstance(last, ast.If) and last.orelse:
         first, other = _tail_next(last.body), _tail_next(last.orelse)
         if first and other and ast.dump(first[0]) == ast.dump(other[0]):

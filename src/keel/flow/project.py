@@ -35,7 +35,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Mapping
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
@@ -156,7 +156,7 @@ class Job(_Model):
     schedule: str | None = None
     overlap: StrictBool = False
     parallelism: StrictInt = Field(1, ge=1, le=10_000)   # a task each: more would only exhaust memory
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = Field(default_factory=lambda: Resources.model_validate({}))
     retries: StrictInt = Field(0, ge=0, le=100)
     timeout: Duration | None = None
     env: dict[str, EnvValue] = Field(default_factory=dict)
@@ -344,7 +344,8 @@ class _Checker:
                                                   "its path with -f PATH")],
                                title=f"no project file {self.path}") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise KeelError(f"cannot read the project file {self.path}: {exc}") from None
+            raise ProjectError([Issue(self.path, 0, f"the project file cannot be read: {exc}")],
+                               title=f"cannot read the project file {self.path}") from None
         try:
             tree = load_tree(text)
         except YamlTreeError as exc:
@@ -680,7 +681,7 @@ def load_alert_rules(path: str) -> list[Rule]:
     return rules
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Mapping[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind in _MESSAGES:
@@ -693,7 +694,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"must be more than {ctx.get('gt')}"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
-    return err["msg"][:1].lower() + err["msg"][1:]
+    msg = str(err["msg"])
+    return msg[:1].lower() + msg[1:]
 
 
 def _valid_keys(loc: tuple[Any, ...], top: list[str]) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Protocol
 
-from keel.errors import DefinitionError, KeelError
+from keel.errors import DefinitionError
 
 
 class ArtifactState(Protocol):
@@ -92,20 +92,20 @@ class FlowSpec:
             object.__setattr__(self, name, value)
             return
         if name in _RESERVED:
-            raise KeelError(f"'{name}' is a reserved name in a flow; store the value under another name")
+            raise DefinitionError(f"'{name}' is a reserved name in a flow; store the value under another name")
         descriptor = getattr(type(self), name, None)
         if descriptor is not None and hasattr(descriptor, "__set__"):
             descriptor.__set__(self, value)  # parameters say they are read-only
             return
         if descriptor is not None or hasattr(type(self), name):
-            raise KeelError(
+            raise DefinitionError(
                 f"step {self.__dict__.get('_keel_step')!r} sets self.{name}, but {name!r} is a class-level "
                 f"constant of {type(self).__name__} (later steps would still read the class value). "
                 f"Store the value under another name, e.g. self.{name}_value")
         state.set(name, value)
 
     def __delattr__(self, name: str) -> None:
-        raise KeelError(f"artifacts cannot be deleted; set self.{name} = None instead")
+        raise DefinitionError(f"artifacts cannot be deleted; set self.{name} = None instead")
 
     # -- the graph at run time -----------------------------------------------------------
     def next(self, *steps: Any, foreach: str | None = None, condition: str | None = None) -> None:
@@ -115,44 +115,44 @@ class FlowSpec:
         if steps and isinstance(steps[0], dict):
             steps = (self._keel_switch(steps[0], condition),)
         elif condition is not None:
-            raise KeelError('condition= needs a dict of value -> step: self.next({"a": self.a}, condition="mode")')
+            raise DefinitionError('condition= needs a dict of value -> step: self.next({"a": self.a}, condition="mode")')
         names = []
         for target in steps:
             name = getattr(target, "__name__", None)
             if name is None or not getattr(target, "_keel_step", False):
-                raise KeelError(f"self.next() takes steps such as self.end, got {target!r}")
+                raise DefinitionError(f"self.next() takes steps such as self.end, got {target!r}")
             names.append(name)
         if not names:
-            raise KeelError("self.next() needs at least one step, e.g. self.next(self.end)")
+            raise DefinitionError("self.next() needs at least one step, e.g. self.next(self.end)")
         if foreach is not None:
             if len(names) != 1:
-                raise KeelError("a foreach goes to exactly one step: self.next(self.part, foreach='items')")
+                raise DefinitionError("a foreach goes to exactly one step: self.next(self.part, foreach='items')")
             try:
                 items = getattr(self, foreach)
             except AttributeError:
-                raise KeelError(f"foreach={foreach!r}: the step did not set self.{foreach}") from None
+                raise DefinitionError(f"foreach={foreach!r}: the step did not set self.{foreach}") from None
             try:
                 len(items)
             except TypeError:
-                raise KeelError(f"foreach={foreach!r}: self.{foreach} must be a list or another sized "
+                raise DefinitionError(f"foreach={foreach!r}: self.{foreach} must be a list or another sized "
                                 f"sequence, got {type(items).__name__}") from None
         if self.__dict__.get("_keel_transition") is not None:
-            raise KeelError("self.next() was called twice in one step; call it once, at the end")
+            raise DefinitionError("self.next() was called twice in one step; call it once, at the end")
         object.__setattr__(self, "_keel_transition", (tuple(names), foreach))
 
     def _keel_switch(self, cases: dict[Any, Any], condition: str | None) -> Any:
         if not condition:
-            raise KeelError('a dict in self.next(...) needs condition="attr": the attribute whose value '
+            raise DefinitionError('a dict in self.next(...) needs condition="attr": the attribute whose value '
                             'chooses the step')
         try:
             value = getattr(self, condition)
         except AttributeError:
-            raise KeelError(f"condition={condition!r}: the step did not set self.{condition}") from None
+            raise DefinitionError(f"condition={condition!r}: the step did not set self.{condition}") from None
         by_text = {str(k): v for k, v in cases.items()}
         target = cases.get(value, by_text.get(str(value)))
         if target is None:
             choices = ", ".join(repr(k) for k in cases)
-            raise KeelError(f"condition={condition!r}: self.{condition} is {value!r}, which is none of the "
+            raise DefinitionError(f"condition={condition!r}: self.{condition} is {value!r}, which is none of the "
                             f"cases ({choices}); set it to one of them or add a case")
         return target
 
@@ -180,10 +180,10 @@ class FlowSpec:
         ``include`` names exactly which to take (each must exist and agree).
         """
         if include and exclude:
-            raise KeelError("merge_artifacts takes include or exclude, not both")
+            raise DefinitionError("merge_artifacts takes include or exclude, not both")
         state = self.__dict__.get("_keel_state")
         if state is None:
-            raise KeelError("merge_artifacts works only inside a running join step")
+            raise DefinitionError("merge_artifacts works only inside a running join step")
         state.merge(list(inputs), include, exclude)
 
     @property
@@ -200,7 +200,7 @@ class Inputs:
 
     def __init__(self, flows: list[FlowSpec], steps: list[str]):
         self._flows = flows
-        self._by_step = {}
+        self._by_step: dict[str, FlowSpec] = {}
         for flow, step_name in zip(flows, steps):
             self._by_step.setdefault(step_name, flow)
 
@@ -215,7 +215,8 @@ class Inputs:
 
     def __getattr__(self, name: str) -> FlowSpec:
         try:
-            return self.__dict__["_by_step"][name]
+            by_step: dict[str, FlowSpec] = self.__dict__["_by_step"]
+            return by_step[name]
         except KeyError:
             steps = ", ".join(self.__dict__.get("_by_step", {})) or "none"
             raise AttributeError(f"inputs has no branch {name!r}; the branches are: {steps}") from None

@@ -22,7 +22,9 @@ from typing import Any, Callable
 
 import xxhash
 
-from keel.runtime.fingerprint import Unfingerprintable, combine, step_fingerprint, value_digest
+from keel.errors import Unfingerprintable
+from keel.runtime.fingerprint import combine, step_fingerprint, value_digest
+from keel.settings import Settings
 from keel.store.cache import CacheEntry, CacheStore, Claim, TaskKey
 
 #: Entries of the flow read in one query when a run first looks one up; a key not among them is
@@ -53,7 +55,7 @@ class CacheSettings:
     @classmethod
     def resolve(cls, cli: bool | None) -> "CacheSettings":
         """``cli`` is True for --cache, False for --no-cache, None when neither was given."""
-        if cli is False or os.environ.get("KEEL_CACHE", "").lower() in ("off", "0", "false", "no"):
+        if cli is False or not Settings.from_env().cache:
             return cls("off")
         return cls("all" if cli else "auto")
 

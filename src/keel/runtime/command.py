@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from keel.errors import ExecutionError
+
 # Variables a task's process must not inherit from the one that started it: a project run
 # started from inside a job is a run of its own.
 _TASK_VARS = ("KEEL_RUN_ID", "KEEL_STEP_NAME", "KEEL_TASK_ID", "KEEL_METRICS_PATH", "KEEL_TAGS_PATH",
@@ -83,11 +85,11 @@ def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
     ref = artifacts.put(result.pathspec).to_dict()
     base: dict[str, Any] = {"artifacts": {"flow_run": ref}, "own": ["flow_run"], "transition": [],
                             "foreach": None}
-    if result.ok:
-        return {"ok": True, **base}
-    return {"ok": False, **base, "error": {
-        "type": "JobFailed", "traceback": "",
-        "message": f"flow run {result.pathspec} {'was interrupted' if result.status == 'interrupted' else 'failed'}"}}
+    try:
+        result.raise_for_status()
+    except ExecutionError as exc:
+        return {"ok": False, **base, "error": {"type": "JobFailed", "traceback": "", "message": str(exc)}}
+    return {"ok": True, **base}
 
 
 def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any] | None:
@@ -100,7 +102,7 @@ def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any
             with open(command.tags_path, encoding="utf-8") as fh:
                 tags = [t.strip() for t in fh if t.strip()]
             from keel.errors import UsageError
-            from keel.tracking.tags import check_tag
+            from keel.flow.tags import check_tag
 
             checked = []
             for t in tags:  # written by current.tag(), which checked them; the file itself is not trusted

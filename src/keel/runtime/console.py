@@ -41,10 +41,9 @@ _clock = time.monotonic  # replaced in tests
 
 
 def _progress_interval() -> float:
-    try:
-        return max(1.0, float(os.environ.get("KEEL_PROGRESS_SECONDS", "30")))
-    except ValueError:
-        return 30.0
+    from keel.settings import Settings
+
+    return max(1.0, Settings.from_env().progress_seconds)
 _now = datetime.now  # replaced in tests
 
 
@@ -233,7 +232,7 @@ class RunConsole:
     def flush_output(self, pathspec: str) -> None:
         """The task has ended: print what is left of its last line, if anything."""
         for stderr in (False, True):
-            held = "".join(self._partial.pop((pathspec, stderr), None) or ())
+            held = "".join(self._partial.pop((pathspec, stderr), []))
             if held:
                 self._emit(f"[{pathspec}] {held}\n", stderr)
 

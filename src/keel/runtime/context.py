@@ -10,7 +10,6 @@ and the system tags the run is stored with (as Metaflow has them).
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -22,16 +21,11 @@ _BRANCH = re.compile(r"^[a-z0-9_.-]{1,128}$")
 
 
 def username() -> str:
-    """The user a run belongs to: KEEL_USER, METAFLOW_USER, then the login name."""
-    for var in ("KEEL_USER", "METAFLOW_USER", "USER", "USERNAME", "LOGNAME"):
-        if os.environ.get(var):
-            return os.environ[var]
-    try:
-        import pwd
+    """The user a run belongs to: KEEL_USER, METAFLOW_USER, then the login name (one answer,
+    :func:`keel.store.runs.user_name`, for runs, comments and the client's namespace)."""
+    from keel.store.runs import user_name
 
-        return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError):
-        return "unknown"
+    return user_name()
 
 
 @dataclass(frozen=True)

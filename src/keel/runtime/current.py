@@ -21,7 +21,8 @@ import threading
 import time
 from typing import Any
 
-from keel.errors import KeelError
+from keel.errors import DefinitionError
+from keel.settings import Settings
 from keel.tracking import sysmetrics as _sysmetrics  # imported here so forked tasks find it warm
 
 # One spool record: name id (H), step (q), value (d), timestamp (d), flags (B). The flags byte
@@ -72,7 +73,7 @@ class MetricSpool:
     def _name_id(self, name: str) -> int:
         nid = len(self._names)
         if nid >= self.NEW_NAME:
-            raise KeelError(f"too many distinct metric names in one task (the limit is {self.NEW_NAME}); "
+            raise DefinitionError(f"too many distinct metric names in one task (the limit is {self.NEW_NAME}); "
                             f"put the varying part in the value or the step, not in the name")
         raw = name.encode()
         size = _RECORD.size
@@ -237,7 +238,7 @@ class Current:
         self.is_running_flow = True
         self._spool = MetricSpool(metrics_path) if metrics_path else None
         self._extras = extras
-        if metrics_path and os.environ.get("KEEL_SYSTEM_METRICS", "1") != "0":
+        if metrics_path and Settings.from_env().system_metrics:
             self._sampler = _sysmetrics.Sampler(self._spool).start()
 
     def __getattr__(self, name: str) -> Any:
@@ -283,8 +284,7 @@ class Current:
     @property
     def data(self) -> Any:
         """The Data Engine (:class:`keel.data.engine.DataEngine`), recording this task as lineage."""
-        key = (os.getpid(), self.pathspec, os.environ.get("KEEL_HOME"), os.environ.get("KEEL_METADATA_URL"),
-               os.environ.get("KEEL_ARTIFACT_URL"))
+        key = (os.getpid(), self.pathspec, Settings.from_env())
         cached = self.__dict__.get("_data_engine")
         if cached is None or cached[0] != key:
             from keel.data.engine import DataEngine
@@ -302,7 +302,7 @@ class Current:
 
     def _need_task(self, what: str) -> MetricSpool:
         if self._spool is None:
-            raise KeelError(f"current.{what}() works only inside a running step or job")
+            raise DefinitionError(f"current.{what}() works only inside a running step or job")
         return self._spool
 
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
@@ -310,24 +310,24 @@ class Current:
         spool = self._need_task("log_metric")
         shown = repr(name)[:60]
         if not isinstance(name, str) or not name.strip() or len(name) > 250 or not name.isprintable():
-            raise KeelError(f"log_metric({shown}, ...): a metric name is a non-empty string of at most 250 "
+            raise DefinitionError(f"log_metric({shown}, ...): a metric name is a non-empty string of at most 250 "
                             f"printable characters on one line, e.g. \"val_loss\"")
         try:
             value = float(value)
         except (TypeError, ValueError, OverflowError):
-            raise KeelError(f"log_metric({shown}, {repr(value)[:40]}): the value must be a number") from None
+            raise DefinitionError(f"log_metric({shown}, {repr(value)[:40]}): the value must be a number") from None
         if step is not None:
             import operator
 
             try:
                 step = operator.index(step)  # int, numpy integers
             except TypeError:
-                if not (isinstance(step, float) and step.is_integer()):
-                    raise KeelError(f"log_metric({shown}, ..., step={repr(step)[:40]}): the step must be an "
+                if not (isinstance(step, float) and float(step).is_integer()):
+                    raise DefinitionError(f"log_metric({shown}, ..., step={repr(step)[:40]}): the step must be an "
                                     f"integer") from None
                 step = int(step)
             if not -2**63 <= step < 2**63:
-                raise KeelError(f"log_metric({shown}, ..., step={step}): the step is out of range; steps are "
+                raise DefinitionError(f"log_metric({shown}, ..., step={step}): the step is out of range; steps are "
                                 f"64-bit integers (below 2**63)")
         if math.isnan(value):
             value = float("nan")
@@ -341,7 +341,7 @@ class Current:
     def tag(self, *tags: str) -> None:
         """Add tags to the run this task belongs to."""
         self._need_task("tag")
-        from keel.tracking.tags import check_tags
+        from keel.flow.tags import check_tags
 
         self._tags.extend(check_tags(tags))
         tags_path = self.__dict__.get("_tags_path")

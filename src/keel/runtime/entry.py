@@ -120,11 +120,11 @@ def read_request(data: dict[str, Any]) -> Request:
         from keel.flow.project import load_project
 
         project = load_project(str(data["project_file"]), flow_loader=load_flow_file)
-        options = _project().ProjectRunOptions(jobs=list(data["jobs"]) if data.get("jobs") else None,
+        project_options = _project().ProjectRunOptions(jobs=list(data["jobs"]) if data.get("jobs") else None,
                                     with_deps=bool(data.get("with_deps")), downstream=bool(data.get("downstream")),
                                     tags=list(data.get("tags") or []), quiet=bool(data.get("quiet")),
                                     cache=data.get("cache"))
-        return ProjectRequest(project=project, options=options)
+        return ProjectRequest(project=project, options=project_options)
     raise UsageError(f"a run request's kind is 'flow' or 'project', not {kind!r}")
 
 

@@ -35,6 +35,9 @@ from typing import Any, Callable, Iterable
 
 import xxhash
 
+from keel.errors import Unfingerprintable
+
+
 #: Bumped when the way keys are computed changes: an old entry then misses, never errors.
 KEY_SCHEMA = 1
 
@@ -42,10 +45,6 @@ KEY_SCHEMA = 1
 _NEUTRAL_DECORATORS = frozenset({"resources", "timeout", "retry", "ray", "kubernetes", "cache", "card"})
 _STDLIB = {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
 _SITE = tuple(p for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]} if p)
-
-
-class Unfingerprintable(Exception):
-    """A value the step reads has no deterministic fingerprint; the message names it."""
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from keel.errors import DefinitionError
+from keel.errors import DefinitionError, RunInterrupted, TaskFailed
 from keel.flow.graph import FlowGraph
 from keel.runtime.scheduler import Events, Options, RunOutcome, Scheduler
 from keel.runtime.task import TaskSpec
+from keel.settings import Settings
 from keel.store import Store
 
 
@@ -58,6 +59,13 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.status == "succeeded"
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`TaskFailed` (or :class:`RunInterrupted`) unless the run succeeded."""
+        if self.status == "interrupted":
+            raise RunInterrupted(f"flow run {self.pathspec} was interrupted")
+        if self.status != "succeeded":
+            raise TaskFailed(f"flow run {self.pathspec} failed")
 
 
 def check_resources(graph: FlowGraph, budget: dict[str, float], skip: frozenset[str] = frozenset()) -> None:
@@ -298,7 +306,7 @@ def alert_rules(extra: list[Any] | None = None) -> list[Any]:
     """The alert rules for a run about to start (registered, ``KEEL_ALERTS``'s, ``extra``), read
     before the run exists so that a bad rules file stops it up front. Empty without rules: a run
     without rules imports nothing."""
-    if not os.environ.get("KEEL_ALERTS") and not extra:
+    if not Settings.from_env().alerts_file and not extra:
         alerts_mod = sys.modules.get("keel.alerts")
         if alerts_mod is None or not getattr(alerts_mod, "_registered", None):
             return []
@@ -323,7 +331,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     from keel.runtime.context import run_context
     from keel.runtime.executors.local import LocalExecutor, machine_budget
 
-    from keel.tracking.tags import check_tags
+    from keel.flow.tags import check_tags
 
     check_tags(req.tags)                      # a user's --tag cannot use the reserved prefixes
     check_tags(req.system_tags, system=True)
@@ -342,7 +350,8 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     req.options.budget = budget
     req.options.remote_steps = placement.remote_steps
     req.options.origin_run_id = req.origin_run_id
-    store = store or Store.from_env()
+    settings = Settings.from_env()  # read once, when the run starts
+    store = store or Store.from_env(settings)
     flow = graph.name
     artifacts = store.artifacts
     remote: dict[str, Any] = {}

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from keel.errors import ExecutionError
+from keel.errors import ParallelMapError, WorkerDied
 
 __all__ = ["ParallelMapError", "WorkerDied", "parallel_map"]
 
@@ -58,43 +58,6 @@ _RESULTS, _FAILURE = 1, 2
 _PIPE_SIZE = 1 << 20
 
 _in_worker = False  # True in a worker process: nested calls default to running inline
-
-
-class ParallelMapError(ExecutionError):
-    """An item of :func:`parallel_map` failed and its own exception could not be re-raised.
-
-    ``index`` is the item's position in the input, ``item_repr`` its (truncated) repr and
-    ``remote_traceback`` the worker's formatted traceback, when there is one.
-    """
-
-    def __init__(
-        self, message: str, index: int | None = None, item_repr: str = "",
-        remote_traceback: str = "",
-    ):
-        super().__init__(message)
-        self.index = index
-        self.item_repr = item_repr
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.args[0], self.index, self.item_repr, self.remote_traceback))
-
-
-class WorkerDied(ParallelMapError):
-    """A worker ended without reporting: ``os._exit``, a signal, the out-of-memory killer.
-
-    ``exitcode`` follows :mod:`subprocess`: negative for the signal that killed it.
-    """
-
-    def __init__(
-        self, message: str, index: int | None = None, item_repr: str = "",
-        exitcode: int | None = None,
-    ):
-        super().__init__(message, index, item_repr)
-        self.exitcode = exitcode
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.args[0], self.index, self.item_repr, self.exitcode))
 
 
 def parallel_map(
@@ -268,7 +231,7 @@ class _Pool:
 
     # -- failures
 
-    def _failure(self, payload: bytes) -> BaseException:
+    def _failure(self, payload: bytes | bytearray) -> BaseException:
         report = pickle.loads(payload)
         where = (
             f"parallel_map: item {report['index']} of {len(self.items)} failed: "
@@ -471,7 +434,8 @@ def _dumps(value: object) -> bytes:
     except Exception:
         import cloudpickle
 
-        return cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        data: bytes = cloudpickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        return data
 
 
 def _exception_bytes(exc: BaseException) -> bytes | None:

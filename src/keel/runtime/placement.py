@@ -212,15 +212,19 @@ def _request(where: str, node: Any, own: Any, opts: dict[str, Any]) -> dict[str,
 def ray_address(flag: str | None) -> str:
     """The cluster to connect to: the flag, then KEEL_RAY_ADDRESS, then RAY_ADDRESS; "" when none was
     given (Keel then refuses: it joins a cluster merely found on the machine only when asked, with 'auto')."""
-    return flag or os.environ.get("KEEL_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or ""
+    from keel.settings import Settings
+
+    return flag or Settings.from_env().ray_address or os.environ.get("RAY_ADDRESS") or ""
 
 
 def ray_address_source(flag: str | None) -> str:
     """Where :func:`ray_address` found the address, in words for the run's first lines."""
+    from keel.settings import Settings
+
     if flag:
         return "from --with ray:address" if flag != "auto" else "found automatically on this machine (address=auto)"
-    for name in ("KEEL_RAY_ADDRESS", "RAY_ADDRESS"):
-        value = os.environ.get(name)
+    found = (("KEEL_RAY_ADDRESS", Settings.from_env().ray_address), ("RAY_ADDRESS", os.environ.get("RAY_ADDRESS")))
+    for name, value in found:
         if value:
             return f"from {name}" + (", found automatically on this machine" if value == "auto" else "")
     return ""

@@ -35,7 +35,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from keel.errors import Issue, ProjectError
 from keel.flow.project import Project, format_duration
@@ -45,6 +45,9 @@ from keel.runtime.scheduler import Options, ReusedTask, Scheduler, _StepPolicy, 
 from keel.runtime.task import TaskSpec
 from keel.store import Store
 from keel.store.records import StepWrite, TaskWrite
+
+if TYPE_CHECKING:
+    from keel.runtime.jobcache import JobCache
 
 _STDERR_TAIL = 4000    # characters of a failed job's stderr kept with its attempt
 
@@ -201,7 +204,7 @@ class ProjectScheduler(Scheduler):
         self.events.tasks_created(job, count)
 
     def _from_cache(self, task: _Task, now: float) -> bool:
-        cache = self.cache
+        cache = cast("JobCache | None", self.cache)  # a project's scheduler is given a JobCache
         if cache is not None and task.cache_key is None and cache.enabled(task.step):
             index, count = self.index[task.task_id]
             task.cache_key = cache.job_key(task.step, index, count, self._upstream_keys(task.step))
@@ -479,7 +482,7 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     from keel.runtime.console import RunConsole
     from keel.runtime.executors.local import machine_budget
 
-    from keel.tracking.tags import check_tags
+    from keel.flow.tags import check_tags
 
     options = options or ProjectRunOptions()
     check_tags(options.tags)

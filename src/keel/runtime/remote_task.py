@@ -29,7 +29,8 @@ def make_payload(spec: object, flow_cls: type | None) -> bytes:
     if by_value:
         cloudpickle.register_pickle_by_value(module)
     try:
-        return cloudpickle.dumps({"spec": spec, "flow": flow_cls}, protocol=pickle.HIGHEST_PROTOCOL)
+        data: bytes = cloudpickle.dumps({"spec": spec, "flow": flow_cls}, protocol=pickle.HIGHEST_PROTOCOL)
+        return data
     finally:
         if by_value:
             cloudpickle.unregister_pickle_by_value(module)
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     from keel.store.artifacts import ArtifactStore
 
     args = sys.argv[1:] if argv is None else argv
-    url = os.environ.get("KEEL_ARTIFACT_URL")
+    from keel.settings import VARIABLES, Settings
+
+    url = Settings.from_env().artifact_url if os.environ.get(VARIABLES["artifact_url"]) else None  # no default in a pod
     if len(args) != 1 or not url:
         sys.stderr.write("usage: KEEL_ARTIFACT_URL=s3://bucket/prefix python -m keel.runtime.remote_task KEY\n")
         return 2

@@ -14,8 +14,9 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from keel.errors import FailureHandledByCatch
 from keel.flow.decorators import find_decorator, timeout_seconds
 from keel.runtime.current import MetricSpool
 from keel.runtime.executors.base import Executor, Outcome
@@ -23,6 +24,9 @@ from keel.runtime.task import CaughtException, FrameSpec, TaskSpec
 from keel.store.records import (
     ArtifactsWrite, AttemptWrite, EventWrite, HeartbeatWrite, MetricsWrite, StepWrite, TagsWrite, TaskWrite, WriteOp,
 )
+
+if TYPE_CHECKING:
+    from keel.runtime.cache import StepCache
 
 _HEARTBEAT_EVERY = 2.0  # default; KEEL_HEARTBEAT_SECONDS is read when a run starts
 _FLUSH_EVERY = 0.1  # seconds between metadata transactions while tasks run
@@ -152,7 +156,7 @@ class Scheduler:
     def __init__(self, *, flow: str, run_id: int, graph: Any, executor: Executor, metadata: Any,
                  artifacts: Any, scratch: str, params: dict[str, dict[str, Any]], options: Options,
                  events: Events | None = None, task_extras: Callable[[str], dict[str, Any]] | None = None,
-                 cache: Any = None):
+                 cache: StepCache | None = None):
         self.flow, self.run_id, self.graph = flow, run_id, graph
         self.executor, self.metadata, self.artifacts = executor, metadata, artifacts
         self.scratch = scratch
@@ -219,9 +223,7 @@ class Scheduler:
 
     def interrupt(self) -> None:
         """Stop everything now (Ctrl-C, SIGTERM): running attempts are recorded as interrupted."""
-        shutdown = getattr(self.executor, "shutdown")
-        outcomes = shutdown() or []
-        for outcome in outcomes:
+        for outcome in self.executor.shutdown():
             task = self.running.pop((outcome.spec.task_id, outcome.spec.attempt), None)
             if task is not None:
                 self._record_attempt(task, "interrupted", outcome, {"type": "Interrupted",
@@ -511,9 +513,7 @@ class Scheduler:
             return
         if policy.catch and outcome.result is None:
             # The task died on its last attempt: carry on as @catch promises, with its inputs.
-            caught = CaughtException("keel.errors.FailureHandledByCatch",
-                                     f"task execution kept failing over {task.attempt + 1} attempt(s) without a "
-                                     f"Python exception: {error['message']}", error.get("traceback", ""))
+            caught = CaughtException.of(_died_without_exception(task.attempt + 1, error), error.get("traceback", ""))
             namespace = dict(task.inputs[0]) if task.inputs and not self.graph[task.step].is_join else dict(self.params)
             own = []
             if policy.catch_var:
@@ -624,3 +624,8 @@ class Scheduler:
         self._record_steps()
         self._flush()
 
+
+def _died_without_exception(attempts: int, error: dict[str, str]) -> FailureHandledByCatch:
+    """What @catch stores for a task that kept dying without a Python exception (a signal, os._exit)."""
+    return FailureHandledByCatch(f"task execution kept failing over {attempts} attempt(s) without a "
+                                 f"Python exception: {error['message']}")

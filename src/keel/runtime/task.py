@@ -15,10 +15,11 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from keel.errors import KeelError, StoreError
+from keel.errors import DefinitionError, KeelError, SerializationError, StoreError
 from keel.flow.decorators import find_decorator
 from keel.flow.spec import FlowSpec, ForeachFrame, Inputs
 from keel.runtime.current import current
+from keel.settings import Settings
 from keel.store.artifacts import ArtifactRef, ArtifactStore
 
 if TYPE_CHECKING:
@@ -80,6 +81,11 @@ class CaughtException:
         self.type = type_name
         self.exception = message
         self.stacktrace = traceback_text
+
+    @classmethod
+    def of(cls, exc: BaseException, traceback_text: str) -> CaughtException:
+        """What @catch stores for ``exc``."""
+        return cls(_qualified(exc), str(exc), traceback_text)
 
     @property
     def message(self) -> str:
@@ -171,7 +177,7 @@ class TaskState:
 
     def set(self, name: str, value: Any) -> None:
         if self.read_only:
-            raise KeelError(f"the inputs of a join are read-only; set self.{name} on the join's own self")
+            raise DefinitionError(f"the inputs of a join are read-only; set self.{name} on the join's own self")
         self.new[name] = value
         self.loaded.pop(name, None)
 
@@ -180,7 +186,7 @@ class TaskState:
 
     def merge(self, inputs: list[FlowSpec], include: list[str] | None, exclude: list[str] | None) -> None:
         if not self.join:
-            raise KeelError(f"merge_artifacts works only in a join step (one that takes inputs), "
+            raise DefinitionError(f"merge_artifacts works only in a join step (one that takes inputs), "
                             f"not in {self.pathspec}")
         states = [inp.__dict__["_keel_state"] for inp in inputs]
         available: dict[str, list[ArtifactRef]] = {}
@@ -190,7 +196,7 @@ class TaskState:
         if include is not None:
             missing = [n for n in include if n not in available]
             if missing:
-                raise KeelError(f"merge_artifacts(include=...) names {', '.join(map(repr, missing))}, "
+                raise DefinitionError(f"merge_artifacts(include=...) names {', '.join(map(repr, missing))}, "
                                 f"which no branch has")
             names = list(include)
         else:
@@ -210,7 +216,7 @@ class TaskState:
                 self.loaded.pop(name, None)
         else:
             listed = ", ".join(repr(c) for c in conflicts)
-            raise KeelError(f"merge_artifacts: the branches have different values for {listed}. Set "
+            raise DefinitionError(f"merge_artifacts: the branches have different values for {listed}. Set "
                             f"them in the join step first, or pass exclude=[{listed}]")
 
     def persist(self) -> tuple[dict[str, ArtifactRef], list[str]]:
@@ -237,7 +243,7 @@ class TaskState:
         except KeelError:
             raise
         except Exception as exc:
-            raise KeelError(f"cannot store artifact {name!r} ({type(value).__name__}) of {self.pathspec}: "
+            raise SerializationError(f"cannot store artifact {name!r} ({type(value).__name__}) of {self.pathspec}: "
                             f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -251,13 +257,14 @@ def _frames(spec: TaskSpec, store: ArtifactStore) -> tuple[ForeachFrame, ...]:
         ref = ArtifactRef.from_dict(f.ref)
 
         def load(ref: ArtifactRef = ref, f: FrameSpec = f) -> Any:
-            return store.get(ref, what=f"foreach list {f.var!r} of step {f.step!r}")[f.index]
+            items: Any = store.get(ref, what=f"foreach list {f.var!r} of step {f.step!r}")
+            return items[f.index]
 
         out.append(ForeachFrame(f.step, f.var, f.index, f.num_splits, load))
     return tuple(out)
 
 
-def _flow_instance(flow_cls: type, state: TaskState, frames: tuple[ForeachFrame, ...], step: str) -> FlowSpec:
+def _flow_instance(flow_cls: type[FlowSpec], state: TaskState, frames: tuple[ForeachFrame, ...], step: str) -> FlowSpec:
     flow = flow_cls.__new__(flow_cls)
     object.__setattr__(flow, "_keel_state", state)
     object.__setattr__(flow, "_keel_frames", frames)
@@ -404,7 +411,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 
 def _store_roots(store: ArtifactStore) -> tuple[str, ...]:
-    roots = [str(getattr(store.backend, "root", "") or ""), os.environ.get("KEEL_HOME", "")]
+    roots = [str(getattr(store.backend, "root", "") or ""), str(Settings.from_env().home)]
     return tuple(os.path.abspath(r) + os.sep for r in roots if r)
 
 
@@ -457,6 +464,7 @@ def write_result(path: str, result: dict[str, Any]) -> None:
 def read_result(path: str) -> dict[str, Any] | None:
     try:
         with open(path, "rb") as fh:
-            return pickle.load(fh)
+            result: dict[str, Any] | None = pickle.load(fh)
+            return result
     except (FileNotFoundError, EOFError, pickle.UnpicklingError):
         return None

@@ -112,7 +112,9 @@ class ScheduleRow:
 
 def watcher_for(project: Project, metadata: Any) -> Any:
     """A ``keel.alerts.watch.Watcher`` over the project's rules (and ``KEEL_ALERTS``'s), or None."""
-    if not project.alerts and not os.environ.get("KEEL_ALERTS"):
+    from keel.settings import Settings
+
+    if not project.alerts and not Settings.from_env().alerts_file:
         return None
     from keel.alerts import active_rules
     from keel.alerts.watch import Watcher

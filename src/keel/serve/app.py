@@ -17,29 +17,26 @@ import time
 import itertools
 import os
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, MutableMapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from keel.errors import BadInput, ModelFailed, RequestTooLarge
 from keel.serve.batching import MicroBatcher
 from keel.serve.docs import add_docs_routes
 from keel.serve.follow import ModelSlot
 from keel.serve.metrics import ServeMetrics
-from keel.serve.inference import Inference, ModelFailed, Scope, dumps
-from keel.serve.model import BadInput, LoadedModel
+from keel.serve.inference import Inference, Scope, dumps
+from keel.serve.model import LoadedModel
 from keel.serve.options import ServeOptions
 
 log = logging.getLogger("keel.serve")
 
 HEALTH_PATHS = frozenset({"/health", "/ready", "/v2/health/live", "/v2/health/ready"})
 _ROUTE_LABELS = ("/predict", "/invocations", "/health", "/ready", "/metrics", "/v2/health", "/v2/models", "/tables")
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _error(status: int, field: str | None, message: str, request_id: str | None = None) -> JSONResponse:
@@ -77,7 +74,7 @@ class _Guard:
         state["request_id"], state["started"] = request_id, started
         status = [500]
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
@@ -101,7 +98,7 @@ class _Guard:
                 if message["type"] == "http.request":
                     seen[0] += len(message.get("body", b""))
                     if seen[0] > limit:
-                        raise _TooLarge()
+                        raise RequestTooLarge(limit)
                 return message
 
             await self.app(scope, capped_receive, send_with_id)
@@ -230,8 +227,8 @@ def build_app(options: ServeOptions, slot: ModelSlot) -> "_Guard":
     async def bad_input(request: Request, exc: BadInput) -> JSONResponse:
         return _error(exc.status, exc.field, exc.message)
 
-    @app.exception_handler(_TooLarge)
-    async def too_large(request: Request, exc: _TooLarge) -> JSONResponse:
+    @app.exception_handler(RequestTooLarge)
+    async def too_large(request: Request, exc: RequestTooLarge) -> JSONResponse:
         return _too_large(options.max_body)
 
     @app.exception_handler(ModelFailed)

@@ -19,7 +19,8 @@ from typing import Any, Awaitable, Callable
 from keel.serve.batching import MicroBatcher, run_model
 from keel.serve.follow import ModelSlot
 from keel.serve.metrics import ServeMetrics
-from keel.serve.model import BadInput, LoadedModel, check_rows
+from keel.errors import BadInput, ModelFailed
+from keel.serve.model import LoadedModel, check_rows
 from keel.serve.options import ServeOptions
 from keel.serve.shapes import csv_rows, json_body, json_object, mlflow_rows, v2_datatype, v2_rows
 
@@ -28,10 +29,6 @@ log = logging.getLogger("keel.serve")
 Scope = dict[str, Any]
 Handler = Callable[[Scope, bytes], Awaitable[bytes]]
 _V2_PREFIX, _V2_SUFFIX = "/v2/models/", "/infer"
-
-
-class ModelFailed(Exception):
-    """The model raised on a valid request: a 500 with the request id."""
 
 
 def dumps(value: Any) -> bytes:

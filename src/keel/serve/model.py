@@ -13,17 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.errors import NotFoundError, UsageError
+from keel.errors import BadInput, NotFoundError, UsageError
 
 _JSON_TYPES = {"i": "integer", "u": "integer", "f": "number", "b": "boolean"}
-
-
-class BadInput(Exception):
-    """A request the model cannot take; ``field`` is where (``instances[3].age``). Becomes a 4xx."""
-
-    def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(message)
-        self.field, self.message, self.status = field, message, status
 
 
 @dataclass(frozen=True)
@@ -150,10 +142,10 @@ def infer_signature(model: Any, example: Any = None) -> Signature:
         shape = getattr(example, "shape", None)
         if shape is not None and len(shape) == 2:
             return Signature(width=int(shape[1]))
-    fitted = getattr(model, "feature_names_in_", None)
-    if fitted is not None:
-        features = tuple(str(n) for n in fitted)
-        return Signature(names=features, types=tuple("number" for _ in features))
+    fitted_names = getattr(model, "feature_names_in_", None)
+    if fitted_names is not None:
+        names = tuple(str(n) for n in fitted_names)
+        return Signature(names=names, types=tuple("number" for _ in names))
     width = getattr(model, "n_features_in_", None)
     return Signature(width=int(width)) if isinstance(width, int) else Signature()
 

@@ -13,16 +13,17 @@ import sys
 import time
 from typing import Any
 
+from keel.errors import KeelError, UsageError
 from keel.serve.options import ServeOptions
 
 
 def _run(options: ServeOptions) -> None:
     """One endpoint's process: a Keel error is one line on stderr and exit 2 (usage) or 1."""
-    from keel.errors import KeelError, UsageError
     from keel.serve.server import serve
 
     try:
-        code = serve(options) or 0
+        serve(options)
+        code = 0
     except KeelError as exc:
         print(f"keel: {exc}", file=sys.stderr, flush=True)
         code = 2 if isinstance(exc, UsageError) else 1

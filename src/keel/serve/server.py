@@ -94,7 +94,7 @@ def serve(options: ServeOptions) -> None:
     follows = "following its latest successful run" if options.run_id is None else "pinned"
     print(f"keel serve: {model.run} artifact {model.artifact} ({model.key[:12]}), {follows}, "
           f"at http://{options.host}:{options.port} (docs: /docs)", file=sys.stderr, flush=True)
-    common = dict(host=options.host, port=options.port, limit_concurrency=options.max_concurrency,
+    common: dict[str, Any] = dict(host=options.host, port=options.port, limit_concurrency=options.max_concurrency,
                   timeout_graceful_shutdown=_GRACE_SECONDS, access_log=False, log_level="warning",
                   server_header=False, proxy_headers=False)
     # uvicorn finishes in-flight requests on SIGTERM, then raises the signal again: exit 0 then,

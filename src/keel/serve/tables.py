@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keel.serve.model import BadInput
+from keel.errors import BadInput
 
 if TYPE_CHECKING:
     from keel.data.engine import DataEngine

@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from keel.settings import Settings
     from keel.store.artifacts import ArtifactStore
     from keel.store.logs import LogStore
     from keel.store.metadata import MetadataStore
@@ -27,13 +27,15 @@ class StoreSettings:
 
     @classmethod
     def from_env(cls) -> "StoreSettings":
-        home = Path(os.environ.get("KEEL_HOME") or ".keel").expanduser().absolute()
-        _check_home(home)
-        return cls(
-            home=home,
-            metadata_url=os.environ.get("KEEL_METADATA_URL") or f"sqlite:///{home / 'metadata.db'}",
-            artifact_url=os.environ.get("KEEL_ARTIFACT_URL") or str(home / "artifacts"),
-        )
+        from keel.settings import Settings
+
+        return cls.of(Settings.from_env())
+
+    @classmethod
+    def of(cls, settings: "Settings") -> "StoreSettings":
+        """The store's part of the run's :class:`keel.settings.Settings`; KEEL_HOME must be a folder."""
+        _check_home(settings.home)
+        return cls(home=settings.home, metadata_url=settings.metadata_url, artifact_url=settings.artifact_url)
 
 
 def _check_home(home: Path) -> None:
@@ -44,7 +46,7 @@ def _check_home(home: Path) -> None:
     while not where.exists() and where != where.parent:
         where = where.parent
     if not where.is_dir():
-        shown = "KEEL_HOME=" + str(home) if os.environ.get("KEEL_HOME") else f"the store folder {home}"
+        shown = f"the store folder {home} (KEEL_HOME, default ./.keel)"
         what = "is" if where == home else f"would be inside {where}, which is"
         raise UsageError(f"{shown} {what} not a folder; set KEEL_HOME to a folder (it is created if missing), "
                          f"or unset it to use ./.keel")
@@ -57,8 +59,11 @@ class Store:
         self.settings = settings
 
     @classmethod
-    def from_env(cls) -> "Store":
-        return cls(StoreSettings.from_env())
+    def from_env(cls, settings: "Settings | None" = None) -> "Store":
+        """The store the settings name (read from the environment when not given)."""
+        if settings is None:
+            return cls(StoreSettings.from_env())
+        return cls(StoreSettings.of(settings))
 
     @cached_property
     def metadata(self) -> "MetadataStore":

@@ -5,6 +5,7 @@ transaction, so readers that follow the event log (the dashboard) see it."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Iterable
 
@@ -44,14 +45,16 @@ class SqlAnnotations:
 
     def add_comment(self, flow: str, run_id: int, text: str, *, author: str | None = None) -> Comment:
         """Keep a comment on a run, with its author (KEEL_USER or the login name) and time."""
-        row = {"flow": flow, "run_id": run_id, "author": author or user_name(), "created_at": time.time(),
-               "text": text}
+        comment = Comment(id=0, flow=flow, run_id=run_id, author=author or user_name(), created_at=time.time(),
+                          text=text)
+        row = {"flow": comment.flow, "run_id": comment.run_id, "author": comment.author,
+               "created_at": comment.created_at, "text": comment.text}
         with self.db.write() as conn:
             self.db.lock_events(conn)
             new_id = conn.execute(comments.insert().values(**row)).inserted_primary_key[0]
             conn.execute(events.insert().values(**event_row(flow, run_id, "run.commented",
                                                             detail={"comment": int(new_id)})))
-        return Comment(id=int(new_id), **row)
+        return dataclasses.replace(comment, id=int(new_id))
 
     def list_comments(self, flow: str, run_id: int) -> list[Comment]:
         """A run's comments, oldest first."""

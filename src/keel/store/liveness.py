@@ -17,29 +17,21 @@ import os
 import socket
 from typing import Any
 
-DEFAULT_HEARTBEAT_SECONDS = 2.0
-MISSED_BEATS = 3
-
-
-def _env_seconds(name: str, default: float) -> float:
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        return default
-    return value if value > 0 else default
+from keel.settings import DEFAULT_HEARTBEAT_SECONDS, MISSED_BEATS
 
 
 def heartbeat_seconds() -> float:
     """How often a scheduler writes its heartbeat (``KEEL_HEARTBEAT_SECONDS``, default 2)."""
-    return _env_seconds("KEEL_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS)
+    from keel.settings import Settings
+
+    return Settings.from_env().heartbeat_seconds
 
 
 def crash_after_seconds() -> float:
     """How old a heartbeat may be before a running run is shown as crashed."""
-    return _env_seconds("KEEL_CRASH_AFTER_SECONDS", MISSED_BEATS * heartbeat_seconds())
+    from keel.settings import Settings
+
+    return Settings.from_env().crash_after_seconds
 
 
 def _read(path: str) -> str:

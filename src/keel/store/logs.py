@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 
 class LogStore:
@@ -16,7 +17,7 @@ class LogStore:
             raise ValueError(stream)
         return self.root / flow / str(run_id) / step / f"{task_id}.{stream}"
 
-    def open_for_append(self, flow: str, run_id: int, step: str, task_id: int, stream: str):
+    def open_for_append(self, flow: str, run_id: int, step: str, task_id: int, stream: str) -> BinaryIO:
         path = self.path(flow, run_id, step, task_id, stream)
         path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "ab", buffering=0)

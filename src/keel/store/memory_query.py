@@ -21,7 +21,7 @@ class MemoryRunQuery:
         query = query or Query(where, sort)
         now = time.time()
         ev = _Eval(query.where_text or "", now, self.metrics, self.runs)
-        records = self.runs.list_runs(flow)  # newest first: the tie-break order
+        records: list[RunRecord] = list(self.runs.list_runs(flow))  # newest first: the tie-break order
         if query.where is not None:
             records = [r for r in records if ev.test(query.where, r) is True]
         for key in reversed(query.sort):
@@ -51,7 +51,7 @@ def _or(values: list[bool | None]) -> bool | None:
 def _cmp(a: Any, op: str, b: Any) -> bool | None:
     if a is None or b is None:
         return None
-    return {"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    return bool({"=": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])
 
 
 def _number(v: Any) -> bool:
@@ -107,9 +107,9 @@ class _Eval:
         if f.kind == "tags":
             # user and system tags alike (a namespace is a system tag), as the SQL query does
             have = self.runs.tag_kinds_of(r.flow, r.run_id) if self.runs is not None else r.tags
-            return (value in have) == (op == "=")
+            return bool((value in have) == (op == "="))
         if f.kind == "status":
-            return self.status_is(r, value) == (op == "=")
+            return bool(self.status_is(r, value) == (op == "="))
         if f.kind in ("created", "finished"):
             return _cmp(self.simple(f, r), op, self.compiler.timestamp(value, node.col, f))
         return _cmp(self.simple(f, r), op, value)

@@ -38,7 +38,7 @@ class SqlMetrics:
         query = (sa.select(metrics.c.task_id, metrics.c.name, metrics.c.step, metrics.c.value, metrics.c.ts)
                  .where(metrics.c.flow == flow, metrics.c.run_id == run_id).order_by(metrics.c.id))
         with self.db.read() as conn:
-            return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+            return [tuple(r) for r in conn.execute(query)]
 
     def last_values(self, flow: str, run_id: int) -> dict[str, float]:
         """Every metric of one run with its last value, in the order the metrics were first logged."""
@@ -121,6 +121,7 @@ class SqlMetrics:
                 return MetricBuckets(tuple(float(r.x) for r in rows), values, values, values, int(count), x0, x1)
             width = (x1 - x0) / buckets or 1.0
             scaled = (base.c.x - x0) / width
+            bucket: sa.ColumnElement[int]
             if self.db.engine.dialect.name == "sqlite":    # a cast truncates there (and x >= x0: a floor)
                 bucket = sa.func.min(sa.cast(scaled, sa.Integer), buckets - 1)
             else:                                          # PostgreSQL's cast rounds

@@ -435,7 +435,7 @@ class _Transaction:
             raise
         return self.b._db
 
-    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
         import fcntl
 
         try:
@@ -447,7 +447,6 @@ class _Transaction:
             self.b._lock.release()
         if isinstance(exc, sqlite3.Error):
             raise _store_error(self.b.path, exc) from None
-        return False
 
 
 def _store_error(path: Path, exc: sqlite3.Error) -> Exception:
@@ -463,7 +462,9 @@ def open_backend(url: str | None, home: str | Path | None = None) -> QueueBacken
     from keel.errors import UsageError
 
     if not url:
-        base = Path(home) if home is not None else Path(os.environ.get("KEEL_HOME") or ".keel").expanduser()
+        from keel.settings import Settings
+
+        base = Path(home) if home is not None else Settings.from_env().home
         return SqliteQueueBackend(base.absolute() / "queues.db")
     if url.startswith(("redis://", "rediss://", "unix://")):
         from keel.store.queues_redis import RedisQueueBackend

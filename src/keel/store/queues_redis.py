@@ -187,7 +187,8 @@ class RedisQueueBackend:
             raise UsageError("the queue url is redis://... but the redis package is missing: "
                              "pip install 'keel[queue]'") from None
         self.url = url
-        self.client = redis.Redis.from_url(url)
+        # Any: redis-py types replies as bytes | str (decode_responses either way); ours are bytes
+        self.client: Any = redis.Redis.from_url(url)
         self.consumer = uuid.uuid4().hex
         self._scripts = {name: self.client.register_script(src) for name, src in
                          (("put", _PUT), ("reserve", _RESERVE), ("ack", _ACK), ("nack", _NACK),

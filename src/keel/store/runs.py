@@ -30,7 +30,13 @@ def json_text(value: Any) -> str:
 
 
 def user_name() -> str:
-    for var in ("KEEL_USER", "USER", "USERNAME", "LOGNAME"):
+    """The user a run or a comment belongs to: KEEL_USER, METAFLOW_USER, then the login name."""
+    from keel.settings import Settings
+
+    user = Settings.from_env().user
+    if user:
+        return user
+    for var in ("METAFLOW_USER", "USER", "USERNAME", "LOGNAME"):
         if os.environ.get(var):
             return os.environ[var]
     try:
@@ -128,7 +134,8 @@ class SqlRuns:
         if status is not None:
             query = query.where(runs.c.status == status)
         with self.db.read() as conn:
-            return conn.execute(query).scalar()
+            latest = conn.execute(query).scalar()
+        return None if latest is None else int(latest)
 
     def list_flows(self) -> list[str]:
         with self.db.read() as conn:

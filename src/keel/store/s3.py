@@ -183,7 +183,8 @@ class S3Backend:
 
     def _head(self, key: str) -> dict[str, Any]:
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+            head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=self._name(key))
+            return head
         except Exception as exc:  # noqa: BLE001
             if self._missing(exc):
                 raise ArtifactNotFound(f"no blob {key} at {self.location(key)}") from None

@@ -97,12 +97,13 @@ class SqlRunQuery:
                 for r in conn.execute(q)}
 
 
-class _LazyJSON(Mapping):
+class _LazyJSON(Mapping[str, Any]):
     """A run's environment (a few KB of JSON: every installed package), decoded when first read:
     listing 10,000 runs should not parse 10,000 package lists nobody looks at."""
 
     def __init__(self, text: str | None):
-        self._text, self._value = text, None
+        self._text: str | None = text
+        self._value: dict[str, Any] | None = None
 
     def _data(self) -> dict[str, Any]:
         if self._value is None:

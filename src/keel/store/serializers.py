@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
-from keel.errors import StoreError
+from keel.errors import SerializationError, StoreError
 
 __all__ = ["Encoded", "SerializationError", "Serializer", "SERIALIZERS", "encode", "load"]
 
@@ -38,14 +38,6 @@ COMPRESS_MIN_SAVING = 0.20
 _SAMPLE_FROM = 1 << 20  # above this size, compress a sample first to see if it pays
 _SAMPLE_SIZE = 128 << 10
 _PICKLE_PROTOCOL = 5
-
-
-class SerializationError(StoreError):
-    """A value that no serializer can store, or stored bytes that cannot be decoded."""
-
-
-class _Unsuitable(Exception):
-    """Raised by a serializer's dump before writing anything: try the next one."""
 
 
 @dataclass(frozen=True)
@@ -63,11 +55,14 @@ class Encoded:
 class Serializer(Protocol):
     """One way to turn values into bytes. ``names`` lists every name it can load."""
 
-    names: tuple[str, ...]
+    @property
+    def names(self) -> tuple[str, ...]: ...
 
     def accepts(self, value: object) -> bool: ...
 
-    def dump(self, value: object) -> Encoded: ...
+    def dump(self, value: object) -> Encoded | None:
+        """The encoded value, or None to decline it (the next serializer is tried)."""
+        ...
 
     def load(self, name: str, data: Any) -> object:
         """Decode ``data`` (a bytes-like buffer, possibly a writable mmap)."""
@@ -195,22 +190,22 @@ class ArrowPandasSerializer:
         module, name = _type_of(value)
         return name == "DataFrame" and module.startswith("pandas")
 
-    def dump(self, value: Any) -> Encoded:
+    def dump(self, value: Any) -> Encoded | None:
         import pandas as pd
         import pyarrow as pa
 
         columns = value.columns
         if isinstance(columns, pd.MultiIndex) or not columns.is_unique:
-            raise _Unsuitable
+            return None
         for _, column in value.items():
             if column.dtype == object and pd.api.types.infer_dtype(
                 column, skipna=True
             ) not in ("string", "empty"):
-                raise _Unsuitable
+                return None
         try:
             table = pa.Table.from_pandas(value)
         except (pa.ArrowException, ValueError, TypeError) as exc:
-            raise _Unsuitable from exc
+            return None
         return Encoded("arrow-pandas", write=_arrow_writer(table))
 
     def load(self, name: str, data: Any) -> object:
@@ -297,10 +292,9 @@ def encode(value: object) -> Encoded:
     """Serialize ``value`` with the first serializer that accepts it."""
     for serializer in SERIALIZERS:
         if serializer.accepts(value):
-            try:
-                return serializer.dump(value)
-            except _Unsuitable:
-                continue
+            encoded = serializer.dump(value)
+            if encoded is not None:  # None: the serializer declined this value; try the next
+                return encoded
     raise AssertionError("the pickle serializer accepts every value")  # pragma: no cover
 
 

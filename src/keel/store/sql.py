@@ -27,7 +27,9 @@ def _cannot_write(path: str) -> bool:
     ``KEEL_READ_ONLY=1`` opens any existing store so (an archive on a writable disk, root browsing one)."""
     if not os.path.exists(path):
         return False
-    if os.environ.get("KEEL_READ_ONLY", "") not in ("", "0"):
+    from keel.settings import Settings
+
+    if Settings.from_env().read_only:
         return True
     return not (os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK))
 
@@ -151,10 +153,13 @@ class Database:
         stmt = self._upserts.get((table.name, columns))
         if stmt is None:
             if self.dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                ins: Any = sqlite_insert(table)
             else:
-                from sqlalchemy.dialects.postgresql import insert
-            ins = insert(table)
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                ins = pg_insert(table)
             update = {k: ins.excluded[k] for k in columns if k not in key}
             stmt = self._upserts[(table.name, columns)] = ins.on_conflict_do_update(index_elements=list(key),
                                                                                     set_=update)
@@ -163,11 +168,10 @@ class Database:
     def upsert(self, conn: Any, table: sa.Table, row: dict[str, Any], key: tuple[str, ...]) -> None:
         """Insert the row, or update the columns it names when its key exists (one statement)."""
         if self.dialect in ("sqlite", "postgresql"):
-            if self.dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
-            stmt = insert(table).values(**row)
+            from sqlalchemy.dialects import postgresql, sqlite
+
+            dialect: Any = sqlite if self.dialect == "sqlite" else postgresql  # the same insert API
+            stmt = dialect.insert(table).values(**row)
             update = {k: stmt.excluded[k] for k in row if k not in key}
             conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update))
             return

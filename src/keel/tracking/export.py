@@ -52,7 +52,7 @@ def export_run(store: Any, flow: str, run_id: int) -> dict[str, Any]:
                                             "task_id": task_id, "task_step": step_of.get(task_id)})
     env = dict(r.environment)
     snapshot = env.get("snapshot") or {}
-    manifest = load_manifest(store, snapshot.get("key")) if snapshot.get("key") else None
+    manifest = load_manifest(store, str(snapshot["key"])) if snapshot.get("key") else None
     return {
         "keel_export": FORMAT_VERSION,
         "run": {"pathspec": r.pathspec, "flow": r.flow, "run_id": r.run_id, "kind": r.kind,

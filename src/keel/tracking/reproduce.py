@@ -88,7 +88,7 @@ def reproduce(store: Any, flow: str, run_id: int, *, quiet: bool = False, keep: 
     snap = (record.environment or {}).get("snapshot") or {}
     folder = tempfile.mkdtemp(prefix=f"keel-reproduce-{flow}-{run_id}-")
     if snap.get("key"):
-        entry = unpack(store, snap["key"], folder)
+        entry = str(unpack(store, snap["key"], folder))
         nfiles = int(snap.get("files") or 1)
     elif record.code_key:
         name = os.path.basename((record.environment or {}).get("flow_file") or f"{flow.lower()}.py")

@@ -128,11 +128,9 @@ def _ignored(root: Path, rel_paths: list[str]) -> set[str]:
 
 
 def max_bytes() -> int:
-    raw = os.environ.get("KEEL_SNAPSHOT_MAX_MB") or str(DEFAULT_MAX_MB)
-    try:
-        return int(float(raw) * 2**20)
-    except ValueError:
-        return int(DEFAULT_MAX_MB * 2**20)
+    from keel.settings import Settings
+
+    return int(Settings.from_env().snapshot_max_mb * 2**20)
 
 
 def take_snapshot(flow_file: str, artifacts: Any) -> tuple[dict[str, Any], str | None]:

@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Any
 
+from keel.settings import Settings
+
 PREFIX = "sys."
 CPU_PERCENT, RSS_MB = "sys.cpu_percent", "sys.rss_mb"
 PEAK_RSS_MB, CPU_TIME_S = "sys.peak_rss_mb", "sys.cpu_time_s"
@@ -70,7 +72,7 @@ class Sampler:
 
     def __init__(self, spool: Any, every: float | None = None):
         self.spool = spool
-        self.every = every if every is not None else float(os.environ.get("KEEL_SYSTEM_METRICS_EVERY", "1"))
+        self.every = every if every is not None else Settings.from_env().system_metrics_every
         self._stop = threading.Event()
         self._guard = threading.Lock()
         self._stopped = False

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from keel.errors import UsageError
+from keel.errors import NotFoundError, UsageError
 
 __all__ = ["Change", "DashboardData", "RunsPage", "bucket_series"]
 
@@ -29,8 +29,7 @@ _LOG_CHUNK = 256 * 1024
 _PREVIEW_LOCK = threading.Lock()
 
 
-class NotFound(UsageError):
-    """A run, task or artifact the dashboard was asked for does not exist (HTTP 404)."""
+NotFound = NotFoundError  # a run, task or artifact the dashboard was asked for does not exist (HTTP 404)
 
 
 @dataclass(frozen=True)
@@ -255,7 +254,7 @@ class DashboardData:
     # -- tags and comments ---------------------------------------------------------------------------
     def add_tags(self, flow: str, run_id: int, tags: list[str]) -> list[str]:
         self._record(flow, run_id)
-        from keel.tracking.tags import check_tags
+        from keel.flow.tags import check_tags
 
         clean = check_tags(t.strip() if isinstance(t, str) else t for t in tags)
         if not clean:
@@ -381,7 +380,9 @@ class DashboardData:
 
         from keel.store.queues import open_backend
 
-        url = os.environ.get("KEEL_QUEUE_URL") or None
+        from keel.settings import Settings
+
+        url = Settings.from_env().queue_url
         if self.project_file:
             try:
                 from keel.flow.project import load_project

@@ -53,12 +53,15 @@ class QueueSettings:
         if unknown:
             raise UsageError(f"queue setting(s) {', '.join(map(repr, unknown))} unknown; the settings are: "
                              f"{', '.join(_ENV)}")
+        from keel.settings import Settings
+
+        env = Settings.from_env()
         values: dict[str, Any] = {}
-        for field, var in _ENV.items():
+        for field in _ENV:
             if overrides.get(field) is not None:
                 values[field] = overrides[field]
-            elif os.environ.get(var):
-                values[field] = os.environ[var]
+            elif getattr(env, f"queue_{field}"):
+                values[field] = getattr(env, f"queue_{field}")
         try:
             settings = cls(url=values.get("url") or None,
                            visibility_timeout=float(values.get("visibility_timeout", cls.visibility_timeout)),
@@ -120,7 +123,9 @@ _BACKENDS_LOCK = threading.Lock()
 def _backend(url: str | None) -> "QueueBackend":
     from keel.store.queues import open_backend
 
-    home = os.environ.get("KEEL_HOME") or ".keel"
+    from keel.settings import Settings
+
+    home = str(Settings.from_env().home)
     key = (os.getpid(), url, home)
     with _BACKENDS_LOCK:
         backend = _BACKENDS.get(key)
@@ -290,7 +295,9 @@ class Queue:
         if module is None:
             if not os.environ.get("KEEL_METRICS_PATH"):
                 return  # not in a task: do not pay for importing the runtime
-            import keel.runtime.current as module
+            import keel.runtime.current
+
+            module = keel.runtime.current
         current = module.current
         if current.__dict__.get("_spool") is None:
             return
@@ -335,7 +342,9 @@ def queue(name: str, **settings: Any) -> Queue:
     """A named queue outside a task (``keel.queue("jobs")``); settings as for ``current.queue``.
     The same name and settings give the same object (one heartbeat thread per queue)."""
     resolved = QueueSettings.from_env(**settings)
-    key = (os.getpid(), name, resolved, os.environ.get("KEEL_HOME") or ".keel")
+    from keel.settings import Settings
+
+    key = (os.getpid(), name, resolved, str(Settings.from_env().home))
     with _BACKENDS_LOCK:
         found = _QUEUES.get(key)
     if found is None:

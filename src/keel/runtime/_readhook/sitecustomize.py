@@ -16,7 +16,7 @@ def _install(target: str) -> None:
     seen: set[str] = set()
     skip = ("/proc/", "/sys/", "/dev/", sys.prefix + os.sep, sys.base_prefix + os.sep)
 
-    def hook(event: str, args: tuple) -> None:
+    def hook(event: str, args: tuple[object, ...]) -> None:
         if event != "open":
             return
         path, mode, flags = args[0], args[1], args[2]

@@ -72,6 +72,9 @@ class Executor(Protocol):
     def kill(self, spec: TaskSpec) -> None:
         """Stop a running attempt now; its Outcome still comes back through wait()."""
 
+    def running(self) -> int:
+        """How many attempts are running now."""
+
     def shutdown(self) -> list[Outcome]:
         """Stop every running attempt now (Ctrl-C, SIGTERM) and return how each one ended;
         no process is left behind."""

@@ -28,6 +28,7 @@ from keel.errors import ExecutorError
 from keel.runtime.executors.base import Outcome, OutputSink, record_ending, signal_name
 from keel.runtime.remote_task import RESULT_MARKER, make_payload
 from keel.runtime.task import TaskSpec
+from keel.settings import Settings
 
 CONTAINER = "keel-task"
 _POLL = 0.5          # seconds between looks at the cluster
@@ -183,13 +184,14 @@ class KubernetesExecutor:
         self.artifacts = artifacts
         self.on_output = on_output
         self.requests = dict(requests or {})
+        self.settings = Settings.from_env()
         url = getattr(artifacts.backend, "url", None)
         if not isinstance(url, str) or not url.startswith("s3://"):
             where = getattr(artifacts.backend, "root", None) or repr(artifacts.backend)
             raise ExecutorError(NOT_SHARED.format(url=where))
         self.artifact_url = url
         for step, request in self.requests.items():
-            request["image"] = request.get("image") or os.environ.get("KEEL_KUBERNETES_IMAGE")
+            request["image"] = request.get("image") or self.settings.kubernetes_image
             if not request["image"]:
                 raise ExecutorError(NO_IMAGE.format(step=step))
         self.api = api or KubernetesAPI.from_config()
@@ -198,7 +200,7 @@ class KubernetesExecutor:
 
     # -- submit -------------------------------------------------------------------------------
     def submit(self, spec: TaskSpec) -> None:
-        request = self.requests.get(spec.step) or {"image": os.environ.get("KEEL_KUBERNETES_IMAGE")}
+        request = self.requests.get(spec.step) or {"image": self.settings.kubernetes_image}
         key = self.artifacts.put_bytes(make_payload(spec, self.flow_cls))
         body = job_manifest(spec, request, payload_key=key, artifact_url=self.artifact_url, image=request["image"])
         namespace = body["metadata"]["namespace"]

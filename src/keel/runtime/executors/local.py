@@ -24,6 +24,7 @@ from typing import Any
 from keel.runtime.executors.base import Outcome, OutputSink, record_ending, signal_name
 from keel.runtime.reaper import become_subreaper, kill_descendants, mark_task
 from keel.runtime.task import TaskSpec, read_result, run_task, write_result
+from keel.settings import Settings
 from keel.store.artifacts import ArtifactStore
 
 _PR_SET_PDEATHSIG = 1
@@ -205,9 +206,9 @@ class LocalExecutor:
         # (a resume, a short flow) does not pay for a second interpreter it would not win back.
         # A step task waits for it only while no other task runs (at most _SERVER_START_WAIT s),
         # else it is forked from here; a server that forked nothing is killed at the end.
-        mode = os.environ.get("KEEL_FORK_SERVER", "auto")
-        self._server_failed = flow_cls is None or mode == "0"
-        self._server_after = 0 if mode == "1" else _SERVER_AFTER
+        mode = Settings.from_env().fork_server
+        self._server_failed = flow_cls is None or mode == "off"
+        self._server_after = 0 if mode == "on" else _SERVER_AFTER
         self._step_tasks = 0
         if not self._server_failed and self._server_after == 0:
             self._start_server()
@@ -244,6 +245,8 @@ class LocalExecutor:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            if stream is None:
+                continue
             try:
                 stream.flush()
             except (AttributeError, ValueError, OSError):

@@ -182,7 +182,8 @@ def run_on_worker(spec: TaskSpec, digest: str, blob: bytes, store: Any, context:
     from keel.runtime.task import run_task
 
     ctx = ray.get_runtime_context()
-    node = f"ray:{ray.util.get_node_ip_address()}:{ctx.get_node_id()[:16]}"
+    ip = ray.util.get_node_ip_address()
+    node = f"ray:{ip}:{ctx.get_node_id()[:16]}"
     if spec.command is not None:
         return _run_command_on_worker(spec, node)
     flow_cls = _flow_class(digest, blob)
