@@ -110,7 +110,7 @@ class DataArtifact:
         return f"DataArtifact({self._task.pathspec}:{self.name}, {self.size} bytes)"
 
 
-class _Artifacts(dict):  # type: ignore[type-arg]
+class _Artifacts(dict):
     """``task.artifacts``: name -> DataArtifact, also as attributes (``task.artifacts.model.data``, as
     Metaflow's namedtuple; a name that is a dict method, like ``items``, is read as ``artifacts["items"]``)."""
 
@@ -122,7 +122,7 @@ class _Artifacts(dict):  # type: ignore[type-arg]
         return found
 
 
-class _TaskList(list):  # type: ignore[type-arg]
+class _TaskList(list):
     """``step.tasks``: a list of the step's tasks that may also be called, as Metaflow's ``step.tasks()``."""
 
     def __call__(self, *tags: str) -> _TaskList:
