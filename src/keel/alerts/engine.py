@@ -211,8 +211,10 @@ class AlertEngine:
               fields: dict[str, Any]) -> Firing | None:
         # A firing made by an event is dated by the event, so the cooldown gives the same answer
         # whoever evaluates it and whenever (a restarted watcher, the run's own thread).
+        # The cursor saved with it stops just before the event: the event's other rules may not
+        # be evaluated yet, and a restart evaluates it again (what fired already is a no-op).
         e = self._event
-        cursor = (self.cursor, e.id) if self.cursor is not None and e is not None else None
+        cursor = (self.cursor, e.id - 1) if self.cursor is not None and e is not None else None
         return self.md.alerts.fire(rule.name, flow, run_id, key, summary=summary,
                                    fields={"rule": rule.name, "flow": flow, "run_id": run_id, **fields},
                                    targets=[a.target() for a in rule.notify], cooldown=rule.cooldown,
