@@ -44,14 +44,44 @@ ACC = (0.79, 0.7999, 0.8, 0.8001, 0.81)          # acc below 0.8, 2 in a row
 LOSS = (0.99, 1.0, 1.0001, 1.01)                 # running max of loss above 1.0
 
 
+REAL_FLOW = f"""
+import random, time
+from keel import FlowSpec, Parameter, current, step
+
+class SoakReal(FlowSpec):
+    seed = Parameter("seed", default=0)
+
+    @step
+    def start(self):
+        open(f"started-{{self.seed}}", "w").close()   # the soak kills the run from now on
+        rng = random.Random(self.seed)
+        for i in range(rng.randrange(1, 6)):
+            current.log_metric("acc", rng.choice({ACC!r}), step=i)
+            if rng.random() < 0.5:
+                current.log_metric("loss", rng.choice({LOSS!r}), step=i)
+        time.sleep(rng.uniform(0, 2))
+        if rng.random() < 0.3:
+            raise ValueError("bad")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+if __name__ == "__main__":
+    SoakReal()
+"""
+
+
 def rules(url: str) -> list[dict[str, Any]]:
+    """The soak's rules, for every flow (the orchestrator's ``Soak`` and the real ``SoakReal``)."""
     hook = [{"webhook": url}]
-    return [{"name": "failed", "when": {"event": "failed", "flow": FLOW}, "notify": hook},
-            {"name": "crashed", "when": {"event": "crashed", "flow": FLOW}, "notify": hook},
-            {"name": "acc-low", "when": {"event": "metric", "flow": FLOW, "metric": "acc", "below": 0.8,
-                                         "consecutive": 2}, "notify": hook},
-            {"name": "loss-high", "when": {"event": "metric", "flow": FLOW, "metric": "loss", "agg": "max",
-                                           "above": 1.0}, "notify": hook}]
+    return [{"name": "failed", "when": {"event": "failed"}, "notify": hook},
+            {"name": "crashed", "when": {"event": "crashed"}, "notify": hook},
+            {"name": "acc-low", "when": {"event": "metric", "metric": "acc", "below": 0.8, "consecutive": 2},
+             "notify": hook},
+            {"name": "loss-high", "when": {"event": "metric", "metric": "loss", "agg": "max", "above": 1.0},
+             "notify": hook}]
 
 
 def oracle(status: str, acc: list[float], loss: list[float]) -> set[str]:
@@ -156,9 +186,54 @@ class _Receiver:
 
 
 # -- the soak ------------------------------------------------------------------------------------
-def soak(home: str | Path, runs: int = 1000, *, seed: int = 0, crash_rate: float = 0.05,
+class _RealRuns:
+    """Real flow runs (``python soak_real.py run``), one at a time, each SIGKILLed at a random
+    moment (some finish first); driven from the soak's loop, so no thread forks."""
+
+    def __init__(self, home: Path, count: int, rng: random.Random):
+        import subprocess
+
+        self.subprocess, self.rng, self.left = subprocess, rng, count
+        self.flow = home / "soak_real.py"
+        self.flow.write_text(REAL_FLOW)
+        self.proc: Any = None
+        self.marker = self.flow
+        self.kill_at = 0.0
+        self.killed = 0
+
+    def step(self) -> bool:
+        """Advance; False once every real run ended."""
+        if self.proc is not None:
+            if self.kill_at == 0.0 and self.marker.exists():
+                self.kill_at = time.monotonic() + self.rng.uniform(0.0, 3.0)   # mid-task, later, or after it ended
+            if self.proc.poll() is None and (self.kill_at == 0.0 or time.monotonic() < self.kill_at):
+                return True
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.killed += 1
+            self.proc.wait()
+            self.proc = None
+        if self.left == 0:
+            return False
+        self.left -= 1
+        run_seed = self.rng.randrange(10**6)
+        self.marker = self.flow.parent / f"started-{run_seed}"
+        self.proc = self.subprocess.Popen(
+            [sys.executable, str(self.flow), "run", "--seed", str(run_seed), "--quiet"],
+            cwd=self.flow.parent, stdout=self.subprocess.DEVNULL, stderr=self.subprocess.DEVNULL)
+        self.kill_at = 0.0
+        return True
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def soak(home: str | Path, runs: int = 1000, *, seed: int = 0, crash_rate: float = 0.05, real: int = 0,
          kill_every: tuple[float, float] = (0.05, 0.6), timeout: float = 600.0) -> dict[str, Any]:
-    """Run the soak in ``home`` (an empty KEEL_HOME); returns the report (see the module)."""
+    """Run the soak in ``home`` (an empty KEEL_HOME); returns the report (see the module).
+    ``real`` real flow runs, SIGKILLed at random moments, run beside the orchestrator's."""
     os.environ["KEEL_HOME"] = str(home)
     os.environ.pop("KEEL_METADATA_URL", None)
     os.environ.setdefault("KEEL_ALERT_RETRY_SECONDS", "0.05")
@@ -175,17 +250,23 @@ def soak(home: str | Path, runs: int = 1000, *, seed: int = 0, crash_rate: float
     generation = 0
     started = time.perf_counter()
     cpu0 = os.times()
+    real_runs = _RealRuns(Path(home), real, random.Random(seed))
     orchestrator = _fork(_orchestrate, runs, seed * 1000 + generation, crash_rate)
     watcher = _fork(_watch, receiver.url)
+    done = False
     try:
         next_kill = time.monotonic() + rng.uniform(*kill_every)
-        while True:
+        while real_runs.step() or not done:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the soak did not finish in {timeout} s")
+            if done:
+                time.sleep(0.05)
+                continue
             pid, status = os.waitpid(orchestrator, os.WNOHANG)
             if pid:
                 if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-                    break
+                    done = True
+                    continue
                 if os.WIFEXITED(status):
                     raise RuntimeError("an orchestrator failed (its traceback is above)")
                 kills["self"] += 1
@@ -201,7 +282,8 @@ def soak(home: str | Path, runs: int = 1000, *, seed: int = 0, crash_rate: float
                     os.kill(orchestrator, signal.SIGKILL)
                     _, status = os.waitpid(orchestrator, 0)
                     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-                        break                                  # it had just finished
+                        done = True                            # it had just finished
+                        continue
                     kills["orchestrator"] += 1
                     generation += 1
                     orchestrator = _fork(_orchestrate, runs, seed * 1000 + generation, crash_rate)
@@ -211,8 +293,10 @@ def soak(home: str | Path, runs: int = 1000, *, seed: int = 0, crash_rate: float
         os.kill(watcher, signal.SIGKILL)       # one last kill, then a watcher that finishes the work
         os.waitpid(watcher, 0)
         kills["watcher"] += 1
+        kills["real_runs"] = real_runs.killed
         return _finish(receiver, runs, kills, generated, started, cpu0, deadline)
     finally:
+        real_runs.close()
         for pid in (orchestrator, watcher):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -243,17 +327,18 @@ def _finish(receiver: _Receiver, runs: int, kills: dict[str, int], generated: fl
     cpu = os.times()
     expected: set[tuple[str, int]] = set()
     statuses: dict[str, int] = {}
-    for run in md.runs.list_runs(FLOW):
-        series = md.metrics.run_metrics(FLOW, run.run_id)
+    all_runs = md.runs.list_runs()
+    for run in all_runs:
+        series = md.metrics.run_metrics(run.flow, run.run_id)
         acc = [v for _, v, _ in sorted(series.get("acc", []), key=lambda p: p[0])]
         loss = [v for _, v, _ in sorted(series.get("loss", []), key=lambda p: p[0])]
-        statuses[run.status] = statuses.get(run.status, 0) + 1
-        expected |= {(rule, run.run_id) for rule in oracle(run.status, acc, loss)}
-    got = [(f.rule, f.run_id) for f in firings]
+        statuses[f"{run.flow}:{run.status}"] = statuses.get(f"{run.flow}:{run.status}", 0) + 1
+        expected |= {(rule, run.flow, run.run_id) for rule in oracle(run.status, acc, loss)}
+    got = [(f.rule, f.flow, f.run_id) for f in firings]
     with receiver.lock:
         delivered = dict(receiver.firings)
     return {
-        "runs": len(md.runs.list_runs(FLOW)), "statuses": statuses, "kills": kills,
+        "runs": len(all_runs), "statuses": statuses, "kills": kills,
         "expected": len(expected), "firings": len(got),
         "false": sorted(set(got) - expected), "missed": sorted(expected - set(got)),
         "duplicates": len(got) - len(set(got)),
