@@ -253,3 +253,21 @@ def test_task_links_are_kept_per_task_and_replaced_by_name(md):
                                                                        (2, "http://127.0.0.1:3")]
     assert [l.task_id for l in md.links.list("S", run_id, task_id=2)] == [2]
     assert md.links.list("S", 99) == []
+
+
+def test_an_alert_cursor_is_saved_alone_or_with_a_firing_and_not_by_a_repeated_one(md):
+    assert md.alerts.cursor("watch") is None
+    md.alerts.save_cursor("watch", 5)
+    md.alerts.fire("r", "F", 1, "run", summary="", fields={}, targets=[], cursor=("watch", 9))
+    assert md.alerts.cursor("watch") == 9
+    assert md.alerts.fire("r", "F", 1, "run", summary="", fields={}, targets=[], cursor=("watch", 12)) is None
+    assert md.alerts.cursor("watch") == 9 and md.alerts.cursor("other") is None
+
+
+def test_a_status_set_only_if_still_expected_writes_its_event_once(md):
+    run_id = md.runs.new_run("A", params={})
+    assert md.runs.set_run_status("A", run_id, "crashed", error="SchedulerCrashed: gone", expect="running")
+    assert not md.runs.set_run_status("A", run_id, "crashed", error="SchedulerCrashed: gone", expect="running")
+    assert [e.kind for e in md.events.read(0)] == ["run.started", "run.crashed"]
+    assert [r.run_id for r in md.runs.list_runs("A", status="crashed")] == [run_id]
+    assert md.runs.list_runs("A", status="running") == []

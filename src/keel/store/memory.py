@@ -372,10 +372,10 @@ class MemoryAlerts:
              cursor: tuple[str, int] | None = None) -> Firing | None:
         now = time.time() if now is None else now
         with self.t.lock:
+            if any((f.rule, f.flow, f.run_id, f.key) == (rule, flow, run_id, key) for f in self.t.firings):
+                return None   # as SQL: the transaction, cursor included, is rolled back
             if cursor is not None:
                 self.t.alert_cursors[cursor[0]] = cursor[1]
-            if any((f.rule, f.flow, f.run_id, f.key) == (rule, flow, run_id, key) for f in self.t.firings):
-                return None
             last = max((f.fired_at for f in self.t.firings if f.rule == rule), default=None)
             if cooldown > 0 and last is not None and now - last < cooldown:
                 return None
