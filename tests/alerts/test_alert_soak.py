@@ -9,6 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
+import pytest  # noqa: E402
 from alerts_soak import oracle, soak  # noqa: E402
 
 
@@ -18,6 +19,7 @@ def test_the_oracle_reads_the_thresholds_strictly():
     assert oracle("crashed", [], []) == {"crashed"}
 
 
+@pytest.mark.slow
 def test_30_randomized_runs_with_kills_fire_every_alert_exactly_once(tmp_path, monkeypatch):
     monkeypatch.setenv("KEEL_HOME", str(tmp_path))
     report = soak(tmp_path, runs=30, seed=1, crash_rate=0.25, timeout=120)
