@@ -288,7 +288,7 @@ class RedisQueueBackend:
         args: list[Any] = [self.consumer]
         for d in acks:
             args += self._stream(d.queue, d.id)
-        with self._ack_lock, self._reaching():
+        with self._ack_lock, self._reaching(), self._ack_connection_guard():
             if self._ack_conn is None:
                 self.client.script_load(_ACKS)
                 try:
@@ -302,8 +302,22 @@ class RedisQueueBackend:
 
     def _read_acks(self) -> None:
         if self._unread:
-            with self._ack_lock, self._reaching():
+            with self._ack_lock, self._reaching(), self._ack_connection_guard():
                 self._read_acks_locked()
+
+    @contextmanager
+    def _ack_connection_guard(self) -> Iterator[None]:
+        """A broken ack connection is dropped with its unread answers (those messages come back
+        after their lease: at least once) and opened afresh next time."""
+        import redis
+
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError):
+            if self._ack_conn is not None:
+                self._ack_conn.disconnect()
+            self._unread = []
+            raise
 
     def _read_acks_locked(self) -> None:
         import redis
