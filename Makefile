@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ray_overhead.py
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/queue_bench.py
-	$(BIN)/python benchmarks/alerts_bench.py
+	$(BIN)/python benchmarks/alerts_bench.py --soak 1000 --real 10
 	$(BIN)/python benchmarks/data_bench.py
 	$(BIN)/python benchmarks/project_validate_bench.py
 

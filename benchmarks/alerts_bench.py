@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/alerts_bench.py               # 100 events each
     .venv/bin/python benchmarks/alerts_bench.py --events 30
+    .venv/bin/python benchmarks/alerts_bench.py --soak 1000 --real 10   # + the soak (alerts_soak.py)
 
 A SQLite store in a temp KEEL_HOME and a webhook receiver on loopback (http.server in a
 thread, checking the HMAC signature). Each event is a run's ``run.failed`` written by
@@ -13,6 +14,10 @@ to the receiver having the notification. Evaluators:
 - ``watch``: ``keel alerts watch`` (``Watcher`` over the whole store, same tick).
 
 Target (issue 14): p95 under 1 s.
+
+``--soak N``: N randomized runs around the thresholds with the orchestrator and the watcher
+SIGKILLed at random points, plus ``--real K`` real flow runs SIGKILLed (see ``alerts_soak.py``);
+target: zero false, missed and duplicate firings, every firing delivered.
 """
 
 from __future__ import annotations
@@ -94,7 +99,37 @@ def measure(mode: str, n: int, url: str, arrived: dict[str, float], cond: thread
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100)
+    parser.add_argument("--soak", type=int, default=0, help="then the soak with this many runs (1000)")
+    parser.add_argument("--real", type=int, default=10, help="real runs SIGKILLed during the soak")
     args = parser.parse_args()
+    if args.events:
+        latency(args.events)
+    if args.soak:
+        soak(args.soak, args.real)
+
+
+def soak(runs: int, real: int) -> None:
+    import json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from alerts_soak import soak as run_soak
+
+    with tempfile.TemporaryDirectory() as home:
+        report = run_soak(home, runs, real=real, timeout=1800)
+    bad = len(report["false"]) + len(report["missed"]) + report["duplicates"] + len(report["undelivered"])
+    print(f"soak: {report['runs']} runs, {report['firings']} firings of {report['expected']} due; "
+          f"false {len(report['false'])}, missed {len(report['missed'])}, duplicates {report['duplicates']}, "
+          f"undelivered {len(report['undelivered'])} ({'ok' if not bad else 'FAILED'}); "
+          f"duplicate deliveries {report['duplicate_deliveries']} (same delivery id)")
+    print(f"  kills {report['kills']}; wall {report['wall_s']} s, cpu parent {report['parent_cpu_s']} s "
+          f"+ children {report['children_cpu_s']} s")
+    print("  " + json.dumps(report["statuses"], sort_keys=True))
+    if bad:
+        raise SystemExit(1)
+
+
+def latency(events: int) -> None:
+    args = argparse.Namespace(events=events)
     with tempfile.TemporaryDirectory() as home:
         os.environ["KEEL_HOME"] = home
         server, arrived, cond = receiver()

@@ -39,6 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PEERS_VENV = HERE / ".venv-queue-peers"
 PEERS_PY = PEERS_VENV / "bin" / "python"
+REDIS_PID: list[int | None] = [None]   # the redis-server started here, for its CPU time
 
 
 # -- consumers (run as: queue_bench.py --consume SYSTEM ARG) ------------------------------------
@@ -76,6 +77,7 @@ def _drain(cmd: list[str], consumers: int, env: dict[str, str]) -> float:
         if line.strip() != "ready":
             raise RuntimeError(f"a consumer did not start: {' '.join(cmd)}")
     started = time.perf_counter()
+    cpu0 = os.times()
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
@@ -83,7 +85,21 @@ def _drain(cmd: list[str], consumers: int, env: dict[str, str]) -> float:
     for p in procs:
         if p.wait(600) != 0:
             raise RuntimeError(f"a consumer failed (exit {p.returncode}): {' '.join(cmd)}")
+    cpu = os.times()
+    _drain.cpu_s = (cpu.children_user + cpu.children_system  # type: ignore[attr-defined]
+                    - cpu0.children_user - cpu0.children_system)
     return time.perf_counter() - started
+
+
+def _proc_cpu(pid: int | None) -> float:
+    """CPU seconds a process (redis-server) has used so far; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def bench_keel(url: str | None, home: Path, messages: int, consumers: int) -> dict[str, float]:
@@ -96,11 +112,14 @@ def bench_keel(url: str | None, home: Path, messages: int, consumers: int) -> di
     q.put_many({"i": i, "payload": "x" * 32} for i in range(messages))
     put_s = time.perf_counter() - t0
     env = dict(os.environ, KEEL_HOME=str(home))
+    server0 = _proc_cpu(REDIS_PID[0]) if url else 0.0
     drain_s = _drain([sys.executable, __file__, "--consume", "keel", url or ""], consumers, env)
+    server_cpu = _proc_cpu(REDIS_PID[0]) - server0 if url else 0.0
     left = q.stats()
     if not left.empty:
         raise RuntimeError(f"keel left messages behind: {left}")
-    return {"put_s": put_s, "drain_s": drain_s}
+    return {"put_s": put_s, "drain_s": drain_s, "consumers_cpu_s": _drain.cpu_s,  # type: ignore[attr-defined]
+            "server_cpu_s": server_cpu}
 
 
 def bench_huey(home: Path, messages: int, consumers: int) -> dict[str, float]:
@@ -209,12 +228,16 @@ def main() -> None:
     ap.add_argument("--consumers", type=int, default=10)
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
+    ap.add_argument("--redis-only", action="store_true", help="Keel on Redis only (implies --skip-peers)")
     args = ap.parse_args()
+    args.skip_peers = args.skip_peers or args.redis_only
     work = Path(tempfile.mkdtemp(prefix="keel-queue-bench-"))
     redis_proc, redis_url = _start_redis(work) if shutil.which("redis-server") else (None, "")
+    REDIS_PID[0] = redis_proc.pid if redis_proc is not None else None
     results: dict[str, dict[str, float] | str] = {}
     try:
-        results["keel sqlite"] = bench_keel(None, work / "sqlite", args.messages, args.consumers)
+        if not args.redis_only:
+            results["keel sqlite"] = bench_keel(None, work / "sqlite", args.messages, args.consumers)
         if redis_url:
             results["keel redis"] = bench_keel(redis_url, work / "redis", args.messages, args.consumers)
         if not args.skip_peers and _ensure_peers():
@@ -231,12 +254,14 @@ def main() -> None:
             redis_proc.wait()
         shutil.rmtree(work, ignore_errors=True)
     print(f"{args.messages} messages, {args.consumers} consumer processes, {os.cpu_count()} cores")
-    print(f"| system | put (s) | drain (s) | messages/s |\n|---|---|---|---|")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(f"| system | put (s) | drain (s) | messages/s | consumers CPU (s) | server CPU (s) |\n|---|---|---|---|---|---|")
     for name, r in results.items():
         if isinstance(r, str):
-            print(f"| {name} | {r} | | |")
+            print(f"| {name} | {r} | | | | |")
         else:
-            print(f"| {name} | {r['put_s']:.2f} | {r['drain_s']:.2f} | {args.messages / r['drain_s']:,.0f} |")
+            print(f"| {name} | {r['put_s']:.2f} | {r['drain_s']:.2f} | {args.messages / r['drain_s']:,.0f} | "
+                  f"{r.get('consumers_cpu_s', 0):.2f} | {r.get('server_cpu_s', 0):.2f} |")
 
     def ratio(a: str, b: str) -> None:
         ra, rb = results.get(a), results.get(b)

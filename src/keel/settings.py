@@ -51,6 +51,7 @@ VARIABLES: dict[str, str] = {
     "alerts_file": "KEEL_ALERTS",
     "alert_max_attempts": "KEEL_ALERT_MAX_ATTEMPTS",
     "alert_retry_seconds": "KEEL_ALERT_RETRY_SECONDS",
+    "alert_lease_seconds": "KEEL_ALERT_LEASE_SECONDS",
     "smtp_url": "KEEL_SMTP_URL",
     "smtp_from": "KEEL_SMTP_FROM",
     "cache": "KEEL_CACHE",
@@ -88,6 +89,7 @@ class Settings:
     alerts_file: str | None = None
     alert_max_attempts: int = DEFAULT_ALERT_MAX_ATTEMPTS
     alert_retry_seconds: float = 1.0
+    alert_lease_seconds: float = 30.0  # a claimed delivery's sender has this long before another may take it
     smtp_url: str | None = None
     smtp_from: str | None = None
     cache: bool = True
@@ -172,6 +174,7 @@ class Settings:
             alerts_file=text("alerts_file"),
             alert_max_attempts=count("alert_max_attempts", DEFAULT_ALERT_MAX_ATTEMPTS),
             alert_retry_seconds=seconds("alert_retry_seconds", 1.0),
+            alert_lease_seconds=seconds("alert_lease_seconds", 30.0),
             smtp_url=text("smtp_url"),
             smtp_from=text("smtp_from"),
             cache=switch("cache", True),

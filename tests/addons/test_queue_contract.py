@@ -184,3 +184,37 @@ def test_list_peek_and_purge(connect: Connect) -> None:
     assert connect().purge("jobs") == 4
     assert q.get(timeout=0) is None
     assert "jobs" not in {s.name for s in connect().queues()}
+
+
+def test_a_consumer_that_stops_iterating_gives_back_what_it_prefetched_uncounted(connect: Connect) -> None:
+    first, second = _queue(connect), _queue(connect)
+    first.put_many(range(10))
+    for msg in first:          # takes one (a prefetching backend leases more), handles it, stops
+        msg.ack()
+        break
+    rest = []
+    while (msg := second.get(timeout=0)) is not None:   # at once, not after the visibility timeout
+        rest.append((msg.body, msg.deliveries))
+        msg.ack()
+    assert sorted(rest) == [(i, 1) for i in range(1, 10)]
+    assert second.stats().empty
+
+
+def test_get_leases_only_the_message_it_returns(connect: Connect) -> None:
+    first, second = _queue(connect), _queue(connect)
+    first.put_many(["a", "b"])
+    got = first.get(timeout=1)
+    other = second.get(timeout=1)
+    assert got is not None and other is not None and {got.body, other.body} == {"a", "b"}
+
+
+def test_acks_sent_while_iterating_reach_the_backend_before_it_ends(connect: Connect) -> None:
+    q, watcher = _queue(connect), _queue(connect)
+    q.put_many(range(5))
+    seen = []
+    for msg in q:
+        seen.append(msg.body)
+        msg.ack()
+        if len(seen) == 3:     # two acked for good, the third sent with the next message
+            assert _poll(lambda: watcher.stats().ready + watcher.stats().in_flight == 3)
+    assert sorted(seen) == list(range(5)) and watcher.stats().empty

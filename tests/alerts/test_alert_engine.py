@@ -154,13 +154,56 @@ def test_breaches_counts_consecutive_points():
     assert breaches(rule, [2.0, 0.5, 0.4])
 
 
-def test_a_run_whose_scheduler_is_gone_fires_the_crashed_rule_once():
+def test_a_run_whose_scheduler_is_gone_is_recorded_crashed_once_and_fires_the_crashed_rule_once():
+    from keel.store.crashes import settle_crashed_runs
+
     md = MemoryMetadata()
     engine = AlertEngine([_rule(event="crashed", flow="F")], md)
     alive = md.runs.new_run("F", params={})
     gone = md.runs.new_run("F", params={})
     scheduler = md.runs.t.runs[("F", gone)]["environment"]["scheduler"]
     scheduler["started"] = scheduler.get("started", 0.0) - 1000.0   # that pid is another process now
-    [firing] = engine.check_clock()
+    assert [r.run_id for r in settle_crashed_runs(md)] == [gone]
+    assert settle_crashed_runs(md) == []                            # whoever notices next: already recorded
+    assert [e.run_id for e in md.events.read(0) if e.kind == "run.crashed"] == [gone]
+    _new_events(md, engine)
+    _new_events(md, engine)
+    [firing] = md.alerts.firings()
     assert (firing.run_id, firing.key) == (gone, "run") and "crashed" in firing.summary
-    assert engine.check_clock() == [] and md.runs.get_run("F", alive).effective_status == "running"
+    assert md.runs.get_run("F", gone).status == "crashed" and md.runs.get_run("F", alive).status == "running"
+
+
+def test_a_run_found_crashed_by_two_noticers_at_once_gets_one_crashed_event(tmp_path):
+    from keel.store.crashes import settle_crashed
+    from keel.store.metadata import MetadataStore
+
+    md = MetadataStore(f"sqlite:///{tmp_path}/m.db")
+    run = md.runs.get_run("F", md.runs.new_run("F", params={}))
+    assert [settle_crashed(md, run), settle_crashed(md, run)] == [True, False]
+    assert [e.kind for e in md.events.read(0)] == ["run.started", "run.crashed"]
+
+
+def test_a_watcher_restarted_resumes_at_its_saved_cursor_and_fires_each_event_once():
+    from keel.alerts.watch import Watcher
+
+    md = MemoryMetadata()
+    rules = [_rule(event="failed")]
+    md.runs.set_run_status("A", md.runs.new_run("A", params={}), "failed")   # before any watcher: not its business
+    first = Watcher(rules, md, name="w")
+    md.runs.set_run_status("B", md.runs.new_run("B", params={}), "failed")
+    first.tick()
+    md.runs.set_run_status("C", md.runs.new_run("C", params={}), "failed")   # written while no watcher runs
+    assert [f.flow for f in md.alerts.firings()] == ["B"]
+    Watcher(rules, md, name="w").tick()
+    Watcher(rules, md, name="w").tick()
+    assert sorted(f.flow for f in md.alerts.firings(limit=None)) == ["B", "C"]
+    assert md.alerts.cursor("w") == md.events.last_id()
+
+
+def test_an_event_firing_saves_the_cursor_just_before_its_event_in_its_own_transaction():
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="failed"), _rule("second", event="failed")], md, cursor="w")
+    md.runs.set_run_status("A", md.runs.new_run("A", params={}), "failed")
+    engine.on_events(md.events.read(0))
+    # killed now, a restart reads the failed event again: its second rule is evaluated too
+    assert md.alerts.cursor("w") == md.events.last_id() - 1

@@ -181,3 +181,63 @@ def test_a_project_job_that_fails_fires_the_project_rule(keel_home, tmp_path, we
     [body] = webhook.wait_for(1)
     assert (body["rule"], body["flow"], body["fields"]["step"]) == ("ingest-failed", "weather", "ingest")
     assert webhook.duplicates == 0 and webhook.bad_signatures == 0
+
+
+HANGING = """
+    import time
+    from keel import FlowSpec, step
+
+    class Hanging(FlowSpec):
+        @step
+        def start(self):
+            time.sleep(60)
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    if __name__ == "__main__":
+        Hanging()
+"""
+
+
+@pytest.mark.slow
+def test_a_run_whose_orchestrator_is_killed_is_recorded_crashed_once_and_alerted_once(keel_home, tmp_path, webhook):
+    from keel.alerts import load_rules
+    from keel.alerts.watch import Watcher
+    from keel.store import Store
+    from keel.store.crashes import settle_crashed_runs
+
+    env = _rules(tmp_path, webhook, """
+        alerts:
+          - name: crashed
+            when: {event: crashed, flow: Hanging}
+            notify: [{webhook: URL, secret: SECRET}]
+        """)
+    md = Store.from_env().metadata
+    watcher = Watcher(load_rules(env["KEEL_ALERTS"]), md, name="test")   # from now on
+    flow = write_flow(tmp_path, "hanging", HANGING)
+    proc = subprocess.Popen([sys.executable, str(flow), "run"], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll(lambda: any(t.status == "running" for t in md.runs.list_tasks("Hanging", 1)), timeout=30,
+             what="the start task running")
+        watcher.tick()
+        assert md.runs.get_run("Hanging", 1).status == "running" and webhook.requests == 0
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    poll(lambda: watcher.tick() or webhook.bodies, timeout=20, what="the crash notification")
+    assert settle_crashed_runs(md) == []      # another noticer after the watcher: nothing more to record
+    for _ in range(3):
+        watcher.tick()
+    assert [e.kind for e in md.events.read(0, flow="Hanging") if e.kind.startswith("run.")] == \
+        ["run.started", "run.crashed"]
+    [body] = webhook.bodies
+    assert body["rule"] == "crashed" and body["run_id"] == 1 and webhook.duplicates == 0
+    run = md.runs.get_run("Hanging", 1)
+    assert run.status == "crashed" and "SchedulerCrashed" in (run.error or "")
+    assert [t.status for t in md.runs.list_tasks("Hanging", 1)] == ["crashed"]

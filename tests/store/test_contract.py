@@ -301,3 +301,21 @@ def test_a_search_page_carries_the_total_that_match(md, where, sort, offset, ids
     page = md.query.search_page(flow="Q", limit=2, offset=offset, query=Query(where, sort))
     assert ([r.run_id for r in page.runs], page.total) == (ids, total)
     assert md.query.search_page(flow="nope", query=Query(where, sort)).total == 0
+
+
+def test_an_alert_cursor_is_saved_alone_or_with_a_firing_and_not_by_a_repeated_one(md):
+    assert md.alerts.cursor("watch") is None
+    md.alerts.save_cursor("watch", 5)
+    md.alerts.fire("r", "F", 1, "run", summary="", fields={}, targets=[], cursor=("watch", 9))
+    assert md.alerts.cursor("watch") == 9
+    assert md.alerts.fire("r", "F", 1, "run", summary="", fields={}, targets=[], cursor=("watch", 12)) is None
+    assert md.alerts.cursor("watch") == 9 and md.alerts.cursor("other") is None
+
+
+def test_a_status_set_only_if_still_expected_writes_its_event_once(md):
+    run_id = md.runs.new_run("A", params={})
+    assert md.runs.set_run_status("A", run_id, "crashed", error="SchedulerCrashed: gone", expect="running")
+    assert not md.runs.set_run_status("A", run_id, "crashed", error="SchedulerCrashed: gone", expect="running")
+    assert [e.kind for e in md.events.read(0)] == ["run.started", "run.crashed"]
+    assert [r.run_id for r in md.runs.list_runs("A", status="crashed")] == [run_id]
+    assert md.runs.list_runs("A", status="running") == []

@@ -51,10 +51,12 @@ def _running(values: Sequence[float], pick: Any) -> list[float]:
 class AlertEngine:
     """Evaluates ``rules`` against a metadata store (SQL or the in-memory fake)."""
 
-    def __init__(self, rules: Iterable[Rule], metadata: Any):
+    def __init__(self, rules: Iterable[Rule], metadata: Any, *, cursor: str | None = None):
         self.rules = list(rules)
         self.md = metadata
+        self.cursor = cursor               # an evaluator's name: its place is saved with each firing
         self._kinds: dict[str, str] = {}   # flow -> run kind ("project" or "flow"), cached
+        self._event: Event | None = None   # the event being evaluated
 
     # -- scope -----------------------------------------------------------------------------
     def _in_scope(self, w: When, flow: str, run_id: int, step: str | None) -> bool:
@@ -77,15 +79,25 @@ class AlertEngine:
         """Fire what these events (in log order) make fire."""
         fired: list[Firing] = []
         for event in events:
-            for rule in self.rules:
-                firing = self._on_event(rule, event)
-                if firing is not None:
-                    fired.append(firing)
+            self._event = event
+            try:
+                for rule in self.rules:
+                    firing = self._on_event(rule, event)
+                    if firing is not None:
+                        fired.append(firing)
+            finally:
+                self._event = None
         return fired
 
     def _on_event(self, rule: Rule, e: Event) -> Firing | None:
         w = rule.when
         task_scoped = w.job is not None or w.step is not None
+        if w.event == "crashed":
+            if e.kind != "run.crashed" or not self._in_scope(w, e.flow, e.run_id, None):
+                return None
+            return self._fire(rule, e.flow, e.run_id, "run",
+                              f"{e.flow}/{e.run_id}: the run crashed (its scheduler stopped without finishing it)",
+                              {"event": e.kind, "event_id": e.id})
         if w.event in ("failed", "succeeded"):
             kind = f"task.{w.event}" if task_scoped else f"run.{w.event}"
             if e.kind != kind or not self._in_scope(w, e.flow, e.run_id, e.step):
@@ -130,7 +142,7 @@ class AlertEngine:
         ``[(project, job, cron, grace_floor)]`` from a project file (``keel scheduler``)."""
         now = time.time() if now is None else now
         fired: list[Firing] = []
-        timed = [r for r in self.rules if r.when.event in ("running_longer_than", "crashed")]
+        timed = [r for r in self.rules if r.when.event == "running_longer_than"]
         if timed:
             if run_id is not None and flow is not None:
                 run = self.md.runs.get_run(flow, run_id)
@@ -141,9 +153,10 @@ class AlertEngine:
                 if run.status != "running":
                     continue
                 self._kinds.setdefault(run.flow, run.kind)
-                status = run.effective_status if run_id is None else "running"
+                if run_id is None and run.effective_status != "running":
+                    continue   # crashed: recorded by settle_crashed_runs, fired from its event
                 for rule in timed:
-                    firing = self._clock_rule(rule, run, status, now)
+                    firing = self._clock_rule(rule, run, now)
                     if firing is not None:
                         fired.append(firing)
         for rule in self.rules:
@@ -151,16 +164,8 @@ class AlertEngine:
                 fired.extend(self._missed(rule, schedules, now))
         return fired
 
-    def _clock_rule(self, rule: Rule, run: Any, status: str, now: float) -> Firing | None:
+    def _clock_rule(self, rule: Rule, run: Any, now: float) -> Firing | None:
         w = rule.when
-        if w.event == "crashed":
-            if status != "crashed" or not self._in_scope(w, run.flow, run.run_id, None):
-                return None
-            return self._fire(rule, run.flow, run.run_id, "run",
-                              f"{run.flow}/{run.run_id}: the run crashed (its scheduler stopped without a word)",
-                              {"event": "run.crashed"})
-        if status != "running":
-            return None
         limit = w.duration or 0.0
         if w.job is None and w.step is None:
             if not self._in_scope(w, run.flow, run.run_id, None) or now - run.created_at < limit:
@@ -204,9 +209,16 @@ class AlertEngine:
     # -- recording -------------------------------------------------------------------------
     def _fire(self, rule: Rule, flow: str, run_id: int, key: str, summary: str,
               fields: dict[str, Any]) -> Firing | None:
+        # A firing made by an event is dated by the event, so the cooldown gives the same answer
+        # whoever evaluates it and whenever (a restarted watcher, the run's own thread).
+        # The cursor saved with it stops just before the event: the event's other rules may not
+        # be evaluated yet, and a restart evaluates it again (what fired already is a no-op).
+        e = self._event
+        cursor = (self.cursor, e.id - 1) if self.cursor is not None and e is not None else None
         return self.md.alerts.fire(rule.name, flow, run_id, key, summary=summary,
                                    fields={"rule": rule.name, "flow": flow, "run_id": run_id, **fields},
-                                   targets=[a.target() for a in rule.notify], cooldown=rule.cooldown)
+                                   targets=[a.target() for a in rule.notify], cooldown=rule.cooldown,
+                                   now=e.ts if e is not None else None, cursor=cursor)
 
 
 def _took(seconds: float) -> str:

@@ -3,7 +3,8 @@
 :func:`deliver_due` claims due deliveries from the store (a lease, so two deliverers never send
 one at once, and one that died loses its lease), sends each, and records it as delivered, or
 for a retry ``KEEL_ALERT_RETRY_SECONDS * 2**(attempt-1)`` seconds later (at most 5 min), or as
-failed after ``KEEL_ALERT_MAX_ATTEMPTS`` tries. Every notification carries its delivery id
+failed after ``KEEL_ALERT_MAX_ATTEMPTS`` tries. A deliverer that dies while sending loses its lease
+after ``KEEL_ALERT_LEASE_SECONDS`` (30). Every notification carries its delivery id
 (header ``X-Keel-Delivery``, email ``Message-ID``, ``KEEL_ALERT_DELIVERY_ID``) so a receiver
 can drop the rare duplicate of a deliverer killed between sending and recording.
 """
@@ -26,7 +27,8 @@ from keel.store.records import Delivery, Firing
 def deliver_due(md: Any, *, now: float | None = None, limit: int = 50) -> int:
     """Send every due delivery once; returns how many were delivered."""
     sent = 0
-    for delivery in md.alerts.claim(now=now, limit=limit):
+    lease = Settings.from_env().alert_lease_seconds
+    for delivery in md.alerts.claim(now=now, limit=limit, lease=lease):
         tried_at = time.time() if now is None else now
         firing = md.alerts.get_firing(delivery.firing_id)
         if firing is None:

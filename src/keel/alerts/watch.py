@@ -70,26 +70,40 @@ class RunAlerts:
 
 
 class Watcher:
-    """Every rule over the whole store: events from a cursor (starting at the newest, or 0),
-    clock rules, schedules that did not run, and the outbox. ``tick()`` is one pass."""
+    """Every rule over the whole store: events from a cursor, clock rules, crashed runs,
+    schedules that did not run, and the outbox. ``tick()`` is one pass.
+
+    The cursor is kept in the store under ``name`` (saved with each firing an event makes, and
+    after each batch), so a watcher restarted after any stop, ``kill -9`` included, resumes
+    at the first event it had not evaluated: every firing made once. A watcher that never saved
+    a cursor starts at the newest event (``from_start``: at the first)."""
 
     def __init__(self, rules: Iterable[Rule], metadata: Any, *, schedules: Sequence[tuple[str, str, str]] = (),
-                 from_start: bool = False):
-        self.engine = AlertEngine(rules, metadata)
+                 from_start: bool = False, name: str = "watch"):
+        self.engine = AlertEngine(rules, metadata, cursor=name)
         self.md = metadata
+        self.name = name
         self.started = time.time()
         self.schedules = [(p, j, c, self.started) for p, j, c in schedules]
-        self._cursor = 0 if from_start else metadata.events.last_id()
+        saved = metadata.alerts.cursor(name)
+        if saved is None:
+            saved = 0 if from_start else metadata.events.last_id()
+            metadata.alerts.save_cursor(name, saved)
+        self._cursor: int = saved
 
     def tick(self, now: float | None = None) -> int:
+        from keel.store.crashes import settle_crashed_runs
+
+        settle_crashed_runs(self.md)   # their run.crashed events are read below
         while True:
             events = self.md.events.read(self._cursor)
             if not events:
                 break
-            self._cursor = events[-1].id
             self.engine.on_events(events)
+            self._cursor = events[-1].id
+            self.md.alerts.save_cursor(self.name, self._cursor)
         self.engine.check_clock(now, schedules=self.schedules)
-        return deliver_due(self.md, now=now)
+        return int(deliver_due(self.md, now=now))
 
     def run(self, *, until: Callable[[], bool] | None = None, every: float = _TICK) -> None:
         while not (until and until()):

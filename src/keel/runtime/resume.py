@@ -63,7 +63,10 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
         raise UsageError(f"{flow} has no step {step!r}" + (f"; did you mean {hint[0]!r}?" if hint else ".")
                          + f" Steps are: {', '.join(order)}")
     if origin.status == "running":
-        _settle_crashed(md, origin, tasks)
+        from keel.store.crashes import settle_crashed
+
+        settle_crashed(md, origin)
+        tasks = md.list_tasks(flow, origin_id)
     rerun: set[str] = set()
     if step is None:
         failed = sorted({t.step for t in tasks if t.status == "failed" and t.step in graph}, key=order.index)
@@ -120,33 +123,6 @@ def downstream(graph: Any, step: str) -> set[str]:
                 seen.add(nxt)
                 todo.append(nxt)
     return seen
-
-
-def _settle_crashed(md: Any, origin: Any, tasks: list[Any]) -> None:
-    """Record for good that a run whose scheduler died crashed, and so did its running tasks
-    (readers already show it; this keeps it once the evidence, the dead pid, is gone)."""
-    import time
-
-    from keel.store.records import AttemptWrite, TaskWrite
-
-    who = f"pid {origin.pid} on {origin.hostname}"
-    message = f"the process running it ({who}) stopped without finishing it"
-
-    ops: list[Any] = []
-    now = time.time()
-    for t in tasks:
-        if t.status == "running":
-            ops.append(TaskWrite(flow=t.flow, run_id=t.run_id, task_id=t.task_id, step=t.step, status="crashed",
-                                 attempts=t.attempts, created_at=t.created_at, started_at=t.started_at,
-                                 finished_at=now, parents=tuple(t.parents), foreach=tuple(map(tuple, t.foreach)),
-                                 node=t.node, origin_run_id=t.origin_run_id, origin_task_id=t.origin_task_id))
-            ops.append(AttemptWrite(flow=t.flow, run_id=t.run_id, task_id=t.task_id,
-                                    attempt=max(0, t.attempts - 1), status="crashed", started_at=t.started_at,
-                                    finished_at=now, error_type="SchedulerCrashed",
-                                    error_message=f"the run's scheduler ({who}) died while this task ran",
-                                    traceback="", node=t.node))
-    md.write_batch(ops)
-    md.set_run_status(origin.flow, origin.run_id, "crashed", error=f"SchedulerCrashed: {message}")
 
 
 def resume_request(flow_cls: type, flow_file: str, plan: ResumePlan, **fields: Any) -> Any:

@@ -120,7 +120,7 @@ def watcher_for(project: Project, metadata: Any) -> Any:
     from keel.alerts.watch import Watcher
 
     schedules = [(project.name, j, project.jobs[j].schedule or "") for j in project.scheduled]
-    return Watcher(active_rules(list(project.alerts)), metadata, schedules=schedules)
+    return Watcher(active_rules(list(project.alerts)), metadata, schedules=schedules, name=f"scheduler:{project.name}")
 
 
 class CronScheduler:
@@ -161,6 +161,13 @@ class CronScheduler:
                 self.alerts.tick(now)
             except Exception as exc:  # noqa: BLE001
                 self._say(f"alerts: {type(exc).__name__}: {exc}")
+        else:  # no rules: still record the project's crashed runs (resume and readers keep them)
+            try:
+                from keel.store.crashes import settle_crashed_runs
+
+                settle_crashed_runs(self.md, flow=self.project.name)
+            except Exception as exc:  # noqa: BLE001
+                self._say(f"crash check: {type(exc).__name__}: {exc}")
         events = []
         for job in self.project.scheduled:
             fire_time = self.due(job, now)

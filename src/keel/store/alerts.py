@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from keel.store.records import Delivery, Firing
-from keel.store.schema import alert_deliveries, alert_firings
+from keel.store.schema import alert_cursors, alert_deliveries, alert_firings
 from keel.store.sql import Database
 
 
@@ -26,11 +26,17 @@ class SqlAlerts:
         self.db = db
 
     def fire(self, rule: str, flow: str, run_id: int, key: str, *, summary: str, fields: dict[str, Any],
-             targets: list[dict[str, Any]], cooldown: float = 0.0, now: float | None = None) -> Firing | None:
-        """Record a firing and its deliveries; None if it fired already or the rule is cooling down."""
+             targets: list[dict[str, Any]], cooldown: float = 0.0, now: float | None = None,
+             cursor: tuple[str, int] | None = None) -> Firing | None:
+        """Record a firing and its deliveries; None if it fired already or the rule is cooling down.
+
+        ``cursor`` (an evaluator's name, the id of the event that made this fire) is saved in the
+        same transaction, so an evaluator killed right after has its place with its firing."""
         now = time.time() if now is None else now
         try:
             with self.db.write() as conn:
+                if cursor is not None:
+                    self._save_cursor(conn, *cursor)
                 if cooldown > 0:
                     last = conn.execute(sa.select(sa.func.max(alert_firings.c.fired_at))
                                         .where(alert_firings.c.rule == rule)).scalar()
@@ -47,6 +53,21 @@ class SqlAlerts:
             return None
         return Firing(id=int(firing_id), rule=rule, flow=flow, run_id=run_id, key=key, fired_at=now,
                       summary=summary, fields=fields)
+
+    def cursor(self, name: str) -> int | None:
+        """The id of the last event the evaluator ``name`` evaluated (None: it never saved one)."""
+        with self.db.read() as conn:
+            value = conn.execute(sa.select(alert_cursors.c.event_id).where(alert_cursors.c.name == name)).scalar()
+        return None if value is None else int(value)
+
+    def save_cursor(self, name: str, event_id: int) -> None:
+        """Record that the evaluator ``name`` evaluated every event up to ``event_id``."""
+        with self.db.write() as conn:
+            self._save_cursor(conn, name, event_id)
+
+    def _save_cursor(self, conn: Any, name: str, event_id: int) -> None:
+        self.db.upsert(conn, alert_cursors, {"name": name, "event_id": int(event_id), "updated_at": time.time()},
+                       ("name",))
 
     def claim(self, *, now: float | None = None, lease: float = 30.0, limit: int = 50) -> list[Delivery]:
         """Due deliveries (pending and due, or sending with an expired lease), leased to the caller."""

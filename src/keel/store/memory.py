@@ -36,6 +36,7 @@ class _Tables:
         self.events: list[Event] = []
         self.firings: list[Firing] = []
         self.deliveries: list[dict[str, Any]] = []
+        self.alert_cursors: dict[str, int] = {}
 
     def add_event(self, flow: str, run_id: int, kind: str, *, step: str | None = None, task_id: int | None = None,
                   attempt: int | None = None, detail: dict[str, Any] | None = None) -> None:
@@ -71,9 +72,12 @@ class MemoryRuns:
             self.t.add_event(flow, run_id, "run.started", detail=detail)
             return run_id
 
-    def set_run_status(self, flow: str, run_id: int, status: str, *, error: str | None = None) -> None:
+    def set_run_status(self, flow: str, run_id: int, status: str, *, error: str | None = None,
+                       expect: str | None = None) -> bool:
         with self.t.lock:
             row = self.t.runs[(flow, run_id)]
+            if expect is not None and row["status"] != expect:
+                return False
             row.update(status=status, heartbeat_at=time.time())
             if status != "running":
                 row["finished_at"] = time.time()
@@ -81,6 +85,7 @@ class MemoryRuns:
                 row["error"] = error
             self.t.add_event(flow, run_id, f"run.{status}",
                              detail={"error": error.splitlines()[0][:500]} if error else None)
+        return True
 
     def heartbeat(self, flow: str, run_id: int) -> None:
         with self.t.lock:
@@ -99,9 +104,11 @@ class MemoryRuns:
         with self.t.lock:
             return self._record((flow, run_id)) if (flow, run_id) in self.t.runs else None
 
-    def list_runs(self, flow: str | None = None, limit: int | None = None) -> list[RunRecord]:
+    def list_runs(self, flow: str | None = None, limit: int | None = None, *,
+                  status: str | None = None) -> list[RunRecord]:
         with self.t.lock:
-            keys = sorted((k for k in self.t.runs if flow is None or k[0] == flow),
+            keys = sorted((k for k in self.t.runs if (flow is None or k[0] == flow)
+                           and (status is None or self.t.runs[k]["status"] == status)),
                           key=lambda k: (self.t.runs[k]["created_at"], k[1]), reverse=True)
             return [self._record(k) for k in keys[:limit or None]]
 
@@ -365,11 +372,14 @@ class MemoryAlerts:
         self.t = t
 
     def fire(self, rule: str, flow: str, run_id: int, key: str, *, summary: str, fields: dict[str, Any],
-             targets: list[dict[str, Any]], cooldown: float = 0.0, now: float | None = None) -> Firing | None:
+             targets: list[dict[str, Any]], cooldown: float = 0.0, now: float | None = None,
+             cursor: tuple[str, int] | None = None) -> Firing | None:
         now = time.time() if now is None else now
         with self.t.lock:
             if any((f.rule, f.flow, f.run_id, f.key) == (rule, flow, run_id, key) for f in self.t.firings):
-                return None
+                return None   # as SQL: the transaction, cursor included, is rolled back
+            if cursor is not None:
+                self.t.alert_cursors[cursor[0]] = cursor[1]
             last = max((f.fired_at for f in self.t.firings if f.rule == rule), default=None)
             if cooldown > 0 and last is not None and now - last < cooldown:
                 return None
@@ -381,6 +391,14 @@ class MemoryAlerts:
                                               target=dict(target), status="pending", attempts=0, next_at=now,
                                               delivered_at=None, last_error=None))
             return firing
+
+    def cursor(self, name: str) -> int | None:
+        with self.t.lock:
+            return self.t.alert_cursors.get(name)
+
+    def save_cursor(self, name: str, event_id: int) -> None:
+        with self.t.lock:
+            self.t.alert_cursors[name] = int(event_id)
 
     def claim(self, *, now: float | None = None, lease: float = 30.0, limit: int = 50) -> list[Delivery]:
         now = time.time() if now is None else now

@@ -87,6 +87,19 @@ class QueueBackend(Protocol):
         """The next visible message (highest priority, then oldest), leased for ``lease_s``;
         ``acks`` are acknowledged first, in the same transaction (a consumer's loop costs one)."""
 
+    prefetch: int
+    """How many messages ``reserve_many`` hands out at most per call (1: no local prefetch)."""
+
+    def reserve_many(self, queue: str, lease_s: float, max_deliveries: int, acks: Sequence[Delivery] = (),
+                     count: int = 1) -> list[Delivery]:
+        """Up to ``count`` visible messages (as ``reserve``), each leased; ``acks`` first."""
+
+    def send_acks(self, acks: Sequence[Delivery]) -> None:
+        """Acknowledge these now, without waiting for the answer (sent before this returns)."""
+
+    def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Give back prefetched messages that were never handed out (not counted as delivered)."""
+
     def ack(self, delivery: Delivery) -> bool:
         """The message is done: remove it. False when the lease was lost meanwhile."""
 
@@ -116,6 +129,26 @@ def _token() -> str:
     return uuid.uuid4().hex
 
 
+class _OneAtATime:
+    """``reserve_many``/``send_acks``/``release`` for a backend that hands out one message per
+    call (a transaction is as cheap as the round trip it would save)."""
+
+    prefetch = 1
+
+    def reserve_many(self, queue: str, lease_s: float, max_deliveries: int, acks: Sequence[Delivery] = (),
+                     count: int = 1) -> list[Delivery]:
+        got = self.reserve(queue, lease_s, max_deliveries, acks)  # type: ignore[attr-defined]
+        return [] if got is None else [got]
+
+    def send_acks(self, acks: Sequence[Delivery]) -> None:
+        for delivery in acks:
+            self.ack(delivery)  # type: ignore[attr-defined]
+
+    def release(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            self.nack(delivery, 1 << 30)  # type: ignore[attr-defined]
+
+
 # -- in memory --------------------------------------------------------------------------------
 @dataclass
 class _Mem:
@@ -128,7 +161,7 @@ class _Mem:
     token: str | None = None
 
 
-class MemoryQueueBackend:
+class MemoryQueueBackend(_OneAtATime):
     """Every queue in a dict, for tests of code that uses queues. Thread-safe, one process."""
 
     def __init__(self) -> None:
@@ -257,7 +290,7 @@ CREATE TABLE IF NOT EXISTS queues (name TEXT PRIMARY KEY, closed INTEGER NOT NUL
 """
 
 
-class SqliteQueueBackend:
+class SqliteQueueBackend(_OneAtATime):
     """Queues in one SQLite file (``KEEL_HOME/queues.db``), safe across processes and threads."""
 
     def __init__(self, path: str | Path):

@@ -16,6 +16,7 @@ them over. Each operation is one Lua script, so it is atomic and one round trip.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -65,9 +66,9 @@ return added
 
 _RESERVE = _LIB + """
 local name, now, consumer = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local idle_ms, max_deliveries = tonumber(ARGV[4]), tonumber(ARGV[5])
+local idle_ms, max_deliveries, want = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local p = 'keel:q:' .. name
-for i = 6, #ARGV, 2 do  -- acks first: stream, id
+for i = 7, #ARGV, 2 do  -- acks first: stream, id
   if owned(ARGV[i], ARGV[i + 1], consumer) then
     redis.call('XACK', ARGV[i], 'keel', ARGV[i + 1])
     redis.call('XDEL', ARGV[i], ARGV[i + 1])
@@ -84,32 +85,66 @@ local function fields(entry)
   for j = 1, #entry[2], 2 do f[entry[2][j]] = entry[2][j + 1] end
   return f
 end
+local out = {}
 local levels = redis.call('ZREVRANGE', p .. ':prios', 0, -1)
 for _, prio in ipairs(levels) do
   local s = p .. ':s:' .. prio
-  while true do
-    local entry, count = nil, 1
-    local claimed = redis.call('XAUTOCLAIM', s, 'keel', consumer, idle_ms, '0-0', 'COUNT', 1)
-    if #claimed[2] > 0 and claimed[2][1] then
-      entry = claimed[2][1]
-      count = owned(s, entry[1], consumer) or 1
-    else
-      local got = redis.call('XREADGROUP', 'GROUP', 'keel', consumer, 'COUNT', 1, 'STREAMS', s, '>')
-      if got and #got > 0 and #got[1][2] > 0 then entry = got[1][2][1] end
+  while #out < want do
+    -- first what a dead consumer left (idle past the lease), then new entries
+    local entries, claimed = {}, redis.call('XAUTOCLAIM', s, 'keel', consumer, idle_ms, '0-0', 'COUNT', want - #out)
+    for _, e in ipairs(claimed[2]) do if e then entries[#entries + 1] = e end end
+    local reclaimed = #entries > 0
+    if not reclaimed then
+      local got = redis.call('XREADGROUP', 'GROUP', 'keel', consumer, 'COUNT', want - #out, 'STREAMS', s, '>')
+      if got and #got > 0 then entries = got[1][2] end
     end
-    if not entry then break end
-    local f = fields(entry)
-    local total = tonumber(f['d']) + count
-    if total > max_deliveries then
-      to_dead(name, f['b'], now)
-      redis.call('XACK', s, 'keel', entry[1])
-      redis.call('XDEL', s, entry[1])
-    else
-      return {prio .. '/' .. entry[1], f['b'], total, f['t']}
+    if #entries == 0 then break end
+    for _, entry in ipairs(entries) do
+      local f = fields(entry)
+      local count = reclaimed and (owned(s, entry[1], consumer) or 1) or 1
+      local total = tonumber(f['d']) + count
+      if total > max_deliveries then
+        to_dead(name, f['b'], now)
+        redis.call('XACK', s, 'keel', entry[1])
+        redis.call('XDEL', s, entry[1])
+      else
+        out[#out + 1] = {prio .. '/' .. entry[1], f['b'], total, f['t']}
+      end
     end
   end
+  if #out >= want then break end
 end
-return false
+return out
+"""
+
+_ACKS = _LIB + """
+local consumer, n = ARGV[1], 0
+for i = 2, #ARGV, 2 do
+  if owned(ARGV[i], ARGV[i + 1], consumer) then
+    redis.call('XACK', ARGV[i], 'keel', ARGV[i + 1])
+    redis.call('XDEL', ARGV[i], ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
+"""
+
+_RELEASE = _LIB + """
+local consumer = ARGV[1]
+for i = 2, #ARGV, 3 do  -- stream, id, deliveries before this one: back at the tail, not counted
+  local s, id = ARGV[i], ARGV[i + 1]
+  if owned(s, id, consumer) then
+    local e = redis.call('XRANGE', s, id, id)[1]
+    if e then
+      local f = {}
+      for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
+      redis.call('XADD', s, '*', 'b', f['b'], 't', f['t'], 'd', ARGV[i + 2])
+    end
+    redis.call('XACK', s, 'keel', id)
+    redis.call('XDEL', s, id)
+  end
+end
+return 1
 """
 
 _ACK = _LIB + """
@@ -191,8 +226,13 @@ class RedisQueueBackend:
         self.client: Any = redis.Redis.from_url(url)
         self.consumer = uuid.uuid4().hex
         self._scripts = {name: self.client.register_script(src) for name, src in
-                         (("put", _PUT), ("reserve", _RESERVE), ("ack", _ACK), ("nack", _NACK),
-                          ("extend", _EXTEND), ("stats", _STATS))}
+                         (("put", _PUT), ("reserve", _RESERVE), ("ack", _ACK), ("acks", _ACKS), ("nack", _NACK),
+                          ("release", _RELEASE), ("extend", _EXTEND), ("stats", _STATS))}
+        # acks sent while a consumer hands out prefetched messages: written on a connection of
+        # their own, their answers read before the next call that waits for one
+        self._ack_lock = threading.Lock()
+        self._ack_conn: Any = None
+        self._unread: list[list[Any]] = []    # the args of each ack batch whose answer is unread
 
     @contextmanager
     def _reaching(self) -> Iterator[None]:
@@ -221,22 +261,91 @@ class RedisQueueBackend:
             args += [int(m.priority), float(m.delay), m.key or "", m.body]
         return int(self._run("put", [], args))
 
+    prefetch = 32
+
     def reserve(self, queue: str, lease_s: float, max_deliveries: int,
                 acks: Sequence[Delivery] = ()) -> Delivery | None:
-        args: list[Any] = [queue, time.time(), self.consumer, int(lease_s * 1000), max_deliveries]
+        got = self.reserve_many(queue, lease_s, max_deliveries, acks, 1)
+        return got[0] if got else None
+
+    def reserve_many(self, queue: str, lease_s: float, max_deliveries: int, acks: Sequence[Delivery] = (),
+                     count: int = 1) -> list[Delivery]:
+        """Up to ``count`` messages in one script (XAUTOCLAIM/XREADGROUP ``COUNT``), acks first."""
+        self._read_acks()
+        args: list[Any] = [queue, time.time(), self.consumer, int(lease_s * 1000), max_deliveries, max(1, count)]
         for d in acks:
             args += self._stream(d.queue, d.id)
         got = self._run("reserve", [], args)
-        if not got:
-            return None
-        did, body, deliveries, enqueued = got
-        return Delivery(queue, did.decode(), body, int(deliveries), float(enqueued), self.consumer)
+        return [Delivery(queue, did.decode(), body, int(n), float(enqueued), self.consumer)
+                for did, body, n, enqueued in got or ()]
+
+    def send_acks(self, acks: Sequence[Delivery]) -> None:
+        """Write one EVALSHA of the acks and go on: the answer is read by the next call that
+        waits (a consumer handing out prefetched messages pays no round trip per ack). The
+        command is in Redis' socket before this returns, so a consumer killed afterwards has
+        still acknowledged them."""
+        if not acks:
+            return
+        args: list[Any] = [self.consumer]
+        for d in acks:
+            args += self._stream(d.queue, d.id)
+        with self._ack_lock, self._reaching(), self._ack_connection_guard():
+            if self._ack_conn is None:
+                self.client.script_load(_ACKS)
+                try:
+                    self._ack_conn = self.client.connection_pool.get_connection()
+                except TypeError:   # redis-py before 5.3 wants a command name
+                    self._ack_conn = self.client.connection_pool.get_connection("EVALSHA")
+            self._ack_conn.send_command("EVALSHA", self._scripts["acks"].sha, 0, *args)
+            self._unread.append(args)
+            if len(self._unread) >= 256:
+                self._read_acks_locked()
+
+    def _read_acks(self) -> None:
+        if self._unread:
+            with self._ack_lock, self._reaching(), self._ack_connection_guard():
+                self._read_acks_locked()
+
+    @contextmanager
+    def _ack_connection_guard(self) -> Iterator[None]:
+        """A broken ack connection is dropped with its unread answers (those messages come back
+        after their lease: at least once) and opened afresh next time."""
+        import redis
+
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError):
+            if self._ack_conn is not None:
+                self._ack_conn.disconnect()
+            self._unread = []
+            raise
+
+    def _read_acks_locked(self) -> None:
+        import redis
+
+        unread, self._unread = self._unread, []
+        for args in unread:
+            try:
+                self._ack_conn.read_response()
+            except redis.exceptions.NoScriptError:   # Redis restarted meanwhile: send them again
+                self._scripts["acks"](keys=[], args=args)
+
+    def release(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        self._read_acks()
+        args: list[Any] = [self.consumer]
+        for d in deliveries:
+            args += [*self._stream(d.queue, d.id), d.deliveries - 1]
+        self._run("release", [], args)
 
     def ack(self, delivery: Delivery) -> bool:
+        self._read_acks()
         stream, sid = self._stream(delivery.queue, delivery.id)
         return bool(self._run("ack", [stream], [sid, delivery.token]))
 
     def nack(self, delivery: Delivery, max_deliveries: int) -> None:
+        self._read_acks()
         stream, sid = self._stream(delivery.queue, delivery.id)
         self._run("nack", [stream], [sid, delivery.token, delivery.queue, max_deliveries, time.time()])
 
@@ -252,6 +361,7 @@ class RedisQueueBackend:
             self.client.set(f"keel:q:{queue}:closed", 1)
 
     def stats(self, queue: str) -> QueueStats:
+        self._read_acks()   # what this consumer acked counts as gone
         ready, delayed, flying, closed, oldest = self._run("stats", [], [queue, time.time()])
         return QueueStats(queue, int(ready), int(delayed), int(flying), bool(closed),
                           float(oldest) if oldest else None)

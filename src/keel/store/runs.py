@@ -94,8 +94,12 @@ class SqlRuns:
                 time.sleep(0.005 * (attempt + 1))
         raise MetadataError(f"could not allocate a run id for {flow} after 50 tries")
 
-    def set_run_status(self, flow: str, run_id: int, status: str, *, error: str | None = None) -> None:
-        """Record the run's new status and, in the same transaction, its ``run.STATUS`` event."""
+    def set_run_status(self, flow: str, run_id: int, status: str, *, error: str | None = None,
+                       expect: str | None = None) -> bool:
+        """Record the run's new status and, in the same transaction, its ``run.STATUS`` event.
+
+        With ``expect``, only if the run's status is still ``expect`` (compare and set): of several
+        processes that find a run crashed, one records it; the others get False."""
         values: dict[str, Any] = {"status": status, "heartbeat_at": time.time()}
         if status != "running":
             values["finished_at"] = time.time()
@@ -103,9 +107,14 @@ class SqlRuns:
             values["error"] = error
         with self.db.write() as conn:
             self.db.lock_events(conn)
-            conn.execute(runs.update().where(runs.c.flow == flow, runs.c.run_id == run_id).values(**values))
+            update = runs.update().where(runs.c.flow == flow, runs.c.run_id == run_id)
+            if expect is not None:
+                update = update.where(runs.c.status == expect)
+            if not conn.execute(update.values(**values)).rowcount and expect is not None:
+                return False
             detail = {"error": error.splitlines()[0][:500]} if error else None
             conn.execute(events.insert().values(**event_row(flow, run_id, f"run.{status}", detail=detail)))
+        return True
 
     def heartbeat(self, flow: str, run_id: int) -> None:
         with self.db.write() as conn:
@@ -119,11 +128,14 @@ class SqlRuns:
             row = conn.execute(sa.select(runs).where(runs.c.flow == flow, runs.c.run_id == run_id)).first()
             return _run_record(row, conn) if row is not None else None
 
-    def list_runs(self, flow: str | None = None, limit: int | None = None) -> list[RunRecord]:
-        """Runs newest first (of one flow, or of every flow)."""
+    def list_runs(self, flow: str | None = None, limit: int | None = None, *,
+                  status: str | None = None) -> list[RunRecord]:
+        """Runs newest first (of one flow, or of every flow; with ``status``, as stored)."""
         query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.run_id.desc())
         if flow is not None:
             query = query.where(runs.c.flow == flow)
+        if status is not None:
+            query = query.where(runs.c.status == status)
         if limit:
             query = query.limit(limit)
         with self.db.read() as conn:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision this code writes; a store stamped with another one is migrated
 # (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
-SCHEMA_HEAD = "0008_metric_last"
+SCHEMA_HEAD = "0009_alert_cursors"
 # The revision of the schema that Keel 0.1 created without any version table.
 SCHEMA_RELEASE_0_1 = "0001_release_0_1"
 
@@ -278,6 +278,15 @@ alert_deliveries = sa.Table(
     sa.UniqueConstraint("firing_id", "action", name="uq_alert_deliveries_action"),
 )
 sa.Index("ix_alert_deliveries_due", alert_deliveries.c.status, alert_deliveries.c.next_at)
+
+# Where an evaluator of the whole store (``keel alerts watch``, ``keel scheduler``) is in the event
+# log: the last event it evaluated, saved with the firings it made, so a restart resumes there.
+alert_cursors = sa.Table(
+    "alert_cursors", meta,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("event_id", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
 
 # Addresses a task published while it ran (the Spark UI of its cluster, ...): keel.store.links.
 task_links = sa.Table(

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
@@ -145,6 +146,8 @@ class Queue:
         self.backend = backend if backend is not None else _backend(self.settings.url)
         self._held: dict[str, "Delivery"] = {}
         self._acks: list["Delivery"] = []  # acked while iterating, sent with the next reserve
+        self._ready: deque["Delivery"] = deque()  # prefetched while iterating, leased, not handed out
+        self._leased_at = 0.0   # when the leases of what is held were last taken or extended (monotonic)
         self._deferring = 0
         self._lock = threading.Lock()
         self._beat: threading.Thread | None = None
@@ -199,11 +202,32 @@ class Queue:
             acks, self._acks = self._acks, []
             for done in acks:
                 self._held.pop(done.id, None)
-        delivery = self.backend.reserve(self.name, s.visibility_timeout, s.max_deliveries, acks)
-        if delivery is None:
-            return None
-        with self._lock:
-            self._held[delivery.id] = delivery
+            stale: list["Delivery"] = []
+            if self._ready and time.monotonic() - self._leased_at > s.visibility_timeout / 2:
+                # the heartbeat is late (a starved process): these leases may be lost by now,
+                # so they go back rather than risk handing out a message another consumer has
+                stale, self._ready = list(self._ready), deque()
+                for d in stale:
+                    self._held.pop(d.id, None)
+            delivery = self._ready.popleft() if self._ready else None
+        if stale:
+            self.backend.release(stale)
+        if delivery is not None:
+            # the acks go out before the next message is handed out (a kill between handling
+            # and acking duplicates one message at most), without waiting for their answer
+            self.backend.send_acks(acks)
+        else:
+            count = self.backend.prefetch if self._deferring else 1   # get() takes only what it returns
+            asked = time.monotonic()
+            got = self.backend.reserve_many(self.name, s.visibility_timeout, s.max_deliveries, acks, count)
+            if not got:
+                return None
+            delivery = got[0]
+            with self._lock:
+                self._leased_at = asked
+                for d in got:
+                    self._held[d.id] = d   # prefetched ones too: the heartbeat keeps their leases
+                self._ready.extend(got[1:])
         self._ensure_heartbeat()
         self._record_metrics(delivery)
         return Message(pickle.loads(delivery.body), delivery, self)
@@ -216,7 +240,10 @@ class Queue:
         While iterating, ``msg.ack()`` is sent with the request for the next message (one
         round trip per message, not two), or by the heartbeat, or when iteration ends; until
         then the message stays leased to this consumer, so it is not delivered elsewhere.
-        A consumer killed in between gets that message delivered again (at least once)."""
+        A consumer killed in between gets that message delivered again (at least once).
+        A backend with ``prefetch`` > 1 (Redis) hands out up to that many messages per request,
+        leased and heartbeated as held; the acks then go out, unanswered, before each next
+        message, and what was not handed out when iteration ends is given back."""
         pause = 0.002
         self._deferring += 1
         try:
@@ -235,14 +262,22 @@ class Queue:
             self._deferring -= 1
             self.flush()
 
-    def flush(self) -> None:
-        """Send the acknowledgements that iteration holds back (see ``consume``) now."""
+    def flush(self, *, release: bool = True) -> None:
+        """Send the acknowledgements that iteration holds back (see ``consume``) now, and give
+        back the messages it prefetched but did not hand out."""
         with self._lock:
             acks, self._acks = self._acks, []
             for done in acks:
                 self._held.pop(done.id, None)
+            unused: list["Delivery"] = []
+            if release:
+                unused, self._ready = list(self._ready), deque()
+                for d in unused:
+                    self._held.pop(d.id, None)
         for done in acks:
             self.backend.ack(done)
+        if unused:
+            self.backend.release(unused)
 
     def __iter__(self) -> Iterator[Message]:
         return self.consume()
@@ -282,11 +317,14 @@ class Queue:
 
     def _beat_once(self) -> bool:
         if self._acks:
-            self.flush()
+            self.flush(release=False)
         with self._lock:
             held = list(self._held.values())
         if held:
+            asked = time.monotonic()
             self.backend.extend(held, self.settings.visibility_timeout)
+            with self._lock:
+                self._leased_at = asked
         return bool(held)
 
     def _record_metrics(self, delivery: "Delivery") -> None:
