@@ -80,3 +80,14 @@ def assert_clean_error(proc, code: int, *words: str) -> None:
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     for word in words:
         assert word in proc.stderr, proc.stderr
+
+
+def edit_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` as an editor saving it later would: a newer modification time,
+    so Python's bytecode cache of a module (keyed by mtime and size) sees the edit even when the
+    test rewrites it within the same second and with the same length."""
+    before = path.stat().st_mtime if path.exists() else None
+    path.write_text(text)
+    if before is not None:
+        later = max(path.stat().st_mtime, before + 2)
+        os.utime(path, (later, later))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keel_testing import run_cli
+from keel_testing import edit_file, run_cli
 
 FLOW = '''
 from keel import FlowSpec, step, cache, resources, Parameter
@@ -62,9 +62,9 @@ def deeper(x):
 
 
 def write(folder: Path, flow: str = FLOW, helpers: str = HELPERS) -> Path:
-    (folder / "helpers.py").write_text(textwrap.dedent(helpers))
+    edit_file(folder / "helpers.py", textwrap.dedent(helpers))
     path = folder / "cached.py"
-    path.write_text(textwrap.dedent(flow))
+    edit_file(path, textwrap.dedent(flow))
     return path
 
 

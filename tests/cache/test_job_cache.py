@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from keel_testing import run_cli
+from keel_testing import edit_file, run_cli
 
 YAML = '''
 name: jobs
@@ -75,7 +75,7 @@ if __name__ == "__main__":
 
 def write(folder: Path, **files: str) -> None:
     for name, text in files.items():
-        (folder / name.replace("_dot_", ".")).write_text(textwrap.dedent(text).lstrip())
+        edit_file(folder / name.replace("_dot_", "."), textwrap.dedent(text).lstrip())
 
 
 @pytest.fixture

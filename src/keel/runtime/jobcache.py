@@ -156,7 +156,8 @@ def _named_path(root: str, word: str) -> str | None:
 
 def job_reads(reads_path: str, env: dict[str, str]) -> list[str]:
     """The files a script job's Python processes read (written by the read hook), without Keel's
-    own store and package, compiled bytecode and files that are gone. Removes the list."""
+    own store and package, Python's library and installed packages, and files that are gone; a
+    module read from its bytecode cache counts as its source. Removes the list."""
     try:
         with open(reads_path, encoding="utf-8", errors="surrogateescape") as fh:
             lines = {line.rstrip("\n") for line in fh if line.strip()}
@@ -164,6 +165,8 @@ def job_reads(reads_path: str, env: dict[str, str]) -> list[str]:
     except FileNotFoundError:
         return []
     exclude = [_KEEL_DIR, READHOOK_DIR + os.sep]
+    # Python's own library and installed packages: their versions are in the key already
+    exclude += sorted({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
     for var in ("KEEL_HOME",):
         if env.get(var):
             exclude.append(os.path.abspath(env[var]) + os.sep)
@@ -171,6 +174,18 @@ def job_reads(reads_path: str, env: dict[str, str]) -> list[str]:
     if artifact_url and "://" not in artifact_url:
         exclude.append(os.path.abspath(artifact_url) + os.sep)
     prefixes = tuple(exclude)
-    return sorted(p for p in lines
-                  if not p.startswith(prefixes) and not p.endswith(".pyc") and "/__pycache__/" not in p
-                  and os.path.isfile(p))
+    return sorted({path for path in map(_source_of, lines)
+                   if path and not path.startswith(prefixes) and os.path.isfile(path)})
+
+
+def _source_of(path: str) -> str | None:
+    """The file a read stands for: a module imported from its bytecode cache is its source (the
+    .py is then only stat-ed, never opened), so an edit of a helper the job imports is a miss."""
+    if not path.endswith(".pyc"):
+        return path
+    from importlib.util import source_from_cache
+
+    try:
+        return source_from_cache(path)
+    except ValueError:  # a .pyc outside __pycache__: no source to stand for
+        return None
