@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/alerts_bench.py --soak 1000 --real 10
 	$(BIN)/python benchmarks/data_bench.py
 	$(BIN)/python benchmarks/project_validate_bench.py
+	$(BIN)/python benchmarks/cache_bench.py
+	$(BIN)/python benchmarks/ui_bench.py --mlflow
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache
