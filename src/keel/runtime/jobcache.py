@@ -27,6 +27,7 @@ import json
 import os
 import shlex
 import sys
+from importlib.util import source_from_cache
 from typing import Any
 
 import xxhash
@@ -166,7 +167,7 @@ def job_reads(reads_path: str, env: dict[str, str]) -> list[str]:
         return []
     exclude = [_KEEL_DIR, READHOOK_DIR + os.sep]
     # Python's own library and installed packages: their versions are in the key already
-    exclude += sorted({os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    exclude += [os.path.join(p, "") for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)]
     for var in ("KEEL_HOME",):
         if env.get(var):
             exclude.append(os.path.abspath(env[var]) + os.sep)
@@ -183,8 +184,6 @@ def _source_of(path: str) -> str | None:
     .py is then only stat-ed, never opened), so an edit of a helper the job imports is a miss."""
     if not path.endswith(".pyc"):
         return path
-    from importlib.util import source_from_cache
-
     try:
         return source_from_cache(path)
     except ValueError:  # a .pyc outside __pycache__: no source to stand for
