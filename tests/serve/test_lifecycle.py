@@ -224,19 +224,29 @@ def test_project_serve_starts_every_endpoint(store):
 
 
 def test_past_max_concurrency_requests_get_a_503(slow_store):
+    """With room for two connections, a health check sent while a slow request runs is the third.
+
+    Uvicorn counts open connections, so a health check still open when the slow request arrives
+    makes the slow request the one refused; then the test tries again (up to five times).
+    """
     srv = Server(slow_store, "Slow", "--max-concurrency", "2")
     try:
         srv.wait_ready()
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(httpx.post, srv.url + "/predict", json={"instances": [[2.0]]}, timeout=30)
-            try:
-                _poll(lambda: httpx.get(srv.url + "/health").status_code == 503, 10,
-                      "a 503 while the slow request runs")
-            except AssertionError as exc:         # seen once under a full suite at load 25: say why
+            for _ in range(5):
+                pending = pool.submit(httpx.post, srv.url + "/predict", json={"instances": [[2.0]]}, timeout=30)
+                health = 200
+                while health != 503 and not pending.done():
+                    health = httpx.get(srv.url + "/health").status_code
+                    time.sleep(0.05)
                 answer = pending.result(timeout=30)
-                raise AssertionError(f"{exc}; the slow request was answered {answer.status_code} "
-                                     f"{answer.text[:300]}; server log:\n{srv.log()}") from None
-            assert pending.result().status_code == 200
+                assert answer.status_code in (200, 503), answer.text
+                if answer.status_code == 200 and health == 503:
+                    break
+                # Either the slow request met a health check still open, or (on a loaded machine)
+                # no health check reached the server while it ran: send it again.
+            else:
+                raise AssertionError(f"five tries without a 503 beside a slow 200; server log:\n{srv.log()}")
         assert httpx.get(srv.url + "/health").status_code == 200
     finally:
         srv.stop()
