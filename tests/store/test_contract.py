@@ -319,3 +319,43 @@ def test_a_status_set_only_if_still_expected_writes_its_event_once(md):
     assert [e.kind for e in md.events.read(0)] == ["run.started", "run.crashed"]
     assert [r.run_id for r in md.runs.list_runs("A", status="crashed")] == [run_id]
     assert md.runs.list_runs("A", status="running") == []
+
+
+def _runs_series(md) -> list[tuple[str, int]]:
+    """Four runs of "loss": long and stepped, shifted and stepped, short, logged without steps;
+    and a run with none."""
+    import math
+
+    shapes = [(900, lambda i: i * 2), (700, lambda i: 150 + i * 3), (12, lambda i: i * 50), (400, lambda i: None)]
+    keys = []
+    for n, step in shapes:
+        run_id = md.runs.new_run("M", params={})
+        md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1, "name": "loss",
+                                           "step": step(i), "value": math.cos(i / 5.0) * (1 + run_id) + i / n,
+                                           "ts": float(i)} for i in range(n)])])
+        keys.append(("M", run_id))
+    keys.append(("M", md.runs.new_run("M", params={})))
+    return keys
+
+
+@pytest.mark.parametrize("buckets, lo, hi", [(40, None, None), (300, None, None), (25, 333.0, 1500.5),
+                                             (7, 5000.0, None), (50, 10.0, 10.0)])
+def test_runs_are_bucketed_together_over_one_range(md, buckets, lo, hi):
+    from keel.store.records import bucket_runs
+
+    keys = _runs_series(md)
+    got = md.metrics.bucketed_runs(keys + [keys[0]], "loss", buckets, lo, hi)
+    want = bucket_runs({k: md.metrics.run_metrics(*k, "loss").get("loss", []) for k in keys}, buckets, lo, hi)
+    assert list(got) == keys
+    for key in keys:
+        g, w = got[key], want[key]
+        assert (g.count, g.lo, g.hi, g.x) == (w.count, w.lo, w.hi, w.x), key
+        for a, b in ((g.min, w.min), (g.max, w.max), (g.last, w.last)):
+            assert a == pytest.approx(b)
+        assert g == md.metrics.bucketed(*key, "loss", buckets, g.lo, g.hi) or not g.count
+
+
+def test_bucketing_runs_without_the_metric_gives_empty_series(md):
+    run_id = md.runs.new_run("M", params={})
+    got = md.metrics.bucketed_runs([("M", run_id), ("Other", 7)], "loss", 10)
+    assert [g.count for g in got.values()] == [0, 0]

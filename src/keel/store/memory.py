@@ -265,6 +265,13 @@ class MemoryMetrics:
 
         return bucket_points(self.run_metrics(flow, run_id, name, task_id=task_id).get(name, []), buckets, lo, hi)
 
+    def bucketed_runs(self, runs: Iterable[tuple[str, int]], name: str, buckets: int, lo: float | None = None,
+                      hi: float | None = None) -> dict[tuple[str, int], MetricBuckets]:
+        from keel.store.records import bucket_runs
+
+        keys = list(dict.fromkeys((str(f), int(r)) for f, r in runs))
+        return bucket_runs({k: self.run_metrics(*k, name).get(name, []) for k in keys}, buckets, lo, hi)
+
     def max_per_task(self, flow: str, run_id: int, names: Iterable[str]) -> list[tuple[int, str, float]]:
         wanted, best = set(names), {}  # type: ignore[var-annotated]
         for m in self._of(flow, run_id):

@@ -410,6 +410,19 @@ def bucket_points(points: list[tuple[Any, float, float]], buckets: int, lo: floa
                          tuple(out[k][2] for k in keys), tuple(out[k][3] for k in keys), len(pairs), x0, x1)
 
 
+def bucket_runs(series: dict[Any, list[tuple[Any, float, float]]], buckets: int, lo: float | None = None,
+                hi: float | None = None) -> dict[Any, MetricBuckets]:
+    """Several runs' series of one metric bucketed over one shared range ``[lo, hi]`` (None: the
+    ends of all the series together), so overlaid charts share their buckets: each run's answer
+    is :func:`bucket_points` of its points over that range. The reference of
+    ``MetricStore.bucketed_runs``."""
+    xs = [float(p[0]) if p[0] is not None else float(i) for points in series.values() for i, p in enumerate(points)]
+    x0 = lo if lo is not None else (min(xs) if xs else None)
+    x1 = hi if hi is not None else (max(xs) if xs else None)
+    return {key: bucket_points(points, buckets, x0, x1) if xs else MetricBuckets((), (), (), (), 0, lo, hi)
+            for key, points in series.items()}
+
+
 @dataclass(frozen=True)
 class TaskLink:
     """An address a task published while it ran (``name`` like ``spark_ui``)."""
