@@ -98,6 +98,28 @@ def test_a_zoom_range_is_bucketed_again(client):
     assert len(s["x"]) == 50
 
 
+def test_every_compared_runs_series_comes_in_one_request_over_one_range(client):
+    s = client.get("/api/series", params={"runs": "Train/4,Train/1", "name": "loss", "buckets": 40}).json()
+    assert [x["run"] for x in s["series"]] == ["Train/4", "Train/1"]
+    assert s["range"] == [0.0, 1999.0] and all(x["range"] == [0.0, 1999.0] for x in s["series"])
+    one = client.get("/api/runs/Train/1/metrics/loss", params={"buckets": 40}).json()
+    assert {k: v for k, v in s["series"][1].items() if k != "task"} == {k: v for k, v in one.items() if k != "task"}
+    zoom = client.get("/api/series", params={"runs": "Train/4,Train/1", "name": "loss", "buckets": 10,
+                                             "lo": 100, "hi": 199}).json()
+    assert [x["count"] for x in zoom["series"]] == [100, 100] and zoom["range"] == [100.0, 199.0]
+    assert all(100 <= x <= 199 for series in zoom["series"] for x in series["x"])
+
+
+def test_a_metric_logged_without_steps_is_overlaid_too(client):
+    s = client.get("/api/series", params={"runs": "Train/1,Train/2", "name": "acc"}).json()
+    assert [x["last"] for x in s["series"]] == [[0.55], [0.6]]
+
+
+def test_series_without_a_metric_name_is_refused_with_a_message(client):
+    res = client.get("/api/series", params={"runs": "Train/1"})
+    assert res.status_code == 400 and "name the metric" in res.json()["error"]
+
+
 def test_tags_and_comments_are_added_with_post(client):
     res = client.post("/api/runs/Train/3/tags", json={"add": ["keep", "keep"]})
     assert res.json()["tags"] == ["keep"]

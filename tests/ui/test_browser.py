@@ -142,6 +142,18 @@ def test_selected_runs_are_compared_with_a_shareable_link(page, ui_server):
     assert cells == ["0.1", "0.3", "0.4"]
     page.wait_for_selector(".chart[data-metric='loss'] .legend span >> nth=2")
     page.screenshot(path=str(IMG / "compare.png"), full_page=True)
+    # A drag across the overlay asks again, once, for every run's series over that range.
+    canvas = page.locator(".chart[data-metric='loss'] canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    y = box["y"] + box["height"] / 2
+    with page.expect_response(lambda r: "/api/series" in r.url and "lo=" in r.url) as zoom:
+        page.mouse.move(box["x"] + box["width"] * 0.4, y)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, y)
+        page.mouse.up()
+    lo, hi = zoom.value.json()["range"]
+    assert 0 < lo < hi < 1999 and len(zoom.value.json()["series"]) == 3
     # The link alone reproduces the comparison in a fresh page.
     page.goto(ui_server + "/#/runs")
     page.goto(ui_server + "/#/compare?runs=Train/2,Train/4")

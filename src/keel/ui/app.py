@@ -180,7 +180,18 @@ def create_app(data: DashboardData | None = None, token: str | None = None) -> A
 
     async def compare(request: Request) -> Response:
         specs = [s for s in request.query_params.get("runs", "").split(",") if s.strip()]
-        return await call(data.compare, specs)
+        return await call(data.compare, specs, series=request.query_params.get("series") != "0")
+
+    async def series(request: Request) -> Response:
+        try:
+            specs = [s for s in request.query_params.get("runs", "").split(",") if s.strip()]
+            name = request.query_params.get("name") or ""
+            if not name:
+                raise UsageError("name the metric: /api/series?runs=Train/1,Train/2&name=loss")
+            return await call(data.series_of_runs, specs, name, max(1, min(_int(request, "buckets", 300), 5000)),
+                              _float(request, "lo"), _float(request, "hi"))
+        except KeelError as exc:
+            return _error(exc)
 
     async def schedules(request: Request) -> Response:
         return await call(data.schedules)
@@ -257,6 +268,7 @@ def create_app(data: DashboardData | None = None, token: str | None = None) -> A
         Route("/api/runs/{flow}/{run_id}/tags", tags, methods=["POST"]),
         Route("/api/runs/{flow}/{run_id}/comments", comments, methods=["POST"]),
         Route("/api/compare", compare),
+        Route("/api/series", series),
         Route("/api/schedules", schedules),
         Route("/api/tables", tables),
         Route("/api/tables/{name}", table),

@@ -272,16 +272,25 @@ class DashboardData:
             raise UsageError("a comment needs some text")
         return self._md.add_comment(flow, run_id, text).to_dict()
 
+    def series_of_runs(self, pathspecs: list[str], name: str, buckets: int = 300, lo: float | None = None,
+                       hi: float | None = None) -> dict[str, Any]:
+        """One metric of N runs for an overlaid chart, bucketed over one shared range in one pass
+        of the store (``MetricStore.bucketed_runs``): ``{"name", "range", "series": [...]}``, a
+        series per run in the order asked, each as :meth:`metric_series` answers."""
+        keys = [parse_pathspec(spec) for spec in _check_runs(pathspecs)]
+        found = self._md.metrics.bucketed_runs(keys, name, max(1, min(int(buckets), 5000)), lo, hi)
+        series = [{"run": f"{flow}/{run_id}", "name": name, "task": None, **_buckets_json(found[(flow, run_id)])}
+                  for flow, run_id in dict.fromkeys(keys)]
+        return {"name": name, "range": series[0]["range"] if series else [lo, hi], "series": series}
+
     # -- compare and schedules -------------------------------------------------------------------------
-    def compare(self, pathspecs: list[str], buckets: int = 300) -> dict[str, Any]:
+    def compare(self, pathspecs: list[str], buckets: int = 300, series: bool = True) -> dict[str, Any]:
         """N runs side by side: every parameter (``differs`` when values disagree), last metrics,
-        and each metric's bucketed series per run, for overlaid charts."""
+        and (unless ``series`` is False: the page asks :meth:`series_of_runs` chart by chart) the
+        first 12 metrics' bucketed series per run, for overlaid charts."""
         from keel.tracking.search import run_last_values
 
-        if not pathspecs:
-            raise UsageError("compare needs at least one run, e.g. ?runs=Train/1,Train/2")
-        if len(pathspecs) > 100:
-            raise UsageError(f"compare takes at most 100 runs, not {len(pathspecs)}")
+        _check_runs(pathspecs)
         runs = []
         for spec in pathspecs:
             flow, run_id = parse_pathspec(spec)
@@ -292,9 +301,9 @@ class DashboardData:
         params = [{"name": n, "values": [r["params"].get(n) for r in runs],
                    "differs": len({repr(r["params"].get(n)) for r in runs}) > 1} for n in names]
         metric_names = list(dict.fromkeys(m for r in runs for m in r["metrics"] if not m.startswith("sys.")))
-        series = {m: [self.metric_series(*parse_pathspec(r["pathspec"]), m, buckets) for r in runs]
-                  for m in metric_names[:12]}
-        return {"runs": runs, "params": params, "metric_names": metric_names, "series": series}
+        overlays = {m: self.series_of_runs([r["pathspec"] for r in runs], m, buckets)["series"]
+                    for m in (metric_names[:12] if series else [])}
+        return {"runs": runs, "params": params, "metric_names": metric_names, "series": overlays}
 
     def schedules(self) -> dict[str, Any]:
         """The project's scheduled jobs with last and next fire (when ``keel ui -f keel.yaml`` named one)."""
@@ -470,6 +479,14 @@ class DashboardData:
 
 def _parse_cursor(cursor: str | None) -> dict[str, str]:
     return dict(item.split(":", 1) for item in (cursor or "").split(".") if ":" in item)
+
+
+def _check_runs(pathspecs: list[str]) -> list[str]:
+    if not pathspecs:
+        raise UsageError("compare needs at least one run, e.g. ?runs=Train/1,Train/2")
+    if len(pathspecs) > 100:
+        raise UsageError(f"compare takes at most 100 runs, not {len(pathspecs)}")
+    return pathspecs
 
 
 def parse_pathspec(spec: str) -> tuple[str, int]:

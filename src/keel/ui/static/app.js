@@ -329,7 +329,7 @@ async function comparePage(params) {
     return;
   }
   if (!params.get("runs")) history.replaceState(null, "", `#/compare?runs=${runs.join(",")}`);
-  const data = await api(`/api/compare?${qs({ runs: runs.join(",") })}`);
+  const data = await api(`/api/compare?${qs({ runs: runs.join(","), series: 0 })}`);
   const diffOnly = el("input", { type: "checkbox", checked: params.get("diff") === "1" });
   const table = el("table", { class: "params" });
   const renderTable = () => table.replaceChildren(...[
@@ -345,13 +345,16 @@ async function comparePage(params) {
     el("p", { class: "muted" }, "Share this comparison: ", el("a", { href: location.href, text: location.href })),
     el("label", {}, diffOnly, " only parameters that differ"), table,
     el("h2", { text: "Metrics" }), charts, el("h2", {}, "Parallel coordinates vs ", metricSel), el("div", { class: "card" }, pc));
-  for (const [name, series] of Object.entries(data.series)) {
-    const chart = new LineChart(name, { onZoom: async (lo, hi) => {
-      const again = await Promise.all(data.runs.map((r) => api(`/api/runs/${r.pathspec}/metrics/${encodeURIComponent(name)}?${qs({ buckets: 300, lo, hi })}`)));
-      chart.setSeries(again.map((s) => ({ label: s.run, ...s })));
-    } });
+  // One request per chart: every run's series of the metric, bucketed by the server in one pass
+  // over one shared range; a zoom asks again for the range dragged across.
+  const overlay = async (chart, name, lo = null, hi = null) => {
+    const s = await api(`/api/series?${qs({ runs: data.runs.map((r) => r.pathspec).join(","), name, buckets: 300, lo, hi })}`);
+    chart.setSeries(s.series.map((x) => ({ label: x.run, ...x })));
+  };
+  for (const name of data.metric_names.slice(0, 12)) {
+    const chart = new LineChart(name, { onZoom: (lo, hi) => overlay(chart, name, lo, hi) });
     charts.append(chart.node);
-    chart.setSeries(series.map((s) => ({ label: s.run, ...s })));
+    overlay(chart, name).catch((err) => chart.node.append(el("p", { class: "error", text: err.message })));
   }
   const drawPc = () => {
     const names = data.params.filter((p) => p.differs).map((p) => p.name);
