@@ -1,7 +1,9 @@
-"""The dashboard on a big store: 10,000 runs (50 params, 20 metrics of 10 points each).
+"""The dashboard on big stores: 10,000 runs (50 params, 20 metrics of 10 points each); 100 runs
+of 100,000 points each overlaid; the graph of a 1,000-way foreach.
 
     .venv/bin/python benchmarks/ui_bench.py                  # Keel only
     .venv/bin/python benchmarks/ui_bench.py --mlflow         # and `mlflow ui` on the same runs
+    .venv/bin/python benchmarks/ui_bench.py --parts chart,dag --store /tmp/keel-ui-bench   # reuse stores
 
 Measured, in headless Chromium (Debian's, driven by Playwright) against `keel ui` started as
 a subprocess on a loopback port:
@@ -10,7 +12,12 @@ a subprocess on a loopback port:
   * the list API: p50/p95 of ``GET /api/runs?limit=50`` plain, sorted by a metric, and
     filtered (``params.p0 > 0.5 and metrics.m0 >= 0.5``), 20 calls each;
   * a 100,000-point series bucketed to 400 points: p50 of 10 calls;
-  * JavaScript shipped, gzipped.
+  * JavaScript shipped, gzipped;
+  * the compare page of 100 runs x 100,000 points ("loss", logged with steps): navigation start
+    to the overlaid chart drawn, median of 3 fresh pages, and its one API call (p50 of 5, with
+    the server's CPU), whole and zoomed;
+  * the run page of a real 1,000-way foreach (benchmarks/flows/foreach1000.py): navigation
+    start to the DAG drawn, and a click on the foreach node to its 1,000 task squares drawn.
 With ``--mlflow`` the same runs are written to MLflow 3 (SQLite, through its client: minutes)
 and `mlflow ui` gets the same page-load timing (the first run name in the DOM).
 Seeding is not timed. Results: printed and written to benchmarks/results/ui.{json,md}.
@@ -168,6 +175,111 @@ def api_timings(base: str, server_pid: int) -> dict:
 
 
 RUNS = 10_000
+CHART_RUNS, CHART_POINTS = 100, 100_000
+
+
+def seed_chart(home: Path, runs: int = CHART_RUNS, points: int = CHART_POINTS) -> None:
+    """``runs`` runs of flow Chart, each with a "loss" series of ``points`` points logged with
+    steps, written with the store's metric writer (both indexes kept), one run per transaction."""
+    os.environ["KEEL_HOME"] = str(home)
+    from keel.store import Store
+    from keel.store.metadata import runs as runs_table
+    from keel.store.runs import insert_metrics
+
+    md = Store.from_env().metadata
+    now = time.time() - runs
+    with md.db.write() as conn:
+        conn.execute(runs_table.insert(), [
+            {"flow": "Chart", "run_id": i, "kind": "flow", "status": "succeeded", "created_at": now + i,
+             "finished_at": now + i + 1, "heartbeat_at": now + i, "environment": "{}"} for i in range(1, runs + 1)])
+    for i in range(1, runs + 1):
+        with md.db.write() as conn:
+            insert_metrics(conn, [{"flow": "Chart", "run_id": i, "task_id": 1, "name": "loss", "step": s,
+                                   "value": 1 / (1 + s * i / 1e4) + ((s * 7919 + i) % 1000) / 1e4, "ts": now + s}
+                                  for s in range(points)])
+    md.close()
+
+
+def seed_dag(home: Path) -> None:
+    """A real run of benchmarks/flows/foreach1000.py (1,000 foreach tasks) in ``home``."""
+    env = {**os.environ, "KEEL_HOME": str(home)}
+    subprocess.run([sys.executable, str(HERE / "flows" / "foreach1000.py"), "run", "--max-num-splits", "1000"], env=env, check=True,
+                   cwd=home.parent, stdout=subprocess.DEVNULL)
+
+
+_DRAWN = "(() => { const s = document.querySelectorAll(\".chart[data-metric='loss'] .legend span\"); " \
+         "return s.length >= %d; })()"
+
+
+def chart_timings(browser, base: str, server_pid: int, runs: int, repeat: int = 3) -> dict:
+    """The compare page of ``runs`` runs: navigation start to the overlaid "loss" chart drawn
+    (its legend names every run: setSeries draws in the same task), median of ``repeat`` fresh
+    pages; the one API call behind it (p50 of 5, with the server's CPU per call) and a zoom."""
+    import httpx
+    import psutil
+
+    specs = ",".join(f"Chart/{i}" for i in range(1, runs + 1))
+    drawn = first_rows_ms(browser, f"{base}/#/compare?runs={specs}", _DRAWN % runs, repeat=repeat)
+    server = psutil.Process(server_pid)
+    out: dict = {"drawn_ms": drawn}
+    with httpx.Client(base_url=base, timeout=300) as c:
+        for case, extra in (("all", {}), ("zoom", {"lo": 20_000, "hi": 30_000})):
+            times, cpu = [], []
+            for _ in range(5):
+                t0, c0 = time.perf_counter(), sum(server.cpu_times()[:2])
+                r = c.get("/api/series", params={"runs": specs, "name": "loss", "buckets": 300, **extra})
+                r.raise_for_status()
+                times.append((time.perf_counter() - t0) * 1000)
+                cpu.append((sum(server.cpu_times()[:2]) - c0) * 1000)
+            assert len(r.json()["series"]) == runs and r.json()["series"][0]["count"] > 0
+            out[f"api_{case}_p50_ms"] = statistics.median(times)
+            out[f"api_{case}_cpu_ms"] = statistics.median(cpu)
+    return out
+
+
+_EXPAND = """async () => {
+  const t0 = performance.now();
+  document.querySelector("g.node[data-step='part'] g.head").dispatchEvent(new MouseEvent("click", { bubbles: true }));
+  while (document.querySelectorAll("rect.task-cell").length < 1000) await new Promise((r) => requestAnimationFrame(r));
+  return performance.now() - t0;
+}"""
+
+
+def dag_timings(browser, base: str, repeat: int = 3) -> dict:
+    """The run page of a 1,000-way foreach: navigation start to the DAG drawn (its foreach node
+    in the DOM), then a click on that node to its 1,000 task squares drawn; median of ``repeat``."""
+    import httpx
+
+    run = httpx.get(f"{base}/api/runs", params={"limit": 1, "where": "status = 'succeeded'"}).json()["rows"][0]
+    drawn, expanded = [], []
+    for _ in range(repeat):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{base}/#/run/{run['pathspec']}", wait_until="commit")
+        drawn.append(page.wait_for_function(
+            "() => document.querySelector(\"svg.dag g.node[data-step='part']\") ? performance.now() : false",
+            timeout=120_000, polling="raf").json_value())
+        expanded.append(page.evaluate(_EXPAND))
+        page.close()
+    return {"drawn_ms": drawn, "expand_ms": expanded}
+
+
+def serve_ui(home: Path, folder: str):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "ui", "--port", str(port)],
+                            env={**os.environ, "KEEL_HOME": str(home)}, cwd=folder, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/api/runs?limit=1", proc)
+    return proc, base
+
+
+def stop(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main() -> None:
@@ -176,7 +288,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--mlflow", action="store_true", help="also time `mlflow ui` (needs benchmarks/.venv-mlflow)")
     parser.add_argument("--store", type=Path, help="keep the seeded stores in this folder and reuse them next time")
+    parser.add_argument("--parts", default="runs,chart,dag",
+                        help="which to measure: runs (the runs page), chart (100 runs x 100,000 points "
+                             "overlaid), dag (a 1,000-way foreach's graph); comma-separated")
+    parser.add_argument("--chart-runs", type=int, default=CHART_RUNS)
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     RUNS = args.runs
     from playwright.sync_api import sync_playwright
 
@@ -189,39 +306,75 @@ def main() -> None:
             folder = str(args.store.resolve())
         else:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="keel-ui-bench-"))
-        home = Path(folder) / ".keel"
-        if (home / "metadata.db").exists():
-            log(f"reusing the store in {home}")
-        else:
-            log(f"seeding {RUNS:,} runs ...")
-            seed_keel(home, RUNS)
-        port = free_port()
-        env = {**os.environ, "KEEL_HOME": str(home)}
-        proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "ui", "--port", str(port)], env=env,
-                                cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_http(base + "/api/runs?limit=1", proc)
-            log("API timings ...")
-            results["api"] = api_timings(base, proc.pid)
-            log("first rows in Chromium ...")
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM,
-                                            args=["--headless=new", "--no-sandbox", "--disable-gpu"])
-                results["keel_first_rows_ms"] = first_rows_ms(
-                    browser, base + "/#/runs", "document.querySelector('table.runs tbody tr')")
-                results["keel_round_trip_ms"] = round_trips(browser, base)
-                browser.close()
-        finally:
-            proc.terminate()
-            proc.wait(10)
-        if args.mlflow:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--headless=new", "--no-sandbox", "--disable-gpu"])
+            if "chart" in parts:
+                home = Path(folder) / "chart" / ".keel"
+                if not (home / "metadata.db").exists():
+                    log(f"seeding {args.chart_runs} runs x {CHART_POINTS:,} points ...")
+                    t0 = time.perf_counter()
+                    seed_chart(home, args.chart_runs)
+                    results["chart_seed_s"] = time.perf_counter() - t0
+                proc, base = serve_ui(home, folder)
+                try:
+                    log("overlaid chart ...")
+                    results["chart"] = chart_timings(browser, base, proc.pid, args.chart_runs)
+                    results["chart"]["runs"] = args.chart_runs
+                finally:
+                    stop(proc)
+            if "dag" in parts:
+                home = Path(folder) / "dag" / ".keel"
+                if not (home / "metadata.db").exists():
+                    log("running a 1,000-way foreach ...")
+                    home.parent.mkdir(parents=True, exist_ok=True)
+                    seed_dag(home)
+                proc, base = serve_ui(home, folder)
+                try:
+                    log("DAG of a 1,000-way foreach ...")
+                    results["dag"] = dag_timings(browser, base)
+                finally:
+                    stop(proc)
+            browser.close()
+        if "runs" in parts:
+            home = Path(folder) / ".keel"
+            if (home / "metadata.db").exists():
+                log(f"reusing the store in {home}")
+            else:
+                log(f"seeding {RUNS:,} runs ...")
+                seed_keel(home, RUNS)
+            runs_page(results, home, folder)
+        if args.mlflow and "runs" in parts:
             results["mlflow_first_rows_ms"] = mlflow_first_rows(Path(folder))
     table = report(results)
     print(table)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ui.json").write_text(json.dumps(results, indent=2))
     (RESULTS / "ui.md").write_text(table + "\n")
+
+
+def runs_page(results: dict, home: Path, folder: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    env = {**os.environ, "KEEL_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "ui", "--port", str(port)], env=env,
+                            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/api/runs?limit=1", proc)
+        log("API timings ...")
+        results["api"] = api_timings(base, proc.pid)
+        log("first rows in Chromium ...")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM,
+                                        args=["--headless=new", "--no-sandbox", "--disable-gpu"])
+            results["keel_first_rows_ms"] = first_rows_ms(
+                browser, base + "/#/runs", "document.querySelector('table.runs tbody tr')")
+            results["keel_round_trip_ms"] = round_trips(browser, base)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def mlflow_first_rows(folder: Path) -> list[float]:
@@ -307,8 +460,24 @@ print(exp)
 
 
 def report(r: dict) -> str:
-    k = statistics.median(r["keel_first_rows_ms"])
     lines = ["| case | Keel | mlflow ui | ratio |", "|---|---|---|---|"]
+    if "chart" in r:
+        c = r["chart"]
+        lines.append(f"| compare page of {c['runs']} runs x {CHART_POINTS:,} points: overlaid chart drawn "
+                     f"(median of {len(c['drawn_ms'])}) | {statistics.median(c['drawn_ms']):.0f} ms | | |")
+        lines.append(f"| GET /api/series: {c['runs']} runs bucketed to 300 in one pass, p50 wall / server CPU | "
+                     f"{c['api_all_p50_ms']:.0f} ms / {c['api_all_cpu_ms']:.0f} ms CPU | | |")
+        lines.append(f"| the same zoomed to 10% of the steps | "
+                     f"{c['api_zoom_p50_ms']:.0f} ms / {c['api_zoom_cpu_ms']:.0f} ms CPU | | |")
+    if "dag" in r:
+        d = r["dag"]
+        lines.append(f"| run page of a 1,000-way foreach: DAG drawn / foreach node expanded to its tasks "
+                     f"(median of {len(d['drawn_ms'])}) | {statistics.median(d['drawn_ms']):.0f} / "
+                     f"{statistics.median(d['expand_ms']):.0f} ms | | |")
+    if "keel_first_rows_ms" not in r:
+        lines.append(f"\n{r['machine']}, load average {', '.join(f'{x:.1f}' for x in r['load_average'])} at the start.")
+        return "\n".join(lines)
+    k = statistics.median(r["keel_first_rows_ms"])
     if "mlflow_first_rows_ms" in r:
         m = statistics.median(r["mlflow_first_rows_ms"])
         lines.append(f"| runs page of {r['runs']:,} runs: first rows painted (median of 5) | {k:.0f} ms | {m:.0f} ms | {m / k:.1f}x |")
