@@ -288,15 +288,15 @@ class DashboardData:
         """N runs side by side: every parameter (``differs`` when values disagree), last metrics,
         and (unless ``series`` is False: the page asks :meth:`series_of_runs` chart by chart) the
         first 12 metrics' bucketed series per run, for overlaid charts."""
-        from keel.tracking.search import run_last_values
+        from keel.tracking.search import last_metrics
 
         _check_runs(pathspecs)
-        runs = []
-        for spec in pathspecs:
-            flow, run_id = parse_pathspec(spec)
-            r = self._record(flow, run_id)
-            runs.append({"pathspec": r.pathspec, "status": _status_of(r), "params": r.params,
-                         "metrics": {k: _finite(v) for k, v in run_last_values(self._md, flow, run_id).items()}})
+        records = [self._record(*parse_pathspec(spec)) for spec in pathspecs]
+        # Last values are key lookups in the store's metric_last, whatever the runs' number of points.
+        keys = [(r.flow, r.run_id) for r in records]
+        last = last_metrics(self._md, records, self._md.metrics.names_of_runs(keys))
+        runs = [{"pathspec": r.pathspec, "status": _status_of(r), "params": r.params,
+                 "metrics": {k: _finite(v) for k, v in last.get((r.flow, r.run_id), {}).items()}} for r in records]
         names = sorted({p for r in runs for p in r["params"]})
         params = [{"name": n, "values": [r["params"].get(n) for r in runs],
                    "differs": len({repr(r["params"].get(n)) for r in runs}) > 1} for n in names]
