@@ -359,3 +359,17 @@ def test_bucketing_runs_without_the_metric_gives_empty_series(md):
     run_id = md.runs.new_run("M", params={})
     got = md.metrics.bucketed_runs([("M", run_id), ("Other", 7)], "loss", 10)
     assert [g.count for g in got.values()] == [0, 0]
+
+
+def test_runs_bucketed_in_slices_on_parallel_connections_agree(md, monkeypatch):
+    import keel.store.metrics as sql_metrics
+    from keel.store.records import bucket_runs
+
+    monkeypatch.setattr(sql_metrics, "_SLICE_RUNS", 1)
+    monkeypatch.setattr(sql_metrics, "_PASS_THREADS", 3)
+    keys = _runs_series(md)
+    got = md.metrics.bucketed_runs(keys, "loss", 30)
+    want = bucket_runs({k: md.metrics.run_metrics(*k, "loss").get("loss", []) for k in keys}, 30)
+    assert [(g.count, g.x) for g in got.values()] == [(w.count, w.x) for w in want.values()]
+    for g, w in zip(got.values(), want.values()):
+        assert g.last == pytest.approx(w.last)
