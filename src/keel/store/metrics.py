@@ -57,24 +57,35 @@ def _nan(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-# The bucketing pass of bucketed_runs. {source} names the runs (r.run_id) and the buckets
-# (k.b, k.lo, k.hi); each (run, bucket) is one range scan of ix_metrics_series, taken in
-# (run, bucket) order, so the GROUP BY streams instead of sorting millions of points.
-_BUCKETS_SQL = """
+# The bucketing pass of bucketed_runs on SQLite: the runs (r.run_id) and the buckets (k.b,
+# k.lo, k.hi) are two temporary tables of the connection (the store's file is not written),
+# whose rowid order the planner knows, so each (run, bucket) is one range scan of
+# ix_metrics_series taken in (run, bucket) order and the GROUP BY streams instead of sorting
+# ten million points.
+_SQLITE_BUCKETS = """
 SELECT g.run_id, g.b, g.lo, g.hi, g.n, p.step, p.value
 FROM (SELECT r.run_id AS run_id, k.b AS b, min(m.value) AS lo, max(m.value) AS hi,
              max(m.id) AS last_id, count(*) AS n
-      FROM {source} CROSS JOIN metrics m
+      FROM temp.keel_series_runs r CROSS JOIN temp.keel_series_edges k CROSS JOIN metrics m
       WHERE m.flow = :flow AND m.run_id = r.run_id AND m.name = :name AND m.step >= k.lo AND m.step < k.hi
       GROUP BY r.run_id, k.b) g
 JOIN metrics p ON p.id = g.last_id
 ORDER BY g.run_id, g.b
 """
-# SQLite's planner streams that GROUP BY only over tables whose rowid order it knows: two
-# temporary tables of the connection (the store's file is not written). PostgreSQL: arrays.
-_SQLITE_SOURCE = "temp.keel_series_runs r CROSS JOIN temp.keel_series_edges k"
-_POSTGRES_SOURCE = ("unnest(CAST(:runs AS BIGINT[])) AS r(run_id) CROSS JOIN "
-                    "unnest(CAST(:bs AS INTEGER[]), CAST(:los AS BIGINT[]), CAST(:his AS BIGINT[])) AS k(b, lo, hi)")
+# PostgreSQL: an index-only scan of the runs' series and a hash aggregate by (run, bucket);
+# width_bucket finds each step's bucket among the same edges (a join with the buckets there
+# becomes a nested loop over every pair).
+_POSTGRES_BUCKETS = """
+SELECT g.run_id, g.b, g.lo, g.hi, g.n, p.step, p.value
+FROM (SELECT m.run_id AS run_id, width_bucket(m.step, CAST(:los AS BIGINT[])) - 1 AS b, min(m.value) AS lo,
+             max(m.value) AS hi, max(m.id) AS last_id, count(*) AS n
+      FROM metrics m
+      WHERE m.flow = :flow AND m.run_id = ANY(CAST(:runs AS INTEGER[])) AND m.name = :name
+            AND m.step >= :start AND m.step < :end
+      GROUP BY 1, 2) g
+JOIN metrics p ON p.id = g.last_id
+ORDER BY g.run_id, g.b
+"""
 
 
 class SqlMetrics:
@@ -320,10 +331,10 @@ class SqlMetrics:
             conn.exec_driver_sql("INSERT INTO temp.keel_series_runs VALUES (?)", [(x,) for x in sorted(set(ids))])
             conn.exec_driver_sql("INSERT INTO temp.keel_series_edges VALUES (?, ?, ?)",
                                  [(b, edges[b], edges[b + 1]) for b in buckets if edges[b] < edges[b + 1]])
-            sql = _BUCKETS_SQL.format(source=_SQLITE_SOURCE)
+            sql = _SQLITE_BUCKETS
         else:
-            params.update(runs=sorted(set(ids)), bs=list(buckets), los=edges[:-1], his=edges[1:])
-            sql = _BUCKETS_SQL.format(source=_POSTGRES_SOURCE)
+            params.update(runs=sorted(set(ids)), los=edges[:-1], start=edges[0], end=edges[-1])
+            sql = _POSTGRES_BUCKETS
         found: dict[int, list[Any]] = {}
         for row in conn.execute(sa.text(sql), params):
             found.setdefault(int(row[0]), []).append(row)
