@@ -43,7 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/data_bench.py
 	$(BIN)/python benchmarks/project_validate_bench.py
 	$(BIN)/python benchmarks/cache_bench.py
-	$(BIN)/python benchmarks/ui_bench.py --mlflow
+	$(BIN)/python benchmarks/ui_bench.py --mlflow --store benchmarks/.stores/ui
 
 clean:
 	rm -rf $(VENV) .keel .pytest_cache
