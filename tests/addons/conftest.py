@@ -33,7 +33,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                              "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     try:
         while True:
             try:

@@ -133,7 +133,7 @@ def test_concurrency_budget_and_timeout(tmp_path: Path, home: Path) -> None:
     assert slow.status == "failed" and slow.stdout == "started\n"
     assert slow.exception["type"] == "TimeoutError"
     assert slow.exception["message"] == "job 'slow' ran longer than its timeout of 1s"
-    assert (slow.finished_at - slow.started_at).total_seconds() < 10
+    assert (slow.finished_at - slow.started_at).total_seconds() < 30  # slack for a loaded machine
 
 
 def test_a_job_that_asks_for_more_than_the_machine_is_refused(tmp_path: Path, home: Path) -> None:

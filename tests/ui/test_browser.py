@@ -157,6 +157,7 @@ def test_the_schedules_page_lists_the_projects_scheduled_jobs(page, ui_server):
     assert row.locator("td").nth(1).text_content() == "0 * * * *"
 
 
+@pytest.mark.serial  # a wall-time bound that is part of the behaviour: run alone
 def test_a_live_runs_log_line_appears_within_a_second(page, tmp_path, start_ui):
     ui_home = tmp_path / ".keel"
     ui_home.mkdir()
@@ -183,10 +184,10 @@ def test_a_live_runs_log_line_appears_within_a_second(page, tmp_path, start_ui):
         go.touch()
         started = time.monotonic()
         page.wait_for_function("document.querySelector('pre.log[data-log]').textContent.includes('LIVE-MARKER')",
-                               timeout=3_000)
+                               timeout=30_000)    # the bound is the assert below, which says the latency
         latency = time.monotonic() - started
         print(f"live log latency: {latency:.2f} s")
-        assert latency < 2.0
+        assert latency < 2.0, f"the live log line took {latency:.2f} s to appear"
     finally:
         page.goto("about:blank")   # closes the live stream before its server stops
         done.touch()
