@@ -25,7 +25,7 @@ IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 FLOWS = Path(__file__).resolve().parent / "flows"
 
 pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed: run scripts/ci-setup.sh"),
-              pytest.mark.timeout(120)]
+              pytest.mark.timeout(300)]   # a hang guard; it counts the session fixtures' runs on a loaded machine
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +43,7 @@ def page(browser):
     """A page that records console errors and refuses (and records) any non-loopback request."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
+    page.set_default_timeout(60_000)   # waits for what a page shows: long enough for a loaded machine
     errors: list[str] = []
     outside: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
