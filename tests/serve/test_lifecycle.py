@@ -55,13 +55,13 @@ def test_a_newer_successful_run_is_swapped_in_without_a_failed_request(tmp_path)
             t.start()
         try:
             train(home, "--seed", "1")                              # run 2 succeeds
-            _poll(lambda: seen and seen[-1] == "Train/2", 30, "the server to move to Train/2")
+            _poll(lambda: seen and seen[-1] == "Train/2", 120, "the server to move to Train/2")
             subprocess_failed = subprocess.run([sys.executable, str(HERE / "train_flow.py"), "run", "--fail", "1"],
                                                cwd=tmp_path, env={**__import__("os").environ, "KEEL_HOME": str(home)},
                                                capture_output=True)
             assert subprocess_failed.returncode == 1                # run 3 fails: not served
             n = len(seen)
-            _poll(lambda: len(seen) > n + 50, 30, "more requests")
+            _poll(lambda: len(seen) > n + 50, 120, "more requests")
         finally:
             stop.set()
             for t in threads:
