@@ -221,7 +221,7 @@ def test_a_run_whose_orchestrator_is_killed_is_recorded_crashed_once_and_alerted
     proc = subprocess.Popen([sys.executable, str(flow), "run"], env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        poll(lambda: any(t.status == "running" for t in md.runs.list_tasks("Hanging", 1)), timeout=30,
+        poll(lambda: any(t.status == "running" for t in md.runs.list_tasks("Hanging", 1)), timeout=120,
              what="the start task running")
         watcher.tick()
         assert md.runs.get_run("Hanging", 1).status == "running" and webhook.requests == 0

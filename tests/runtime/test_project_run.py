@@ -155,12 +155,12 @@ def test_sigterm_stops_the_jobs_and_records_the_run_as_interrupted(tmp_path: Pat
                             stderr=subprocess.PIPE, text=True)
     try:
         log = home / "logs" / "stopme" / "1" / "wait" / "1.stdout"
-        deadline = time.time() + 30
+        deadline = time.time() + 120  # generous: a loaded machine is slow to start processes
         while not (log.exists() and log.read_text() == "waiting\n"):
             assert time.time() < deadline and proc.poll() is None, "the job never started"
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
