@@ -8,6 +8,8 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _start_redis(binary: str, workdir: Path) -> tuple[subprocess.Popen[bytes], Any, str, str]:
+    """redis-server on a free port, once it answers a ping; or stopped, with its log."""
+    import redis
+
+    port = _free_port()
+    log = workdir / f"redis-{port}.log"
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir), "--logfile", str(log)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            client.ping()
+            return proc, client, url, ""
+        except redis.RedisError:   # not up yet (or, the port taken, something else answers)
+            time.sleep(0.02)
+    client.close()
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    return proc, client, url, log.read_text(errors="replace") if log.exists() else ""
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``redis://127.0.0.1:PORT/0`` of a redis-server started for this session (no persistence)."""
@@ -25,24 +52,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if binary is None:
         pytest.fail("redis-server is missing: run scripts/ci-setup.sh (it apt-installs redis-server)")
     pytest.importorskip("redis", reason="the redis package is in the dev extra: pip install -e '.[dev]'")
-    import redis
-
-    port = _free_port()
     workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 20
+    for attempt in range(4):   # the free port may be taken before redis-server binds it: another one
+        proc, client, url, log = _start_redis(binary, workdir)
+        if proc.poll() is None:
+            break
+        if "Address already in use" not in log or attempt == 3:
+            pytest.fail(f"redis-server at {url} did not start (exit {proc.returncode}): {log[-500:]}")
     try:
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server on port {port} did not start (exit {proc.poll()})")
-                time.sleep(0.02)
         yield url
     finally:
         client.close()

@@ -82,7 +82,7 @@ def test_a_delayed_message_is_invisible_until_its_delay_passed(connect: Connect)
     if time.time() - put_at < delay:          # a loaded machine may have slept past the delay
         assert early is None
         assert stats.delayed == 1
-    msg = early or q.get(timeout=10)
+    msg = early or q.get(timeout=30)
     assert msg is not None and msg.body == "later"
     assert time.time() - put_at >= delay
 
@@ -113,10 +113,10 @@ def test_a_nacked_message_is_delivered_again_at_once(connect: Connect) -> None:
 def test_a_message_whose_lease_ran_out_goes_to_another_consumer(connect: Connect) -> None:
     a, b = connect(), connect()
     a.put("jobs", [NewMessage(b"payload")])
-    held = a.reserve("jobs", 0.3, 5)
+    held = a.reserve("jobs", 1.0, 5)  # long enough that b's first look comes before it runs out, even when loaded
     assert held is not None
-    assert b.reserve("jobs", 0.3, 5) is None  # leased to a
-    taken = _poll(lambda: b.reserve("jobs", 0.3, 5))  # consumers of a queue share its visibility timeout
+    assert b.reserve("jobs", 1.0, 5) is None  # leased to a
+    taken = _poll(lambda: b.reserve("jobs", 1.0, 5), 30)  # consumers of a queue share its visibility timeout
     assert taken is not None and taken.body == b"payload" and taken.deliveries == 2  # type: ignore[union-attr]
     assert a.ack(held) is False  # a lost the lease: its ack changes nothing
     assert b.ack(taken) is True  # type: ignore[arg-type]
@@ -124,12 +124,14 @@ def test_a_message_whose_lease_ran_out_goes_to_another_consumer(connect: Connect
 
 
 def test_the_heartbeat_keeps_a_live_consumers_lease(connect: Connect) -> None:
-    mine = _queue(connect, visibility_timeout=0.3)
-    other = _queue(connect, visibility_timeout=0.3)
+    # a visibility timeout of 1 s: the heartbeat (every third of it) may be late by most of a
+    # second on a loaded machine without losing the lease
+    mine = _queue(connect, visibility_timeout=1.0)
+    other = _queue(connect, visibility_timeout=1.0)
     mine.put("long job")
     msg = mine.get(timeout=1)
     assert msg is not None
-    deadline = time.monotonic() + 1.5  # five visibility timeouts: without heartbeats it would move
+    deadline = time.monotonic() + 3.0  # three visibility timeouts: without heartbeats it would move
     while time.monotonic() < deadline:
         assert other.get(timeout=0) is None
         time.sleep(0.05)

@@ -32,7 +32,7 @@ class Receiver:
         self.arrived: list[float] = []
         self.url = ""
 
-    def wait_for(self, n: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    def wait_for(self, n: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
@@ -103,7 +103,7 @@ def smtp(monkeypatch) -> Any:
     controller.stop()
 
 
-def poll(check: Callable[[], Any], timeout: float = 20.0, what: str = "the condition") -> Any:
+def poll(check: Callable[[], Any], timeout: float = 60.0, what: str = "the condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()

@@ -151,7 +151,7 @@ def test_an_evaluator_killed_before_delivering_loses_and_duplicates_nothing(keel
     assert len(md.alerts.firings()) == 5 and webhook.requests == 0
     # restarted: a watcher re-reads every event (firing again is a no-op) and delivers the outbox
     watcher = Watcher(load_rules(env["KEEL_ALERTS"]), md, from_start=True)
-    poll(lambda: watcher.tick() or len(webhook.bodies) >= 5, timeout=20, what="5 deliveries")
+    poll(lambda: watcher.tick() or len(webhook.bodies) >= 5, timeout=60, what="5 deliveries")
     for _ in range(3):
         watcher.tick()
     assert len(webhook.bodies) == 5 and webhook.duplicates == 0
@@ -221,7 +221,7 @@ def test_a_run_whose_orchestrator_is_killed_is_recorded_crashed_once_and_alerted
     proc = subprocess.Popen([sys.executable, str(flow), "run"], env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        poll(lambda: any(t.status == "running" for t in md.runs.list_tasks("Hanging", 1)), timeout=30,
+        poll(lambda: any(t.status == "running" for t in md.runs.list_tasks("Hanging", 1)), timeout=120,
              what="the start task running")
         watcher.tick()
         assert md.runs.get_run("Hanging", 1).status == "running" and webhook.requests == 0
@@ -230,7 +230,7 @@ def test_a_run_whose_orchestrator_is_killed_is_recorded_crashed_once_and_alerted
     finally:
         if proc.poll() is None:
             proc.kill()
-    poll(lambda: watcher.tick() or webhook.bodies, timeout=20, what="the crash notification")
+    poll(lambda: watcher.tick() or webhook.bodies, timeout=60, what="the crash notification")
     assert settle_crashed_runs(md) == []      # another noticer after the watcher: nothing more to record
     for _ in range(3):
         watcher.tick()

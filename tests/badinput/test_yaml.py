@@ -30,10 +30,10 @@ jobs:
 def test_an_alias_bomb_is_refused_quickly(tmp_path):
     path = tmp_path / "keel.yaml"
     path.write_text(LAUGHS)
-    started = time.monotonic()
+    started = time.process_time()   # CPU time: other processes on a loaded machine do not count
     with pytest.raises(ProjectError, match="aliases"):
         load_project(str(path))
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 5
 
 
 def test_an_alias_bomb_through_the_cli(tmp_path):

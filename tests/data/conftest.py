@@ -79,7 +79,7 @@ def postgres_url() -> Iterator[str]:
     try:
         import sqlalchemy as sa
 
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: a loaded machine is slow to start processes
         while True:
             try:
                 engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))

@@ -54,7 +54,7 @@ def test_timeout_raises_inside_the_step_so_catch_keeps_its_artifacts(keel_home, 
             @step
             def slow(self):
                 self.progress = "halfway"
-                time.sleep(60)
+                time.sleep(300)
                 self.next(self.end)
 
             @step
@@ -63,7 +63,7 @@ def test_timeout_raises_inside_the_step_so_catch_keeps_its_artifacts(keel_home, 
     ''')
     started = time.monotonic()
     assert run_in_process(path).status == "succeeded"
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 120  # the 300 s sleep was cut (slack for a loaded machine)
     run = Flow("Slowpoke").latest_run
     assert run.data.progress == "halfway"
     assert run.data.ex.type == "keel.errors.StepTimeout"
@@ -84,7 +84,7 @@ def test_timeout_kills_code_that_never_returns_to_python(keel_home, tmp_path):
             @step
             def stuck(self):
                 signal.signal(signal.SIGALRM, signal.SIG_IGN)  # the step swallows the alarm
-                time.sleep(60)
+                time.sleep(300)
                 self.next(self.end)
 
             @step
@@ -93,7 +93,7 @@ def test_timeout_kills_code_that_never_returns_to_python(keel_home, tmp_path):
     ''')
     started = time.monotonic()
     result = run_in_process(path)
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 120  # the 300 s sleep was cut (slack for a loaded machine)
     assert result.status == "failed"
     assert result.outcome.error["type"] == "StepTimeout"
     assert "did not stop when told, so it was killed" in result.outcome.error["message"]
@@ -122,7 +122,7 @@ def test_retry_runs_again_at_once_locally(keel_home, tmp_path):
     ''')
     started = time.monotonic()
     assert run_in_process(path).status == "succeeded"
-    assert time.monotonic() - started < 60  # not 3 x 2 minutes
+    assert time.monotonic() - started < 180  # not 3 x 2 minutes (slack for a loaded machine)
     assert Flow("Flaky").latest_run.data.attempt == 3
 
 

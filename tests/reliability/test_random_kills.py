@@ -81,7 +81,7 @@ def test_runs_killed_at_random_points_recover(tmp_path):
         store = store_of(home)
         try:
             status = wait_for(lambda: (lambda s: s if s != "running" else None)(Run("Counted/1", _store=store).status),
-                              5, f"{where}: the run to stop being shown as running")
+                              60, f"{where}: the run to stop being shown as running")
         except (NotFoundError, Exception) as exc:  # noqa: BLE001
             if "no run Counted/1" not in str(exc) and "no such table" not in str(exc):
                 raise
@@ -93,7 +93,7 @@ def test_runs_killed_at_random_points_recover(tmp_path):
         else:
             figures[status] += 1
         task_pids = [m[2] for m in marks(home)] + [int(m[3]) for m in marks(home) if m[3]]
-        wait_for(lambda: not any(alive(p) for p in task_pids), 5, f"{where}: every task process to end")
+        wait_for(lambda: not any(alive(p) for p in task_pids), 60, f"{where}: every task process to end")
         check_store(home)
 
         finished = _finished(store)

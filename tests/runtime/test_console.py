@@ -221,9 +221,9 @@ def test_plain_mode_costs_microseconds_per_task():
     con = RunConsole("F", 1, ["a"], stream=io.StringIO())
     n = 20_000
     con.tasks_created("a", n)
-    started = time.perf_counter()
+    started = time.process_time()   # CPU time: other processes on a loaded machine do not count
     for task_id in range(n):
         con.task_started("a", task_id)
         con.task_finished("a", task_id, "succeeded")
-    per_task = (time.perf_counter() - started) / n
+    per_task = (time.process_time() - started) / n
     assert per_task < 50e-6, f"{per_task * 1e6:.1f} µs per task"

@@ -133,7 +133,7 @@ def test_concurrency_budget_and_timeout(tmp_path: Path, home: Path) -> None:
     assert slow.status == "failed" and slow.stdout == "started\n"
     assert slow.exception["type"] == "TimeoutError"
     assert slow.exception["message"] == "job 'slow' ran longer than its timeout of 1s"
-    assert (slow.finished_at - slow.started_at).total_seconds() < 10
+    assert (slow.finished_at - slow.started_at).total_seconds() < 30  # slack for a loaded machine
 
 
 def test_a_job_that_asks_for_more_than_the_machine_is_refused(tmp_path: Path, home: Path) -> None:
@@ -155,12 +155,12 @@ def test_sigterm_stops_the_jobs_and_records_the_run_as_interrupted(tmp_path: Pat
                             stderr=subprocess.PIPE, text=True)
     try:
         log = home / "logs" / "stopme" / "1" / "wait" / "1.stdout"
-        deadline = time.time() + 30
+        deadline = time.time() + 120  # generous: a loaded machine is slow to start processes
         while not (log.exists() and log.read_text() == "waiting\n"):
             assert time.time() < deadline and proc.poll() is None, "the job never started"
             time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=20)
+        proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

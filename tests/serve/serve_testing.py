@@ -30,24 +30,39 @@ def train(home: Path, *args: str) -> None:
 
 
 class Server:
-    """`keel serve ...` on a free loopback port; .url, .log(), .stop()."""
+    """`keel serve ...` on a free loopback port; .url, .log(), .stop().
+
+    The port is free when chosen and bound by the server a moment later; if something took it
+    in between (another test's server, a client's outgoing connection), ``wait_ready`` starts
+    the server again on another port."""
 
     def __init__(self, home: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None):
-        self.port = port or free_port()
+        self._home, self._args, self._fixed_port = home, args, port is not None
+        self._env = {k: v for k, v in os.environ.items() if k != "KEEL_SERVE_TOKEN"}
+        self._env.update({"KEEL_HOME": str(home), **(env or {})})
+        self._start(port or free_port())
+
+    def _start(self, port: int) -> None:
+        self.port = port
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = home.parent / f"serve-{self.port}.log"
+        self.log_path = self._home.parent / f"serve-{self.port}.log"
         self._log = open(self.log_path, "wb")
-        full_env = {k: v for k, v in os.environ.items() if k != "KEEL_SERVE_TOKEN"}
-        full_env.update({"KEEL_HOME": str(home), **(env or {})})
-        self.proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "serve", *args, "--port", str(self.port)],
-                                     cwd=home.parent, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "serve", *self._args,
+                                      "--port", str(self.port)],
+                                     cwd=self._home.parent, env=self._env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, path: str = "/health", timeout: float = 180) -> None:
         import httpx
 
         deadline = time.monotonic() + timeout
+        restarts = 0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.log().lower() and not self._fixed_port and restarts < 3:
+                    self._log.close()
+                    self._start(free_port())   # the port was taken after it was chosen: another one
+                    restarts += 1
+                    continue
                 raise AssertionError(f"keel serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 if httpx.get(self.url + path, timeout=2).status_code == 200:

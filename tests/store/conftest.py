@@ -48,14 +48,21 @@ def postgres_server() -> Iterator[str]:
     data, log = base / "data", base / "server.log"
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
-    port = _free_port()
     try:
         subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                                      "--no-sync", "-E", "UTF8"]), check=True, capture_output=True, timeout=120)
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
-                                     "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-                                           f"-c max_connections=200", "start"]),
-                       check=True, capture_output=True, timeout=120)
+        for attempt in range(4):   # the free port may be taken before the server binds it: another one
+            port = _free_port()
+            try:
+                subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w",
+                                             "-t", "120", "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 "
+                                                                f"-c fsync=off -c max_connections=200", "start"]),
+                               check=True, capture_output=True, timeout=180)
+                break
+            except subprocess.CalledProcessError:
+                text = log.read_text() if log.exists() else ""
+                if "Address already in use" not in text or attempt == 3:
+                    raise
     except subprocess.CalledProcessError as exc:
         text = log.read_text() if log.exists() else ""
         shutil.rmtree(base, ignore_errors=True)

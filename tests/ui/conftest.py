@@ -78,7 +78,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
+def wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
     import httpx
 
     deadline = time.monotonic() + seconds
@@ -95,14 +95,26 @@ def wait_for_http(url: str, proc: subprocess.Popen, seconds: float = 30) -> None
 
 @contextlib.contextmanager
 def keel_ui(home: Path):
-    """`keel ui` as a subprocess on a free loopback port over ``home``; yields its base URL."""
-    port = free_port()
+    """`keel ui` as a subprocess on a free loopback port over ``home``; yields its base URL.
+
+    The port is free when chosen and bound by `keel ui` a moment later: if something took it in
+    between, the server is started again on another port."""
     env = {**os.environ, "KEEL_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "ui", "--port", str(port)],
-                            cwd=home.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    for attempt in range(4):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "keel.cli.main", "ui", "--port", str(port)],
+                                cwd=home.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(url + "/api/runs?limit=1", proc)
+            break
+        except AssertionError as exc:
+            if proc.poll() is None:   # it never answered: not left behind
+                proc.kill()
+                proc.wait()
+            if "address already in use" not in str(exc).lower() or attempt == 3:
+                raise
     try:
-        wait_for_http(url + "/api/runs?limit=1", proc)
         yield url
     finally:
         proc.terminate()

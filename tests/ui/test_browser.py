@@ -25,7 +25,7 @@ IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 FLOWS = Path(__file__).resolve().parent / "flows"
 
 pytestmark = [pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed: run scripts/ci-setup.sh"),
-              pytest.mark.timeout(120)]
+              pytest.mark.timeout(300)]   # a hang guard; it counts the session fixtures' runs on a loaded machine
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +43,7 @@ def page(browser):
     """A page that records console errors and refuses (and records) any non-loopback request."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
+    page.set_default_timeout(60_000)   # waits for what a page shows: long enough for a loaded machine
     errors: list[str] = []
     outside: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -169,6 +170,7 @@ def test_the_schedules_page_lists_the_projects_scheduled_jobs(page, ui_server):
     assert row.locator("td").nth(1).text_content() == "0 * * * *"
 
 
+@pytest.mark.serial  # a wall-time bound that is part of the behaviour: run alone
 def test_a_live_runs_log_line_appears_within_a_second(page, tmp_path, start_ui):
     ui_home = tmp_path / ".keel"
     ui_home.mkdir()
@@ -195,10 +197,10 @@ def test_a_live_runs_log_line_appears_within_a_second(page, tmp_path, start_ui):
         go.touch()
         started = time.monotonic()
         page.wait_for_function("document.querySelector('pre.log[data-log]').textContent.includes('LIVE-MARKER')",
-                               timeout=3_000)
+                               timeout=30_000)    # the bound is the assert below, which says the latency
         latency = time.monotonic() - started
         print(f"live log latency: {latency:.2f} s")
-        assert latency < 2.0
+        assert latency < 2.0, f"the live log line took {latency:.2f} s to appear"
     finally:
         page.goto("about:blank")   # closes the live stream before its server stops
         done.touch()

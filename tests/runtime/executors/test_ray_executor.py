@@ -27,7 +27,7 @@ GRAPH_SHAPES = ["linear", "branch", "nested_branch", "foreach", "nested_foreach"
 
 
 def run_flow(path: Path, home: Path, *args: str, env: dict[str, str] | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess:
+             timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(path), "run", "--quiet", *args], cwd=home,
                           env=env or clean_env(KEEL_HOME=str(home / ".keel")), capture_output=True, text=True,
                           timeout=timeout)
@@ -122,12 +122,23 @@ def test_artifacts_on_s3_are_shared_by_every_node(ray_cluster: RayCluster, s3_en
     ray_cluster.ensure_worker()
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket="keel-ray")
-    for shape, flow in (("foreach", "ForeachFlow"), ("branch_in_foreach", "BranchInForeachFlow")):
-        done = run_flow(SHAPES / f"{shape}.py", home, "--with", "ray", env=cluster_env(ray_cluster, home, **aws))
-        assert done.returncode == 0, done.stderr
-        run = Run(f"{flow}/1")
-        assert run.data.result == expected(shape)["result"]
-        assert {t.node for s in run for t in s} == {ray_cluster.node_label("head"), ray_cluster.node_label("worker")}
+    both = {ray_cluster.node_label("head"), ray_cluster.node_label("worker")}
+    # Where Ray puts a free task is its choice (on a loaded machine one node may take them all),
+    # so the spread flow forces it: two 'part' tasks that wait for each other run on both nodes
+    # and 'pinned' on the worker, and the join and the pinned step read what the other node wrote.
+    (home / "meet").mkdir()
+    done = run_flow(HERE / "flows" / "ray_spread.py", home, "--with", "ray", "--folder", str(home / "meet"),
+                    env=cluster_env(ray_cluster, home, **aws))
+    assert done.returncode == 0, done.stderr
+    spread = Run("SpreadFlow/1")
+    assert spread.data.total == sum(i * i for i in range(4))
+    assert {t.node for t in spread["part"]} == both
+    assert spread["pinned"].task.node == ray_cluster.node_label("worker")
+    done = run_flow(SHAPES / "branch_in_foreach.py", home, "--with", "ray", env=cluster_env(ray_cluster, home, **aws))
+    assert done.returncode == 0, done.stderr
+    run = Run("BranchInForeachFlow/1")
+    assert run.data.result == expected("branch_in_foreach")["result"]
+    assert {t.node for s in run for t in s} <= both
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="keel-ray")["Contents"]]
     assert keys and all(k.startswith("artifacts/") for k in keys)
     assert not (home / ".keel" / "artifacts").exists()      # nothing went to the local folder
@@ -196,8 +207,8 @@ def test_ctrl_c_cancels_the_runs_ray_tasks(ray_cluster: RayCluster, home: Path) 
     _wait_for(markers, proc)
     pids = [int(m.read_text()) for m in markers]
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
-    deadline = time.monotonic() + 20
+    assert proc.wait(timeout=60) == 130
+    deadline = time.monotonic() + 60  # Ray stops its workers late on a loaded machine
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in pids), "the Ray workers running the tasks were not stopped"
@@ -222,7 +233,7 @@ def test_timeout_cancels_the_ray_task(ray_cluster: RayCluster, home: Path) -> No
     assert done.returncode == 1
     assert "ran longer than its @timeout of 3 seconds" in done.stderr
     pid = int((home / "pid").read_text())
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # Ray stops its worker late on a loaded machine
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid)
