@@ -9,7 +9,8 @@
 
 The model: LogisticRegression on 8 features, trained from the same seeded data in each
 system's own environment (Keel's venv; MLflow in benchmarks/.venv-mlflow, made on first use).
-The load generator is a small asyncio HTTP/1.1 keep-alive client in its own process.
+The load generator is a small asyncio HTTP/1.1 keep-alive client (protocol callbacks on uvloop)
+in its own process, the same for every server.
 
     .venv/bin/python benchmarks/serve_bench.py [--seconds 8] [--skip-mlflow]
 """
@@ -92,59 +93,95 @@ def free_port() -> int:
 
 
 # -- the load generator -------------------------------------------------------------------------
-async def _one(port: int, request: bytes, stop_at: float, lat: list[float], errors: list[str]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while time.perf_counter() < stop_at:
-            t = time.perf_counter()
-            writer.write(request)
-            status = await reader.readline()
-            length, chunked = 0, False
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                key, _, value = line.partition(b":")
-                key = key.strip().lower()
-                if key == b"content-length":
-                    length = int(value)
-                elif key == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-            if chunked:
-                while True:
-                    size = int((await reader.readline()).strip(), 16)
-                    await reader.readexactly(size + 2)
-                    if size == 0:
-                        break
-            else:
-                await reader.readexactly(length)
-            lat.append(time.perf_counter() - t)
-            if not status.startswith(b"HTTP/1.1 200"):
-                errors.append(status.decode(errors="replace").strip())
-    finally:
-        writer.close()
+class _Client(asyncio.Protocol):
+    """One keep-alive connection that sends the request again as soon as an answer is complete.
+
+    A protocol (callbacks on bytes), not asyncio streams: parsing an answer costs one find and
+    one header scan, so the generator, which shares the machine's cores with the server, takes
+    little CPU from it. Understands Content-Length and chunked answers."""
+
+    def __init__(self, request: bytes, stop_at: float, lat: list[float], errors: list[str],
+                 done: asyncio.Future) -> None:
+        self.request, self.stop_at, self.lat, self.errors, self.done = request, stop_at, lat, errors, done
+        self.buf = b""
+        self.started = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        now = time.perf_counter()
+        if now >= self.stop_at:
+            self.transport.close()
+            return
+        self.started = now
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end].lower()
+        at = head.find(b"content-length:")
+        if at >= 0:
+            stop = head.find(b"\r\n", at)
+            total = end + 4 + int(head[at + 15:stop if stop >= 0 else None])
+        elif b"transfer-encoding: chunked" in head:
+            last = self.buf.find(b"\r\n0\r\n\r\n", end)
+            if last < 0:
+                return
+            total = last + 7
+        else:
+            total = end + 4
+        if len(self.buf) < total:
+            return
+        self.lat.append(time.perf_counter() - self.started)
+        if not self.buf.startswith(b"HTTP/1.1 200"):
+            self.errors.append(self.buf[:self.buf.find(b"\r\n")].decode(errors="replace"))
+        self.buf = self.buf[total:]
+        self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 def load(port: int, path: str, body: bytes, concurrency: int, seconds: float) -> dict:
     request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
+    async def clients(stop_at: float, lat: list[float], errors: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        done = [loop.create_future() for _ in range(concurrency)]
+        for fut in done:
+            await loop.create_connection(lambda f=fut: _Client(request, stop_at, lat, errors, f), "127.0.0.1", port)
+        await asyncio.gather(*done)
+
     async def main() -> tuple[list[float], list[str]]:
         lat: list[float] = []
         errors: list[str] = []
-        await asyncio.gather(*(_one(port, request, time.perf_counter() + min(1.0, seconds / 4), [], [])
-                               for _ in range(concurrency)))            # warm up
-        stop_at = time.perf_counter() + seconds
-        await asyncio.gather(*(_one(port, request, stop_at, lat, errors) for _ in range(concurrency)))
+        await clients(time.perf_counter() + min(1.0, seconds / 4), [], [])      # warm up
+        await clients(time.perf_counter() + seconds, lat, errors)
         return lat, errors
 
     t = time.perf_counter()
-    lat, errors = asyncio.run(main())
+    try:
+        import uvloop  # the same fast loop for every server measured; plain asyncio without it
+
+        lat, errors = uvloop.run(main())
+    except ImportError:
+        lat, errors = asyncio.run(main())
     wall = time.perf_counter() - t - min(1.0, seconds / 4)
     lat.sort()
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+    cpu = time.process_time()
     return {"requests": len(lat), "rps": len(lat) / wall, "p50_ms": pick(0.50), "p99_ms": pick(0.99),
-            "errors": len(errors), "concurrency": concurrency}
+            "errors": len(errors), "concurrency": concurrency,
+            "generator_cpu_us_per_request": cpu / max(len(lat), 1) * 1e6}
 
 
 def role_load(port: int, path: str, concurrency: int, seconds: float, body: str | None = None) -> dict:

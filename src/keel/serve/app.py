@@ -15,6 +15,7 @@ traceback goes to the server log.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import time
@@ -125,6 +126,10 @@ class _Guard:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # Everything loaded so far (the model, the libraries) lives as long as the server:
+                # keep it out of the garbage collector's full passes, which would otherwise scan it
+                # (tens to hundreds of ms with scikit-learn loaded) in the middle of requests.
+                gc.freeze()
                 if batcher is not None:
                     batcher.start()
                 self.slot.follow()

@@ -9,6 +9,7 @@ never lets a request see half of a model.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from typing import Callable
@@ -38,6 +39,7 @@ class ModelSlot:
         self._thread: threading.Thread | None = None
         self.swaps = 0
         self._failed: set[int] = set()
+        self._refreeze = False
 
     def follow(self) -> None:
         if self._loader is None or self._thread is not None:
@@ -64,11 +66,19 @@ class ModelSlot:
         old = self.current
         self.current = model                   # the swap: one atomic reference assignment
         self.swaps += 1
+        self._refreeze = True
         log.info("keel serve: now serving %s (was %s), artifact %s", model.run, old.run, model.key)
         return True
 
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
+            if self._refreeze:
+                # The app froze the heap at start (gc.freeze); one poll after a swap, the old
+                # model's requests are done: collect it (its cycles too) and freeze the new one.
+                self._refreeze = False
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
             try:
                 self.check_once()
             except Exception:  # a bad new run must not stop the old model serving
