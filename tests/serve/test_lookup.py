@@ -93,6 +93,20 @@ def test_the_sqlite_lookup_finds_what_the_client_finds(shapes, flow, run_id, nam
     assert got == expected
 
 
+@pytest.mark.parametrize("flow", ["Shapes", "NoEnd", "Nobody"])
+def test_the_latest_successful_run_is_the_clients(shapes, flow):
+    from keel.client.core import Flow
+
+    lookup = SqliteLookup.open(shapes.settings.metadata_url)
+    assert lookup is not None
+    try:
+        found = lookup.latest_successful_run_id(flow)
+    finally:
+        lookup.close()
+    run = Flow(flow, _store=shapes).latest_successful_run
+    assert found == (run.id if run is not None else None)
+
+
 def test_the_lookup_leaves_a_store_at_another_revision_to_the_full_store(tmp_path):
     import sqlite3
 

@@ -20,7 +20,21 @@ log = logging.getLogger("keel.serve")
 
 
 def latest_successful_run_id(flow: str) -> int | None:
-    """The id of ``flow``'s newest successful run, or None. Cheap: called every poll interval."""
+    """The id of ``flow``'s newest successful run, or None. Cheap: called every poll interval
+    (on a SQLite store with sqlite3 alone, ``keel.store.lookup``; else through the client)."""
+    import sqlite3
+
+    from keel.settings import Settings
+    from keel.store.lookup import SqliteLookup
+
+    lookup = SqliteLookup.open(Settings.from_env().metadata_url)
+    if lookup is not None:
+        try:
+            return lookup.latest_successful_run_id(flow)
+        except sqlite3.Error:
+            pass
+        finally:
+            lookup.close()
     from keel.client.core import Flow
 
     run = Flow(flow).latest_successful_run

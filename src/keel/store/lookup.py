@@ -82,6 +82,13 @@ class SqliteLookup:
     def close(self) -> None:
         self._conn.close()
 
+    def latest_successful_run_id(self, flow: str) -> int | None:
+        """The id of ``flow``'s newest succeeded run, or None (``keel serve`` polls it to follow
+        the flow). Raises ``sqlite3.Error`` when the file cannot be read: ask the full store then."""
+        found = self._conn.execute("SELECT max(run_id) FROM runs WHERE flow = ? AND status = 'succeeded'",
+                                   (flow,)).fetchone()[0]
+        return None if found is None else int(found)
+
     def locate(self, flow: str, run_id: int | None, name: str) -> ArtifactLocation | None:
         """The task of ``flow``'s run ``run_id`` (None: its latest successful run) that serves
         ``name``, chosen as the client's reading does (``keel.serve.model``): the end step's first
@@ -97,7 +104,7 @@ class SqliteLookup:
     def _locate(self, flow: str, run_id: int | None, name: str) -> ArtifactLocation | None:
         q = self._conn.execute
         if run_id is None:
-            run_id = q("SELECT max(run_id) FROM runs WHERE flow = ? AND status = 'succeeded'", (flow,)).fetchone()[0]
+            run_id = self.latest_successful_run_id(flow)
             if run_id is None:
                 return None
         elif q("SELECT status FROM runs WHERE flow = ? AND run_id = ?", (flow, run_id)).fetchone() != ("succeeded",):
