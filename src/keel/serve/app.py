@@ -84,13 +84,6 @@ class _Guard:
         state = scope.setdefault("state", {})
         state["request_id"], state["started"] = request_id, started
         status = [500]
-
-        async def send_with_id(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-            await send(message)
-
         path = scope["path"]
         self.metrics.enter()
         try:
@@ -106,6 +99,12 @@ class _Guard:
                 status[0] = await _send(send, 200, dumps(health_body(path, self.slot)), request_id)
                 return
             limit, seen = self.options.max_body, [0]
+
+            async def send_with_id(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                    message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                await send(message)
 
             async def capped_receive() -> dict[str, Any]:
                 message = await receive()

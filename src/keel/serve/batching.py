@@ -26,7 +26,7 @@ from typing import Any, Callable
 from keel.serve.model import LoadedModel, build_input
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     model: LoadedModel
     table: list[list[Any]]
