@@ -36,7 +36,7 @@ class ValueTable:
         self._file = open(path, "w+b") if path is not None else None
         self._size = 0
         self._mm: mmap.mmap | None = None
-        self._doubles: memoryview | None = None   # the map as float64s: records are 8-byte aligned
+        self._doubles: memoryview[float] | None = None   # the map as float64s: records are 8-byte aligned
         self._offsets: dict[str, int] = {}        # key -> index of its value in _doubles
         self._used = _HEADER.size
         self._map(size)
