@@ -98,6 +98,15 @@ class _Guard:
             if path in HEALTH_PATHS and scope["method"] == "GET":
                 status[0] = await _send(send, 200, dumps(health_body(path, self.slot)), request_id)
                 return
+            try:
+                app = self.app
+            except Exception:                  # e.g. a broken install of the serve extra
+                log.exception("keel serve: could not build the routes for request %s", request_id)
+                status[0] = await _send(send, 500, _error_body(
+                    None, f"the server could not load the route {path[:200]}; predictions and health checks "
+                          f"still work. The server log has the traceback under request id {request_id}",
+                    request_id), request_id)
+                return
             limit, seen = self.options.max_body, [0]
 
             async def send_with_id(message: MutableMapping[str, Any]) -> None:
@@ -114,7 +123,7 @@ class _Guard:
                         raise RequestTooLarge(limit)
                 return message
 
-            await self.app(scope, capped_receive, send_with_id)
+            await app(scope, capped_receive, send_with_id)
         finally:
             self.metrics.leave()
             self.metrics.request(_label(path), status[0], time.perf_counter() - started)

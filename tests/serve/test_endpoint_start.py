@@ -1,4 +1,4 @@
-"""The endpoint keeps its long-lived heap out of the garbage collector's full passes."""
+"""How an endpoint starts and lives: the lifespan, the frozen heap, FastAPI built on first use."""
 
 from __future__ import annotations
 
@@ -57,3 +57,35 @@ def test_after_a_swap_the_follower_collects_the_old_model_and_freezes_again(monk
     finally:
         slot.stop()
         gc.unfreeze()
+
+
+def test_a_route_that_cannot_be_built_is_a_500_with_a_request_id_and_predictions_still_work(monkeypatch):
+    import json
+
+    import keel.serve.routes as routes
+
+    def broken(*args: object) -> None:
+        raise ImportError("no module named 'fastapi'")
+
+    monkeypatch.setattr(routes, "build_fastapi", broken)   # as a broken install of the serve extra would
+    options = ServeOptions(flow="F", run_id=1, artifact="model")
+    app = build_app(options, ModelSlot(_model(1)))
+
+    async def call(method: str, path: str, body: bytes = b"") -> tuple[int, dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app({"type": "http", "method": method, "path": path, "headers": []}, receive, send)
+        return sent[0]["status"], json.loads(sent[1]["body"])
+
+    async def main() -> list[tuple[int, dict]]:
+        return [await call("GET", "/docs"), await call("POST", "/predict", b'{"instances": [[1.0]]}')]
+
+    (docs_status, docs), (status, answer) = asyncio.run(main())
+    assert docs_status == 500 and "request id" in docs["error"] and docs["request_id"]
+    assert status == 200 and answer["predictions"] == [0]
