@@ -5,7 +5,7 @@ run), which task holds the artifact, and its reference. On a SQLite store at thi
 revision, ``SqliteLookup`` reads it with the standard library's ``sqlite3`` (read only), which
 saves importing SQLAlchemy and the store's query layer (about a fifth of a second of CPU at
 an endpoint's start). It gives the answer the client gives through the metadata store
-(``tests/serve/test_lookup.py`` pins that on stores of several shapes).
+(``tests/serve/test_artifact_lookup.py`` pins that on stores of several shapes).
 
 Only the successful answer is fast: a run that is missing or not succeeded, or an artifact no
 task set, is ``None``, and the caller asks the full store, whose errors say what to do.
