@@ -116,6 +116,8 @@ def test_the_lookup_leaves_a_store_at_another_revision_to_the_full_store(tmp_pat
         conn.execute("INSERT INTO alembic_version VALUES ('0001_release_0_1')")
     assert SqliteLookup.open(f"sqlite:///{path}") is None
     assert SqliteLookup.open(f"sqlite:///{tmp_path / 'absent.db'}") is None
+    (tmp_path / "garbage.db").write_bytes(b"not a database" * 100)
+    assert SqliteLookup.open(f"sqlite:///{tmp_path / 'garbage.db'}") is None
     assert SqliteLookup.open("postgresql://u@h/db") is None
 
 

@@ -71,9 +71,12 @@ class SqliteLookup:
         try:
             conn = sqlite3.connect("file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro", uri=True,
                                    timeout=60, check_same_thread=False)
-            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
         except sqlite3.Error:
             return None
+        try:
+            rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        except sqlite3.Error:            # not a store (yet), or a file this user cannot read
+            rows = []
         if rows != [(SCHEMA_HEAD,)]:
             conn.close()
             return None
