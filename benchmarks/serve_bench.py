@@ -3,15 +3,17 @@
   * single-row requests to ``POST /invocations`` (the route both serve, the same JSON body)
     at concurrency 16: requests per second and p50/p99 latency;
   * cold start: from starting the command to the first 200 of its readiness route
-    (Keel: /v2/health/ready, MLflow: /health);
+    (Keel: /v2/health/ready, MLflow: /health), the median of ``--cold-repeat`` starts (wall, and
+    the CPU of the server's processes); Keel's also with the plain-Python "spin" model;
   * micro-batching (Keel only): a model that spins 2 ms + 10 us a row, at concurrency 64,
     unbatched against ``--max-batch-size 64 --max-latency-ms 5``.
 
 The model: LogisticRegression on 8 features, trained from the same seeded data in each
 system's own environment (Keel's venv; MLflow in benchmarks/.venv-mlflow, made on first use).
-The load generator is a small asyncio HTTP/1.1 keep-alive client in its own process.
+The load generator is a small asyncio HTTP/1.1 keep-alive client (protocol callbacks on uvloop)
+in its own process, the same for every server.
 
-    .venv/bin/python benchmarks/serve_bench.py [--seconds 8] [--skip-mlflow]
+    .venv/bin/python benchmarks/serve_bench.py [--seconds 8] [--cold-repeat 3] [--skip-mlflow]
 """
 
 from __future__ import annotations
@@ -92,59 +94,95 @@ def free_port() -> int:
 
 
 # -- the load generator -------------------------------------------------------------------------
-async def _one(port: int, request: bytes, stop_at: float, lat: list[float], errors: list[str]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        while time.perf_counter() < stop_at:
-            t = time.perf_counter()
-            writer.write(request)
-            status = await reader.readline()
-            length, chunked = 0, False
-            while True:
-                line = await reader.readline()
-                if line in (b"\r\n", b""):
-                    break
-                key, _, value = line.partition(b":")
-                key = key.strip().lower()
-                if key == b"content-length":
-                    length = int(value)
-                elif key == b"transfer-encoding" and b"chunked" in value.lower():
-                    chunked = True
-            if chunked:
-                while True:
-                    size = int((await reader.readline()).strip(), 16)
-                    await reader.readexactly(size + 2)
-                    if size == 0:
-                        break
-            else:
-                await reader.readexactly(length)
-            lat.append(time.perf_counter() - t)
-            if not status.startswith(b"HTTP/1.1 200"):
-                errors.append(status.decode(errors="replace").strip())
-    finally:
-        writer.close()
+class _Client(asyncio.Protocol):
+    """One keep-alive connection that sends the request again as soon as an answer is complete.
+
+    A protocol (callbacks on bytes), not asyncio streams: parsing an answer costs one find and
+    one header scan, so the generator, which shares the machine's cores with the server, takes
+    little CPU from it. Understands Content-Length and chunked answers."""
+
+    def __init__(self, request: bytes, stop_at: float, lat: list[float], errors: list[str],
+                 done: asyncio.Future) -> None:
+        self.request, self.stop_at, self.lat, self.errors, self.done = request, stop_at, lat, errors, done
+        self.buf = b""
+        self.started = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[no-untyped-def]
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        assert self.transport is not None
+        now = time.perf_counter()
+        if now >= self.stop_at:
+            self.transport.close()
+            return
+        self.started = now
+        self.transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buf[:end].lower()
+        at = head.find(b"content-length:")
+        if at >= 0:
+            stop = head.find(b"\r\n", at)
+            total = end + 4 + int(head[at + 15:stop if stop >= 0 else None])
+        elif b"transfer-encoding: chunked" in head:
+            last = self.buf.find(b"\r\n0\r\n\r\n", end)
+            if last < 0:
+                return
+            total = last + 7
+        else:
+            total = end + 4
+        if len(self.buf) < total:
+            return
+        self.lat.append(time.perf_counter() - self.started)
+        if not self.buf.startswith(b"HTTP/1.1 200"):
+            self.errors.append(self.buf[:self.buf.find(b"\r\n")].decode(errors="replace"))
+        self.buf = self.buf[total:]
+        self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 def load(port: int, path: str, body: bytes, concurrency: int, seconds: float) -> dict:
     request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
+    async def clients(stop_at: float, lat: list[float], errors: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        done = [loop.create_future() for _ in range(concurrency)]
+        for fut in done:
+            await loop.create_connection(lambda f=fut: _Client(request, stop_at, lat, errors, f), "127.0.0.1", port)
+        await asyncio.gather(*done)
+
     async def main() -> tuple[list[float], list[str]]:
         lat: list[float] = []
         errors: list[str] = []
-        await asyncio.gather(*(_one(port, request, time.perf_counter() + min(1.0, seconds / 4), [], [])
-                               for _ in range(concurrency)))            # warm up
-        stop_at = time.perf_counter() + seconds
-        await asyncio.gather(*(_one(port, request, stop_at, lat, errors) for _ in range(concurrency)))
+        await clients(time.perf_counter() + min(1.0, seconds / 4), [], [])      # warm up
+        await clients(time.perf_counter() + seconds, lat, errors)
         return lat, errors
 
     t = time.perf_counter()
-    lat, errors = asyncio.run(main())
+    try:
+        import uvloop  # the same fast loop for every server measured; plain asyncio without it
+
+        lat, errors = uvloop.run(main())
+    except ImportError:
+        lat, errors = asyncio.run(main())
     wall = time.perf_counter() - t - min(1.0, seconds / 4)
     lat.sort()
     pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
+    cpu = time.process_time()
     return {"requests": len(lat), "rps": len(lat) / wall, "p50_ms": pick(0.50), "p99_ms": pick(0.99),
-            "errors": len(errors), "concurrency": concurrency}
+            "errors": len(errors), "concurrency": concurrency,
+            "generator_cpu_us_per_request": cpu / max(len(lat), 1) * 1e6}
 
 
 def role_load(port: int, path: str, concurrency: int, seconds: float, body: str | None = None) -> dict:
@@ -240,9 +278,24 @@ def mlflow_server(folder: Path) -> tuple[subprocess.Popen, int, float]:
     return proc, port, time.perf_counter() - t
 
 
+def cold_starts(start, repeat: int) -> dict:
+    """Median wall and CPU of ``repeat`` starts to readiness (``start()`` -> (proc, port, seconds))."""
+    import statistics
+
+    walls, cpus = [], []
+    for _ in range(repeat):
+        proc, _port, seconds = start()
+        walls.append(seconds)
+        cpus.append(cpu_seconds(proc))
+        stop(proc)
+    return {"cold_start_s": statistics.median(walls), "cold_start_cpu_s": statistics.median(cpus),
+            "cold_start_walls_s": walls, "cold_start_loadavg_1m": os.getloadavg()[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--cold-repeat", type=int, default=3)
     parser.add_argument("--skip-mlflow", action="store_true")
     args = parser.parse_args()
     results: dict = {}
@@ -253,10 +306,11 @@ def main() -> None:
                        env={**os.environ, "KEEL_HOME": str(folder / ".keel")})
 
         log("keel: cold start and single-row requests at concurrency 16 ...")
-        proc, port, cold = keel_server(folder)
+        cold = cold_starts(lambda: keel_server(folder), args.cold_repeat)
+        results["keel_spin_cold"] = cold_starts(lambda: keel_server(folder, "--artifact", "spin"), args.cold_repeat)
+        proc, port, _ = keel_server(folder)
         try:
-            results["keel"] = {"cold_start_s": cold, "cold_start_cpu_s": cpu_seconds(proc),
-                               **served(proc, port, "/invocations", 16, args.seconds)}
+            results["keel"] = {**cold, **served(proc, port, "/invocations", 16, args.seconds)}
         finally:
             stop(proc)
         log(f"  {results['keel']}")
@@ -274,10 +328,10 @@ def main() -> None:
         if not args.skip_mlflow:
             ensure_mlflow()
             log("mlflow: cold start and single-row requests at concurrency 16 ...")
-            proc, port, cold = mlflow_server(folder)
+            cold = cold_starts(lambda: mlflow_server(folder), args.cold_repeat)
+            proc, port, _ = mlflow_server(folder)
             try:
-                results["mlflow"] = {"cold_start_s": cold, "cold_start_cpu_s": cpu_seconds(proc),
-                                     **served(proc, port, "/invocations", 16, args.seconds)}
+                results["mlflow"] = {**cold, **served(proc, port, "/invocations", 16, args.seconds)}
             finally:
                 stop(proc)
             log(f"  {results['mlflow']}")
@@ -286,6 +340,9 @@ def main() -> None:
     lines = [f"keel   single row, c=16: {k['rps']:.0f} req/s, p50 {k['p50_ms']:.1f} ms, p99 {k['p99_ms']:.1f} ms, "
              f"cold start {k['cold_start_s']:.2f} s ({k['cold_start_cpu_s']:.2f} s CPU), "
              f"server CPU {k['server_cpu_us_per_request']:.0f} us/request, errors {k['errors']}"]
+    sc = results["keel_spin_cold"]
+    lines.append(f"keel   cold start with the plain-Python spin model: {sc['cold_start_s']:.2f} s "
+                 f"({sc['cold_start_cpu_s']:.2f} s CPU)")
     if "mlflow" in results:
         m = results["mlflow"]
         lines.append(f"mlflow single row, c=16: {m['rps']:.0f} req/s, p50 {m['p50_ms']:.1f} ms, p99 {m['p99_ms']:.1f} ms,"
@@ -301,7 +358,10 @@ def main() -> None:
                  f"batched {b['rps']:.0f} req/s p99 {b['p99_ms']:.1f} ms: {results['batching_speedup']:.1f}x "
                  f"(server CPU {u['server_cpu_us_per_request']:.0f} / {b['server_cpu_us_per_request']:.0f} us/request)")
     lines.append(f"load average (1 min) during the runs: "
-                 + ", ".join(f"{v['loadavg_1m']:.1f}" for v in results.values() if isinstance(v, dict) and "loadavg_1m" in v))
+                 + ", ".join(f"{v['loadavg_1m']:.1f}" for v in results.values() if isinstance(v, dict) and "loadavg_1m" in v)
+                 + "; at the cold starts: "
+                 + ", ".join(f"{v['cold_start_loadavg_1m']:.1f}" for v in results.values()
+                             if isinstance(v, dict) and "cold_start_loadavg_1m" in v))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(results, indent=2))
     print("\n".join(lines))

@@ -6,7 +6,9 @@ between) never share a batch.
 
 It is driven by callbacks on the event loop, not by a consumer task: a request appends its
 checked rows and, when the batch is full or its deadline passed, the batch starts at once;
-otherwise one timer waits for the deadline. Rows are joined as plain lists and the model's
+otherwise one timer waits for the deadline. Deadlines are read from ``time.perf_counter``, not
+``loop.time()``: uvloop's loop time has millisecond steps and stands still while one loop pass
+handles many requests, so a deadline checked against it is noticed late. Rows are joined as plain lists and the model's
 input (a DataFrame or an array) is built once per batch, in the model's thread. One model
 call runs at a time, in a thread of its own, so the event loop keeps reading requests into
 the next batch meanwhile.
@@ -15,6 +17,7 @@ the next batch meanwhile.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ from typing import Any, Callable
 from keel.serve.model import LoadedModel, build_input
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     model: LoadedModel
     table: list[list[Any]]
@@ -66,7 +69,7 @@ class MicroBatcher:
         loop = self._loop
         assert loop is not None, "MicroBatcher.start() runs in the app's lifespan"
         done: asyncio.Future[list[Any]] = loop.create_future()
-        self._pending.append(_Item(model, table, done, loop.time() + self.max_latency))
+        self._pending.append(_Item(model, table, done, time.perf_counter() + self.max_latency))
         self._rows += len(table)
         self._kick()
         return done
@@ -76,14 +79,14 @@ class MicroBatcher:
             return
         assert self._loop is not None
         first = self._pending[0]
-        if (self._rows >= self.max_rows or self._loop.time() >= first.deadline
-                or self._pending[-1].model is not first.model):
+        left = first.deadline - time.perf_counter()
+        if self._rows >= self.max_rows or left <= 0 or self._pending[-1].model is not first.model:
             self._launch()
         elif self._timer is None:
-            self._timer = self._loop.call_at(first.deadline, self._on_deadline)
+            self._timer = self._loop.call_later(left, self._on_deadline)
 
     def _on_deadline(self) -> None:
-        self._timer = None
+        self._timer = None   # (uvloop rounds a timer to whole ms: a batch may close up to 0.5 ms early, never late)
         if not self._busy and self._pending:
             self._launch()
 

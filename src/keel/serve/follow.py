@@ -9,6 +9,7 @@ never lets a request see half of a model.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from typing import Callable
@@ -19,7 +20,21 @@ log = logging.getLogger("keel.serve")
 
 
 def latest_successful_run_id(flow: str) -> int | None:
-    """The id of ``flow``'s newest successful run, or None. Cheap: called every poll interval."""
+    """The id of ``flow``'s newest successful run, or None. Cheap: called every poll interval
+    (on a SQLite store with sqlite3 alone, ``keel.store.lookup``; else through the client)."""
+    import sqlite3
+
+    from keel.settings import Settings
+    from keel.store.lookup import SqliteLookup
+
+    lookup = SqliteLookup.open(Settings.from_env().metadata_url)
+    if lookup is not None:
+        try:
+            return lookup.latest_successful_run_id(flow)
+        except sqlite3.Error:
+            pass
+        finally:
+            lookup.close()
     from keel.client.core import Flow
 
     run = Flow(flow).latest_successful_run
@@ -38,6 +53,7 @@ class ModelSlot:
         self._thread: threading.Thread | None = None
         self.swaps = 0
         self._failed: set[int] = set()
+        self._refreeze = False
 
     def follow(self) -> None:
         if self._loader is None or self._thread is not None:
@@ -64,11 +80,19 @@ class ModelSlot:
         old = self.current
         self.current = model                   # the swap: one atomic reference assignment
         self.swaps += 1
+        self._refreeze = True
         log.info("keel serve: now serving %s (was %s), artifact %s", model.run, old.run, model.key)
         return True
 
     def _watch(self) -> None:
         while not self._stop.wait(self._interval):
+            if self._refreeze:
+                # The app froze the heap at start (gc.freeze); one poll after a swap, the old
+                # model's requests are done: collect it (its cycles too) and freeze the new one.
+                self._refreeze = False
+                gc.unfreeze()
+                gc.collect()
+                gc.freeze()
             try:
                 self.check_once()
             except Exception:  # a bad new run must not stop the old model serving

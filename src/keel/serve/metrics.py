@@ -36,7 +36,8 @@ class ValueTable:
         self._file = open(path, "w+b") if path is not None else None
         self._size = 0
         self._mm: mmap.mmap | None = None
-        self._offsets: dict[str, int] = {}
+        self._doubles: memoryview[float] | None = None   # the map as float64s: records are 8-byte aligned
+        self._offsets: dict[str, int] = {}        # key -> index of its value in _doubles
         self._used = _HEADER.size
         self._map(size)
         _HEADER.pack_into(self._buf, 0, self._used)
@@ -48,6 +49,8 @@ class ValueTable:
 
     def _map(self, size: int) -> None:
         old = self._mm[:self._used] if self._mm is not None else b""
+        if self._doubles is not None:
+            self._doubles.release()           # an mmap with a view on it cannot close
         if self._mm is not None:
             self._mm.close()
         if self._file is not None:
@@ -56,13 +59,16 @@ class ValueTable:
         else:
             self._mm = mmap.mmap(-1, size)
             self._mm[:len(old)] = old
+        self._doubles = memoryview(self._mm).cast("d")
         self._size = size
 
     def add(self, key: str, amount: float) -> None:
-        offset = self._offsets.get(key)
-        if offset is None:
-            offset = self._append(key)
-        _VALUE.pack_into(self._buf, offset, _VALUE.unpack_from(self._buf, offset)[0] + amount)
+        at = self._offsets.get(key)
+        if at is None:
+            at = self._append(key)
+        doubles = self._doubles
+        assert doubles is not None
+        doubles[at] += amount
 
     def _append(self, key: str) -> int:
         data = key.encode()
@@ -76,8 +82,8 @@ class ValueTable:
         _VALUE.pack_into(self._buf, offset, 0.0)
         self._used = end
         _HEADER.pack_into(self._buf, 0, end)
-        self._offsets[key] = offset
-        return offset
+        self._offsets[key] = offset // _VALUE.size
+        return offset // _VALUE.size
 
     def values(self) -> dict[str, float]:
         return parse(bytes(self._buf[:self._used]))

@@ -98,7 +98,46 @@ def _find_task(run: Any, artifact: str) -> Any:
 
 
 def load_model(flow: str, run_id: int | None, artifact: str, preprocess: str | None = None) -> LoadedModel:
-    """Load ``artifact`` of ``flow``'s run ``run_id`` (None: the latest successful run)."""
+    """Load ``artifact`` of ``flow``'s run ``run_id`` (None: the latest successful run).
+
+    On a SQLite store the artifact is found by ``keel.store.lookup`` (no SQLAlchemy: an endpoint
+    starts faster); anything it cannot answer goes through the client, which explains what is wrong."""
+    from keel.settings import Settings
+    from keel.store import Store
+    from keel.store.lookup import SqliteLookup
+
+    store = Store.from_env(Settings.from_env())
+    lookup = SqliteLookup.open(store.settings.metadata_url)
+    if lookup is not None:
+        try:
+            found = lookup.locate(flow, run_id, artifact)
+            pre_found = lookup.locate(flow, found.run_id, preprocess) if found is not None and preprocess else None
+        finally:
+            lookup.close()
+        if found is not None and (pre_found is not None or not preprocess):
+            return _load_located(store, found, pre_found)
+    return _load_through_client(flow, run_id, artifact, preprocess)
+
+
+def _load_located(store: Any, found: Any, pre_found: Any) -> LoadedModel:
+    """The model (and transformer) at locations from ``keel.store.lookup``, loaded from the artifact store."""
+    from keel.store.artifacts import ArtifactRef
+
+    def value(location: Any, name: str) -> Any:
+        ref = ArtifactRef(**location.artifacts[name])
+        where = f"artifact {name!r} of {location.flow}/{location.run_id}/{location.step}/{location.task_id}"
+        return store.artifacts.get(ref, what=where)
+
+    run = f"{found.flow}/{found.run_id}"
+    model = value(found, found.name)
+    pre = value(pre_found, pre_found.name) if pre_found is not None else None
+    example = value(found, "input_example") if "input_example" in found.artifacts else None
+    return _checked(found.flow, found.run_id, found.step, found.name, found.ref["key"], run, model, example,
+                    pre_found.name if pre_found is not None else None, pre,
+                    pre_found.ref["key"] if pre_found is not None else None)
+
+
+def _load_through_client(flow: str, run_id: int | None, artifact: str, preprocess: str | None) -> LoadedModel:
     from keel.client.core import Flow, Run
 
     if run_id is None:
@@ -113,21 +152,26 @@ def load_model(flow: str, run_id: int | None, artifact: str, preprocess: str | N
                                 f"(see keel runs {flow})")
     task = _find_task(run, artifact)
     info = task.artifacts[artifact]
-    model = info.data
-    if not (hasattr(model, "predict") or callable(model)):
-        raise UsageError(f"artifact {artifact!r} of {run.pathspec} is a {type(model).__name__}, which has no "
-                         f"predict method and is not callable; serve a model artifact")
     pre = pre_key = None
     if preprocess:
-        pre_task = _find_task(run, preprocess)
-        pre_info = pre_task.artifacts[preprocess]
+        pre_info = _find_task(run, preprocess).artifacts[preprocess]
         pre, pre_key = pre_info.data, pre_info.key
-        if not (hasattr(pre, "transform") or callable(pre)):
-            raise UsageError(f"artifact {preprocess!r} of {run.pathspec} has no transform method and is not "
-                             f"callable; --preprocess names a fitted transformer")
     example = task.data.input_example if "input_example" in task.artifacts else None
+    return _checked(flow, run.id, task.step_name, artifact, info.key, run.pathspec, info.data, example,
+                    preprocess, pre, pre_key)
+
+
+def _checked(flow: str, run_id: int, step: str, artifact: str, key: str, run: str, model: Any, example: Any,
+             preprocess: str | None, pre: Any, pre_key: str | None) -> LoadedModel:
+    """The served model, once its artifacts are checked to be a model and a transformer."""
+    if not (hasattr(model, "predict") or callable(model)):
+        raise UsageError(f"artifact {artifact!r} of {run} is a {type(model).__name__}, which has no "
+                         f"predict method and is not callable; serve a model artifact")
+    if preprocess and not (hasattr(pre, "transform") or callable(pre)):
+        raise UsageError(f"artifact {preprocess!r} of {run} has no transform method and is not "
+                         f"callable; --preprocess names a fitted transformer")
     signature = infer_signature(pre if pre is not None else model, example)
-    return LoadedModel(flow=flow, run_id=run.id, step=task.step_name, artifact=artifact, key=info.key,
+    return LoadedModel(flow=flow, run_id=run_id, step=step, artifact=artifact, key=key,
                        model=model, signature=signature, preprocess=pre, preprocess_key=pre_key)
 
 

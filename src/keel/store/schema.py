@@ -1,7 +1,7 @@
 """The metadata schema: every table of the store, in one SQLAlchemy ``MetaData``.
 
 Only ``keel.store`` names these tables. A change to them ships with a migration in
-``keel/store/migrations/versions/`` and a new ``SCHEMA_HEAD`` (see docs/ARCHITECTURE.md).
+``keel/store/migrations/versions/`` and a new ``SCHEMA_HEAD`` in ``revision.py`` (see docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-# The Alembic revision this code writes; a store stamped with another one is migrated
-# (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
-SCHEMA_HEAD = "0010_metric_series_index"
-# The revision of the schema that Keel 0.1 created without any version table.
-SCHEMA_RELEASE_0_1 = "0001_release_0_1"
+from keel.store.revision import SCHEMA_HEAD as SCHEMA_HEAD, SCHEMA_RELEASE_0_1 as SCHEMA_RELEASE_0_1  # set there
+
 
 meta = sa.MetaData()
 
