@@ -23,7 +23,7 @@ from keel.store.records import (
 from keel.store.schema import artifacts, attempts, events, metric_last, metrics, params, runs, steps, tags, tasks
 
 _PARAMS, _TAGS = params, tags  # new_run's arguments shadow the table names
-from keel.store.sql import Database
+from keel.store.sql import Database, dialect_insert
 
 def json_text(value: Any) -> str:
     return json.dumps(value, default=repr, sort_keys=True)
@@ -355,9 +355,7 @@ def update_metric_last(conn: Any, rows: list[dict[str, Any]]) -> None:
     values = [{"flow": f, "run_id": i, "name": n, "value": v} for (f, i, n), v in last.items()]
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        ins: Any = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(metric_last)
+        ins: Any = dialect_insert(dialect, metric_last)
         conn.execute(ins.on_conflict_do_update(index_elements=["flow", "run_id", "name"],
                                                set_={"value": ins.excluded.value}), values)
         return
