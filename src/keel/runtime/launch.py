@@ -420,6 +420,9 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
 def _step_cache(req: RunRequest, store: Store, graph: FlowGraph, run_id: int, params: dict[str, Any],
                 io: Any) -> Any:
     """The run's step cache, or None when no step of the flow is cached."""
+    if req.options.cache is None and not any(d.name == "cache" for name in graph.sorted_nodes()
+                                             for d in graph[name].decorators):
+        return None   # nothing to cache, and no need to import the cache (and its hashing)
     from keel.runtime.cache import CacheSettings, StepCache
 
     settings = CacheSettings.resolve(req.options.cache)
