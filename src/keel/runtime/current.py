@@ -238,8 +238,10 @@ class Current:
         self.is_running_flow = True
         self._spool = MetricSpool(metrics_path) if metrics_path else None
         self._extras = extras
-        if metrics_path and Settings.from_env().system_metrics:
-            self._sampler = _sysmetrics.Sampler(self._spool).start()
+        if metrics_path:
+            settings = Settings.from_env()   # once: it reads every KEEL_* variable
+            if settings.system_metrics:
+                self._sampler = _sysmetrics.Sampler(self._spool, settings.system_metrics_every).start()
 
     def __getattr__(self, name: str) -> Any:
         extras = self.__dict__.get("_extras", {})
