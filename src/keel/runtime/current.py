@@ -357,9 +357,11 @@ class Current:
 
         return queue(name, **settings)
 
-    def _finish(self) -> list[str]:
+    def _finish(self, final: list[tuple[str, int | None, float, float]] | None = None) -> list[str]:
+        """End the task's tracking; the tags it added. With ``final``, the system metrics' last
+        points go there (the task's result carries them) instead of into the spool."""
         if self._sampler is not None:
-            self._sampler.stop()
+            self._sampler.stop(final)
             self._sampler = None
         if self._spool is not None:
             self._spool.close()

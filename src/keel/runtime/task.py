@@ -341,7 +341,10 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
             sys.stderr.write(error["traceback"])
     finally:
         addons.close()
-    result["tags"] = current._finish()
+    final: list[tuple[str, int | None, float, float]] = []
+    result["tags"] = current._finish(final)
+    if final:
+        result["metrics"] = final   # after the spool's points: the scheduler records them last
     return result
 
 

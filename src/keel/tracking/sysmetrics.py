@@ -22,6 +22,11 @@ from typing import Any
 
 from keel.settings import Settings
 
+try:  # imported with the module: a task forked from the scheduler or the fork server has it already
+    import resource
+except ImportError:  # not Unix
+    resource = None  # type: ignore[assignment]
+
 PREFIX = "sys."
 CPU_PERCENT, RSS_MB = "sys.cpu_percent", "sys.rss_mb"
 PEAK_RSS_MB, CPU_TIME_S = "sys.peak_rss_mb", "sys.cpu_time_s"
@@ -48,9 +53,7 @@ def _usage() -> tuple[float, float | None]:
     """(CPU seconds of this process and its waited-for children, its peak RSS in MB or None),
     from two getrusage calls: what /proc/self/status and os.times() tell, for a fraction of
     the cost in a freshly forked task (fewer pages touched, no file opened)."""
-    try:
-        import resource
-    except ImportError:  # not Unix
+    if resource is None:  # not Unix
         return _cpu_seconds(), None
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
@@ -119,16 +122,32 @@ class Sampler:
         self._n += 1
         return cpu
 
-    def stop(self) -> None:
-        """The last sample, then the peak memory and the CPU time of the whole task."""
+    def stop(self, into: list[tuple[str, int | None, float, float]] | None = None) -> None:
+        """The last sample, then the peak memory and the CPU time of the whole task: into the
+        spool, or appended to ``into`` as spool points ``(name, step, value, time)`` (the task
+        body returns them with its result: a task that logs nothing then writes no spool file)."""
         with self._guard:
             if self._stopped:
                 return
             self._stopped = True
             self._wake.release()
+            spool = self.spool
+            if into is not None:
+                self.spool = _Points(into)
             cpu = self._sample(final=True)
             self.spool.add(PEAK_RSS_MB, self._peak, None)
             self.spool.add(CPU_TIME_S, cpu, None)
+            self.spool = spool
+
+
+class _Points:
+    """Takes ``add`` calls as a spool does, into a list of spool points."""
+
+    def __init__(self, points: list[tuple[str, int | None, float, float]]):
+        self.points = points
+
+    def add(self, name: str, value: float, step: int | None) -> None:
+        self.points.append((name, step, value, time.time()))
 
 
 def task_resources(metadata: Any, flow: str, run_id: int) -> dict[int, dict[str, float]]:
