@@ -230,7 +230,8 @@ class Current:
         self.__dict__.pop("_tags_path", None)  # set for project jobs by _activate_from_env
 
     def _activate(self, *, flow_name: str, run_id: int | str, step_name: str, task_id: int, retry_count: int,
-                  metrics_path: str | None, origin_run_id: int | str | None = None, **extras: Any) -> None:
+                  metrics_path: str | None, origin_run_id: int | str | None = None,
+                  system_metrics: float | None = None, **extras: Any) -> None:
         self._reset()
         self.flow_name, self.run_id, self.step_name = flow_name, str(run_id), step_name
         self.task_id, self.retry_count = str(task_id), retry_count
@@ -239,9 +240,11 @@ class Current:
         self._spool = MetricSpool(metrics_path) if metrics_path else None
         self._extras = extras
         if metrics_path:
-            settings = Settings.from_env()   # once: it reads every KEEL_* variable
-            if settings.system_metrics:
-                self._sampler = _sysmetrics.Sampler(self._spool, settings.system_metrics_every).start()
+            if system_metrics is None:  # not given by the run: read the settings (every KEEL_* variable) here
+                settings = Settings.from_env()
+                system_metrics = settings.system_metrics_every if settings.system_metrics else 0.0
+            if system_metrics > 0:
+                self._sampler = _sysmetrics.Sampler(self._spool, system_metrics).start()
 
     def __getattr__(self, name: str) -> Any:
         extras = self.__dict__.get("_extras", {})

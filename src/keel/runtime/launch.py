@@ -351,6 +351,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     req.options.remote_steps = placement.remote_steps
     req.options.origin_run_id = req.origin_run_id
     settings = Settings.from_env()  # read once, when the run starts
+    req.options.system_metrics = settings.system_metrics_every if settings.system_metrics else 0.0
     store = store or Store.from_env(settings)
     flow = graph.name
     artifacts = store.artifacts

@@ -67,6 +67,9 @@ class Options:
     origin_run_id: int | None = None
     # what `current` shows in every task: username, namespace, project, branch, run tags
     task_context: dict[str, Any] = field(default_factory=dict)
+    # the tasks' system-metrics period in seconds, 0 for off (KEEL_SYSTEM_METRICS[_EVERY], read
+    # when the run starts); None: each task reads the settings itself
+    system_metrics: float | None = None
 
 
 @dataclass
@@ -390,7 +393,7 @@ class Scheduler:
             metrics_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.metrics"),
             origin_run_id=self.options.origin_run_id,
             extras={**self.options.task_context, **self.task_extras(task.step)},
-            timeout=policy.timeout,
+            timeout=policy.timeout, system_metrics=self.options.system_metrics,
         )
 
     def _check_timeouts(self) -> None:
