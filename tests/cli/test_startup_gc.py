@@ -31,6 +31,8 @@ def test_the_collector_is_paused_until_the_run_starts_then_frozen_and_back_on(ow
     assert not gc.isenabled()
     pause.started(seen.append)(7)
     assert gc.isenabled() and gc.get_freeze_count() > 0 and seen == [7]
+    pause.close()  # the command ended: what was frozen can be collected at exit (SQLite's WAL folded in)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_a_command_that_ends_before_its_run_starts_turns_the_collector_back_on(owned: None) -> None:

@@ -9,7 +9,9 @@ this process or its forks) and turns the collector back on.
 
 Only in a process that Keel's own entry point started (``python flow.py``, the ``keel`` script):
 a frozen object is never collected as part of a cycle, so a caller that runs commands in its own
-process (a test, a notebook) keeps its collector as it was.
+process (a test, a notebook) keeps its collector as it was. When the command ends the objects are
+unfrozen again, so that the collection at exit closes what only it closes (the store's SQLite
+connections: the last one to close folds the WAL into the database file).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class StartupGC:
 
     def __init__(self) -> None:
         self._paused = _owned and gc.isenabled()
+        self._frozen = False
         if self._paused:
             gc.disable()
 
@@ -41,13 +44,19 @@ class StartupGC:
         def on_started(run_id: int) -> None:
             if self._paused:
                 gc.freeze()
-            self.close()
+                self._frozen = True
+                self._paused = False
+                gc.enable()
             if then is not None:
                 then(run_id)
 
         return on_started
 
     def close(self) -> None:
+        """The command ended: the collector on, and what was frozen collectable again."""
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
         if self._paused:
             self._paused = False
             gc.enable()
