@@ -522,7 +522,7 @@ Notes
    divided by the number of foreach tasks; on a shared machine it is steadier than wall time.
    "peak memory (orchestrator process)" samples the RSS of the `flow.py run` process alone.
    foreach10000_memory runs Keel only.
-6. resume100: a 100-way foreach whose task 57 fails is run once (not measured), then
+6. resume100: a 100-way foreach whose last split (99) fails is run once (not measured), then
    `flow.py resume` is measured: 99 tasks reused, one run again, join and end run.
 7. Ratios are Metaflow/Keel (higher is better for Keel) or Keel/baseline (lower is better).
 """

@@ -135,3 +135,42 @@ def test_spool_grows_reopens_and_reads_forked_writers(tmp_path):
     with open(path, "ab") as fh:  # a torn record at the end is ignored, not misread
         fh.write(b"\x01\x02\x03")
     assert len(MetricSpool.read(path)) == 10_001
+
+
+def test_a_task_that_logs_nothing_writes_no_spool_and_still_records_its_system_metrics(keel_home, tmp_path,
+                                                                                       monkeypatch):
+    # The last system-metric points travel with the task's result, not through a spool file.
+    import os
+
+    import keel.runtime.executors.local as local
+
+    path = write_flow(tmp_path, "quiet", '''
+        from keel import FlowSpec, step
+
+        class Quiet(FlowSpec):
+            @step
+            def start(self):
+                self.x = 1
+                self.next(self.end)
+
+            @step
+            def end(self):
+                pass
+    ''')
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    real = local.run_task
+
+    def run_task(spec, flow_cls, store):  # runs in the forked task
+        result = real(spec, flow_cls, store)
+        (seen / spec.step).write_text("spool" if os.path.exists(spec.metrics_path) else "none")
+        return result
+
+    monkeypatch.setenv("KEEL_FORK_SERVER", "0")  # tasks forked from this process run the wrapper
+    monkeypatch.setattr(local, "run_task", run_task)
+    assert run_in_process(path).status == "succeeded"
+    assert {p.name: p.read_text() for p in seen.iterdir()} == {"start": "none", "end": "none"}
+    for step in ("start", "end"):
+        m = Flow("Quiet").latest_run[step].task.metrics
+        assert {"sys.cpu_percent", "sys.rss_mb", "sys.peak_rss_mb", "sys.cpu_time_s"} <= set(m), (step, m)
+        assert len(m["sys.peak_rss_mb"]) == 1 and m["sys.peak_rss_mb"][0][1] > 0

@@ -15,11 +15,13 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import click
 
+from keel.cli.startup import StartupGC, own_process
 from keel.errors import KeelError, UsageError, clip
 from keel.flow.loader import load_flow_file
 
@@ -262,6 +264,10 @@ def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
     """``run``: the runtime's options and one option per Parameter of ``flow_cls``."""
 
     def callback(**kwargs: Any) -> int:
+        with closing(StartupGC()) as startup:
+            return _run(startup, **kwargs)
+
+    def _run(startup: StartupGC, **kwargs: Any) -> int:
         from keel.flow.parameters import resolve_parameters
         from keel.runtime.entry import RunRequest, run
         from keel.runtime.scheduler import Options
@@ -275,7 +281,7 @@ def run_command(flow_cls: type, flow_file: str, prog: str) -> click.Command:
                                          cache=opts.cache),
                          quiet=opts.quiet, command=f"{prog} resume" if prog.startswith("python") else "",
                          executors=list(opts.executors), branch=opts.branch, production=opts.production)
-        return exit_status(run(req, on_started=run_id_writer(opts.run_id_file)))
+        return exit_status(run(req, on_started=startup.started(run_id_writer(opts.run_id_file))))
 
     return _RunCommand("run", callback=callback, flow_cls=flow_cls, context_settings=_HELP,
                        params=[*_parameter_options(flow_cls), *_runtime_options()],
@@ -310,6 +316,10 @@ def flow_cli(flow_cls: type, flow_file: str, prog: str) -> click.Group:
     group.add_command(run_command(flow_cls, flow_file, prog))
 
     def resume(positional: tuple[str, ...], origin_run_id: str | None, **kwargs: Any) -> int:
+        with closing(StartupGC()) as startup:
+            return _resume(startup, positional, origin_run_id, **kwargs)
+
+    def _resume(startup: StartupGC, positional: tuple[str, ...], origin_run_id: str | None, **kwargs: Any) -> int:
         from keel.cli.resume import cmd_resume
 
         root = click.get_current_context().find_root().params
@@ -317,7 +327,7 @@ def flow_cli(flow_cls: type, flow_file: str, prog: str) -> click.Group:
             raise UsageError("resume keeps the configs of the run it resumes (they are frozen with it); "
                              "--config and --config-value are for run")
         values = ([origin_run_id] if origin_run_id is not None else []) + list(positional)
-        return cmd_resume(flow_cls, flow_file, values, RunOptions(**_run_options(kwargs)), prog)
+        return cmd_resume(flow_cls, flow_file, values, RunOptions(**_run_options(kwargs)), prog, startup=startup)
 
     group.add_command(_ResumeCommand(
         "resume", callback=resume, flow_cls=flow_cls, context_settings=_HELP,
@@ -391,6 +401,7 @@ def run_flow_cli(flow_cls: type, argv: list[str] | None = None, flow_file: str |
     from keel.runtime.console import protect_streams
 
     protect_streams()  # `python flow.py run | head -1`: printing stops, the run does not
+    own_process()      # a run's start may pause and tune the collector (keel.cli.startup)
     argv = list(sys.argv[1:] if argv is None else argv)
     flow_file = flow_file or inspect.getsourcefile(flow_cls) or sys.argv[0]
     prog = prog or f"python {os.path.basename(flow_file)}"

@@ -212,6 +212,10 @@ def main(argv: list[str] | None = None) -> Any:
     from keel.runtime.console import protect_streams
 
     protect_streams()  # `keel ... | head -1`, a closed stdout: printing stops, the command does not
+    if argv is None:   # the `keel` script itself, not a caller in its own process
+        from keel.cli.startup import own_process
+
+        own_process()
     try:
         return cli.main(args=argv, prog_name="keel", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -8,8 +8,10 @@ from keel.errors import UsageError, clip
 from keel.store import Store
 
 
-def cmd_resume(flow_cls: type, flow_file: str, positional: list[str], opts: Any, prog: str) -> int:
-    """``positional``: [RUN_ID] [STEP] (a run id may be FLOW/RUN); ``opts``: flow_cli.RunOptions."""
+def cmd_resume(flow_cls: type, flow_file: str, positional: list[str], opts: Any, prog: str,
+               startup: Any = None) -> int:
+    """``positional``: [RUN_ID] [STEP] (a run id may be FLOW/RUN); ``opts``: flow_cli.RunOptions;
+    ``startup``: a :class:`keel.cli.startup.StartupGC` to tell when the run starts."""
     from keel.cli.flow_cli import run_id_writer
     from keel.runtime.entry import exit_status, run
     from keel.runtime.resume import plan_resume, resume_request
@@ -37,4 +39,7 @@ def cmd_resume(flow_cls: type, flow_file: str, positional: list[str], opts: Any,
                          executors=list(opts.executors),  # resume --with ray: the rest of the run on Ray
                          max_workers=opts.max_workers, max_num_splits=opts.max_num_splits,
                          branch=opts.branch, production=opts.production)
-    return exit_status(run(req, store=store, on_started=run_id_writer(opts.run_id_file)))
+    on_started = run_id_writer(opts.run_id_file)
+    if startup is not None:
+        on_started = startup.started(on_started)
+    return exit_status(run(req, store=store, on_started=on_started))

@@ -230,7 +230,8 @@ class Current:
         self.__dict__.pop("_tags_path", None)  # set for project jobs by _activate_from_env
 
     def _activate(self, *, flow_name: str, run_id: int | str, step_name: str, task_id: int, retry_count: int,
-                  metrics_path: str | None, origin_run_id: int | str | None = None, **extras: Any) -> None:
+                  metrics_path: str | None, origin_run_id: int | str | None = None,
+                  system_metrics: float | None = None, **extras: Any) -> None:
         self._reset()
         self.flow_name, self.run_id, self.step_name = flow_name, str(run_id), step_name
         self.task_id, self.retry_count = str(task_id), retry_count
@@ -238,8 +239,12 @@ class Current:
         self.is_running_flow = True
         self._spool = MetricSpool(metrics_path) if metrics_path else None
         self._extras = extras
-        if metrics_path and Settings.from_env().system_metrics:
-            self._sampler = _sysmetrics.Sampler(self._spool).start()
+        if metrics_path:
+            if system_metrics is None:  # not given by the run: read the settings (every KEEL_* variable) here
+                settings = Settings.from_env()
+                system_metrics = settings.system_metrics_every if settings.system_metrics else 0.0
+            if system_metrics > 0:
+                self._sampler = _sysmetrics.Sampler(self._spool, system_metrics).start()
 
     def __getattr__(self, name: str) -> Any:
         extras = self.__dict__.get("_extras", {})
@@ -355,9 +360,11 @@ class Current:
 
         return queue(name, **settings)
 
-    def _finish(self) -> list[str]:
+    def _finish(self, final: list[tuple[str, int | None, float, float]] | None = None) -> list[str]:
+        """End the task's tracking; the tags it added. With ``final``, the system metrics' last
+        points go there (the task's result carries them) instead of into the spool."""
         if self._sampler is not None:
-            self._sampler.stop()
+            self._sampler.stop(final)
             self._sampler = None
         if self._spool is not None:
             self._spool.close()

@@ -351,6 +351,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
     req.options.remote_steps = placement.remote_steps
     req.options.origin_run_id = req.origin_run_id
     settings = Settings.from_env()  # read once, when the run starts
+    req.options.system_metrics = settings.system_metrics_every if settings.system_metrics else 0.0
     store = store or Store.from_env(settings)
     flow = graph.name
     artifacts = store.artifacts
@@ -420,6 +421,9 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = 
 def _step_cache(req: RunRequest, store: Store, graph: FlowGraph, run_id: int, params: dict[str, Any],
                 io: Any) -> Any:
     """The run's step cache, or None when no step of the flow is cached."""
+    if req.options.cache is None and not any(d.name == "cache" for name in graph.sorted_nodes()
+                                             for d in graph[name].decorators):
+        return None   # nothing to cache, and no need to import the cache (and its hashing)
     from keel.runtime.cache import CacheSettings, StepCache
 
     settings = CacheSettings.resolve(req.options.cache)

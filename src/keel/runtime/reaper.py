@@ -154,6 +154,8 @@ def collect_orphans(running: set[int]) -> int:
     those whose ``KEEL_TASK_PID`` is not in ``running``; reap them. Returns how many."""
     killed = 0
     for pid in _children():
+        if pid in running:  # a task itself (our own child), not something it left: no need to read its environ
+            continue
         owner = _task_of(pid)
         if owner is None or owner in running or owner == os.getpid():
             continue

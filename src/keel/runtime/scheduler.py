@@ -67,6 +67,9 @@ class Options:
     origin_run_id: int | None = None
     # what `current` shows in every task: username, namespace, project, branch, run tags
     task_context: dict[str, Any] = field(default_factory=dict)
+    # the tasks' system-metrics period in seconds, 0 for off (KEEL_SYSTEM_METRICS[_EVERY], read
+    # when the run starts); None: each task reads the settings itself
+    system_metrics: float | None = None
 
 
 @dataclass
@@ -390,7 +393,7 @@ class Scheduler:
             metrics_path=os.path.join(self.scratch, f"{self.flow}-{self.run_id}-{task.task_id}-{task.attempt}.metrics"),
             origin_run_id=self.options.origin_run_id,
             extras={**self.options.task_context, **self.task_extras(task.step)},
-            timeout=policy.timeout,
+            timeout=policy.timeout, system_metrics=self.options.system_metrics,
         )
 
     def _check_timeouts(self) -> None:
@@ -428,7 +431,7 @@ class Scheduler:
         policy = self.policies[task.step]
         self.used["cpu"] -= policy.cpu
         self.used["memory"] -= policy.memory
-        self._ingest_metrics(task)
+        self._ingest_metrics(task, outcome.result)
         result = outcome.result
         if result is not None and result.get("ok"):
             problem = self._check_transition(task, result)
@@ -532,11 +535,12 @@ class Scheduler:
         if self.failure is None:
             self.failure = RunOutcome(status="failed", failed_step=task.step, failed_task=task.task_id, error=error)
 
-    def _ingest_metrics(self, task: _Task) -> None:
+    def _ingest_metrics(self, task: _Task, result: dict[str, Any] | None = None) -> None:
         assert task.spec is not None
         path = task.spec.metrics_path
         files = MetricSpool.files(path)  # the task's, its forked workers', its system metrics'
         points = [point for f in files for point in MetricSpool.read(f)]
+        points += (result or {}).get("metrics") or ()   # the last system metrics, kept with the result
         if points:
             self.ops.append(MetricsWrite(self.flow, self.run_id, task.task_id, tuple(points)))
         for f in files:

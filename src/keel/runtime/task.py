@@ -66,6 +66,7 @@ class TaskSpec:
     command: CommandTask | None = None          # a command task (project job): no FlowSpec step to run
     record_reads: bool = False                  # a cached step: note the files it opens for reading
     timeout: float | None = None                # @timeout: raised inside the step (SIGALRM)
+    system_metrics: float | None = None         # sampling period (0: off) as the run read it; None: read here
 
     @property
     def pathspec(self) -> str:
@@ -277,7 +278,8 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
     """Run one attempt of a task and return its result (never raises for user errors)."""
     current._activate(flow_name=spec.flow, run_id=spec.run_id, step_name=spec.step, task_id=spec.task_id,
                       retry_count=spec.attempt, metrics_path=spec.metrics_path,
-                      origin_run_id=spec.origin_run_id, parameter_names=list(spec.param_names), **spec.extras)
+                      origin_run_id=spec.origin_run_id, parameter_names=list(spec.param_names),
+                      system_metrics=spec.system_metrics, **spec.extras)
     result: dict[str, Any] = {"ok": False, "caught": False, "tags": []}
     frames = _frames(spec, store)
     if spec.is_join:
@@ -341,7 +343,10 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
             sys.stderr.write(error["traceback"])
     finally:
         addons.close()
-    result["tags"] = current._finish()
+    final: list[tuple[str, int | None, float, float]] = []
+    result["tags"] = current._finish(final)
+    if final:
+        result["metrics"] = final   # after the spool's points: the scheduler records them last
     return result
 
 

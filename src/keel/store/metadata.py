@@ -21,11 +21,11 @@ to those interfaces, for callers written before the split.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from keel.store.alerts import SqlAlerts
 from keel.store.annotations import SqlAnnotations
-from keel.store.cache import SqlCacheStore
 from keel.store.data_tables import SqlDataTables
 from keel.store.events import SqlEvents
 from keel.store.links import SqlTaskLinks
@@ -36,8 +36,11 @@ from keel.store.schedules import SqlSchedules
 from keel.store.schema import (  # noqa: F401  (the tables' old home)
     SCHEMA_HEAD, artifacts, attempts, comments, events, metrics, params, runs, schedule_fires, steps, tags, tasks,
 )
-from keel.store.search import SqlRunQuery
 from keel.store.sql import Database
+
+if TYPE_CHECKING:
+    from keel.store.cache import SqlCacheStore
+    from keel.store.search import SqlRunQuery
 
 # Defaults only: the settings are read when needed from KEEL_HEARTBEAT_SECONDS and
 # KEEL_CRASH_AFTER_SECONDS (keel.store.liveness).
@@ -66,11 +69,23 @@ class MetadataStore:
         self.annotations = SqlAnnotations(self.db)
         self.events = SqlEvents(self.db)
         self.schedules = SqlSchedules(self.db)
-        self.query = SqlRunQuery(self.db)
         self.data = SqlDataTables(self.db.engine, self.db.writer)
-        self.cache = SqlCacheStore(self.db.engine, self.db.writer)
         self.alerts = SqlAlerts(self.db)
         self.links = SqlTaskLinks(self.db)
+
+    @cached_property
+    def query(self) -> SqlRunQuery:
+        """Made on first use: a run or a resume never searches, and the query language is ~4 ms to import."""
+        from keel.store.search import SqlRunQuery
+
+        return SqlRunQuery(self.db)
+
+    @cached_property
+    def cache(self) -> SqlCacheStore:
+        """Made on first use: only a run with cached steps asks it."""
+        from keel.store.cache import SqlCacheStore
+
+        return SqlCacheStore(self.db.engine, self.db.writer)
 
     @property
     def engine(self) -> Any:

@@ -23,7 +23,7 @@ from keel.store.records import (
 from keel.store.schema import artifacts, attempts, events, metric_last, metrics, params, runs, steps, tags, tasks
 
 _PARAMS, _TAGS = params, tags  # new_run's arguments shadow the table names
-from keel.store.sql import Database
+from keel.store.sql import Database, dialect_insert
 
 def json_text(value: Any) -> str:
     return json.dumps(value, default=repr, sort_keys=True)
@@ -209,13 +209,13 @@ class SqlRuns:
             artifact_rows = [row for kind, payload in rest if kind == "artifacts" for row in payload]
             if artifact_rows:
                 conn.execute(artifacts.insert(), artifact_rows)
+            metric_rows = [row for kind, payload in rest if kind == "metrics" for row in payload]
+            if metric_rows:  # every task's points in one executemany, one metric_last upsert
+                insert_metrics(conn, metric_rows)
             step_updates: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
             for kind, payload in rest:
-                if kind == "artifacts":
-                    pass  # written above, in one statement
-                elif kind == "metrics":
-                    if payload:
-                        insert_metrics(conn, payload)
+                if kind in ("artifacts", "metrics"):
+                    pass  # written above, in one statement each
                 elif kind == "tags":
                     flow, run_id, new = payload
                     insert_new_tags(conn, flow, run_id, new, False)
@@ -342,6 +342,9 @@ def insert_metrics(conn: Any, rows: list[dict[str, Any]]) -> None:
     update_metric_last(conn, rows)
 
 
+_METRIC_LAST_UPSERT: dict[str, Any] = {}   # dialect -> the metric_last upsert statement
+
+
 def update_metric_last(conn: Any, rows: list[dict[str, Any]]) -> None:
     """Keep ``metric_last`` (each run's last value of each metric) up to date with points just
     inserted in ``conn``'s transaction. Points are inserted in logging order and a run's points
@@ -355,11 +358,12 @@ def update_metric_last(conn: Any, rows: list[dict[str, Any]]) -> None:
     values = [{"flow": f, "run_id": i, "name": n, "value": v} for (f, i, n), v in last.items()]
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        ins: Any = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(metric_last)
-        conn.execute(ins.on_conflict_do_update(index_elements=["flow", "run_id", "name"],
-                                               set_={"value": ins.excluded.value}), values)
+        stmt = _METRIC_LAST_UPSERT.get(dialect)
+        if stmt is None:  # built once: making the statement (its `excluded` columns) costs more than running it
+            ins: Any = dialect_insert(dialect, metric_last)
+            stmt = _METRIC_LAST_UPSERT[dialect] = ins.on_conflict_do_update(
+                index_elements=["flow", "run_id", "name"], set_={"value": ins.excluded.value})
+        conn.execute(stmt, values)
         return
     for row in values:   # other dialects: delete then insert, in the same transaction
         conn.execute(metric_last.delete().where(metric_last.c.flow == row["flow"],

@@ -152,14 +152,7 @@ class Database:
             return
         stmt = self._upserts.get((table.name, columns))
         if stmt is None:
-            if self.dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-                ins: Any = sqlite_insert(table)
-            else:
-                from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-                ins = pg_insert(table)
+            ins = dialect_insert(self.dialect, table)
             update = {k: ins.excluded[k] for k in columns if k not in key}
             stmt = self._upserts[(table.name, columns)] = ins.on_conflict_do_update(index_elements=list(key),
                                                                                     set_=update)
@@ -168,10 +161,7 @@ class Database:
     def upsert(self, conn: Any, table: sa.Table, row: dict[str, Any], key: tuple[str, ...]) -> None:
         """Insert the row, or update the columns it names when its key exists (one statement)."""
         if self.dialect in ("sqlite", "postgresql"):
-            from sqlalchemy.dialects import postgresql, sqlite
-
-            dialect: Any = sqlite if self.dialect == "sqlite" else postgresql  # the same insert API
-            stmt = dialect.insert(table).values(**row)
+            stmt = dialect_insert(self.dialect, table).values(**row)
             update = {k: stmt.excluded[k] for k in row if k not in key}
             conn.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=update))
             return
@@ -179,6 +169,18 @@ class Database:
         values = {k: v for k, v in row.items() if k not in key}
         if conn.execute(table.update().where(*where).values(**values)).rowcount == 0:
             conn.execute(table.insert().values(**row))
+
+
+def dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """SQLite's or PostgreSQL's INSERT (both have ``on_conflict_do_update``), importing only the
+    dialect in use: PostgreSQL's takes ~45 ms to import, a tenth of a short command's start."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+    return pg_insert(table)
 
 
 _DRIVERS = {  # dialect -> (what it is, the extra that installs its driver, how to write the URL)
