@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision this code writes; a store stamped with another one is migrated
 # (older) or refused (newer). tests/store/test_migrations.py pins it to the scripts' head.
-SCHEMA_HEAD = "0010_metric_series_index"
+SCHEMA_HEAD = "0011_metric_blocks"
 # The revision of the schema that Keel 0.1 created without any version table.
 SCHEMA_RELEASE_0_1 = "0001_release_0_1"
 
@@ -156,6 +156,24 @@ metric_last = sa.Table(
     sa.Column("value", MetricValue, nullable=True),   # NULL is NaN, as in metrics
 )
 
+
+# Each stepped series summarised by blocks of ``records.METRIC_BLOCK`` steps (block = step //
+# METRIC_BLOCK): the number of points, their min and max, and the id of the last one logged.
+# Kept by every metrics write in its transaction (``runs.update_metric_blocks``): an overlay
+# chart over a wide range reads 64x fewer rows (``SqlMetrics.bucketed_runs``). SQLite keeps the
+# rows in key order (WITHOUT ROWID), so a run's blocks are one range of the table itself.
+metric_blocks = sa.Table(
+    "metric_blocks", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("block", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("lo", MetricValue, nullable=True),      # NULL: every point of the block is NaN
+    sa.Column("hi", MetricValue, nullable=True),
+    sa.Column("last_id", sa.Integer, nullable=False),  # metrics.id of the block's last point logged
+    sqlite_with_rowid=False,
+)
 
 comments = sa.Table(
     "comments", meta,
