@@ -412,6 +412,19 @@ def test_one_awkward_series_is_bucketed_as_the_reference_does(md, buckets, lo, h
         assert got.last == pytest.approx(want.last) and got.min == pytest.approx(want.min), key
 
 
+
+@pytest.mark.parametrize("buckets", [1, 3, 50])
+def test_a_series_spanning_a_billion_steps_is_bucketed_as_the_reference_does(md, buckets):
+    from keel.store.records import bucket_runs
+
+    run_id = md.runs.new_run("M", params={})
+    steps = [*range(0, 300), *range(10**9, 10**9 + 300), *range(-(10**9), -(10**9) + 300)]
+    md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1, "name": "loss", "step": s,
+                                       "value": float((s * 7919) % 1000), "ts": 0.0} for s in steps])])
+    got = md.metrics.bucketed_runs([("M", run_id)], "loss", buckets)[("M", run_id)]
+    want = bucket_runs({("M", run_id): md.metrics.run_metrics("M", run_id, "loss")["loss"]}, buckets)[("M", run_id)]
+    assert got == want
+
 def test_wide_buckets_are_snapped_to_blocks_and_narrow_ones_are_not():
     from keel.store.records import METRIC_BLOCK, bucket_edges
 

@@ -80,13 +80,13 @@ def test_the_migration_summarises_each_stepped_series_by_blocks_of_steps(old_sto
     path = old_store / "release_0_1" / "metadata.db"
     MetadataStore(f"sqlite:///{path}")
     db = sqlite3.connect(path)
-    want: dict[tuple[str, int, str, int], tuple[int, float, float, int]] = {}
+    want: dict[tuple[str, int, str, int], tuple[int, float, float, int, int, float]] = {}
     for flow, run_id, name, step, value, id_ in db.execute(
             "SELECT flow, run_id, name, step, value, id FROM metrics WHERE step IS NOT NULL ORDER BY id"):
-        n, lo, hi, _ = want.get((flow, run_id, name, step // METRIC_BLOCK), (0, value, value, id_))
-        want[(flow, run_id, name, step // METRIC_BLOCK)] = (n + 1, min(lo, value), max(hi, value), id_)
+        n, lo, hi, *_ = want.get((flow, run_id, name, step // METRIC_BLOCK), (0, value, value))
+        want[(flow, run_id, name, step // METRIC_BLOCK)] = (n + 1, min(lo, value), max(hi, value), id_, step, value)
     got = {tuple(r[:4]): tuple(r[4:]) for r in db.execute(
-        "SELECT flow, run_id, name, block, n, lo, hi, last_id FROM metric_blocks")}
+        "SELECT flow, run_id, name, block, n, lo, hi, last_id, last_step, last_value FROM metric_blocks")}
     assert want and got == want
 
 def test_a_release_0_1_store_is_readable_by_the_cli(old_store):

@@ -370,13 +370,17 @@ def update_metric_last(conn: Any, rows: list[dict[str, Any]]) -> None:
 
 
 
-# A range of a series' blocks summarised again from its points: count, min, max and the id of
-# the last point logged, per block of METRIC_BLOCK steps (range scans of ix_metrics_series).
+# A range of a series' blocks summarised again from its points: count, min, max and the last
+# point logged (id, step, value), per block of METRIC_BLOCK steps (range scans of
+# ix_metrics_series, then one lookup of each block's last point).
 _SUMMARISE_BLOCKS = f"""
-INSERT INTO metric_blocks (flow, run_id, name, block, n, lo, hi, last_id)
-SELECT flow, run_id, name, (step - :start) / {METRIC_BLOCK} + :first, count(*), min(value), max(value), max(id)
-FROM metrics WHERE flow = :flow AND run_id = :run_id AND name = :name AND step >= :start AND step < :end
-GROUP BY 1, 2, 3, 4
+INSERT INTO metric_blocks (flow, run_id, name, block, n, lo, hi, last_id, last_step, last_value)
+SELECT g.flow, g.run_id, g.name, g.block, g.n, g.lo, g.hi, g.last_id, p.step, p.value
+FROM (SELECT flow, run_id, name, (step - :start) / {METRIC_BLOCK} + :first AS block, count(*) AS n,
+             min(value) AS lo, max(value) AS hi, max(id) AS last_id
+      FROM metrics WHERE flow = :flow AND run_id = :run_id AND name = :name AND step >= :start AND step < :end
+      GROUP BY 1, 2, 3, 4) g
+JOIN metrics p ON p.id = g.last_id
 """
 
 

@@ -158,7 +158,7 @@ metric_last = sa.Table(
 
 
 # Each stepped series summarised by blocks of ``records.METRIC_BLOCK`` steps (block = step //
-# METRIC_BLOCK): the number of points, their min and max, and the id of the last one logged.
+# METRIC_BLOCK): the number of points, their min and max, and the last one logged (id, step, value).
 # Kept by every metrics write in its transaction (``runs.update_metric_blocks``): an overlay
 # chart over a wide range reads 64x fewer rows (``SqlMetrics.bucketed_runs``). SQLite keeps the
 # rows in key order (WITHOUT ROWID), so a run's blocks are one range of the table itself.
@@ -172,6 +172,8 @@ metric_blocks = sa.Table(
     sa.Column("lo", MetricValue, nullable=True),      # NULL: every point of the block is NaN
     sa.Column("hi", MetricValue, nullable=True),
     sa.Column("last_id", sa.Integer, nullable=False),  # metrics.id of the block's last point logged
+    sa.Column("last_step", sa.BigInteger, nullable=False),
+    sa.Column("last_value", MetricValue, nullable=True),
     sqlite_with_rowid=False,
 )
 
