@@ -36,6 +36,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/tracking_bench.py
+	$(BIN)/python benchmarks/metric_write_bench.py
 	$(BIN)/python benchmarks/ray_overhead.py
 	$(BIN)/python benchmarks/serve_bench.py
 	$(BIN)/python benchmarks/queue_bench.py

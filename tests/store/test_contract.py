@@ -355,6 +355,84 @@ def test_runs_are_bucketed_together_over_one_range(md, buckets, lo, hi):
         assert g == md.metrics.bucketed(*key, "loss", buckets, g.lo, g.hi) or not g.count
 
 
+
+def _awkward_series(md) -> list[tuple[str, int]]:
+    """Runs of "loss" whose steps are out of order, repeat, leave gaps and go below zero, each
+    written in several batches whose points share blocks (of ``records.METRIC_BLOCK`` steps)."""
+    import math
+    import random
+
+    rng = random.Random(13)
+    shuffled = list(range(3000))
+    rng.shuffle(shuffled)
+    shapes = [
+        [shuffled[:1000], shuffled[1000:2000], shuffled[2000:], rng.sample(range(3000), 60)],   # out of order, repeats
+        [list(range(s, min(s + 140, 2500), 7)) for s in range(-700, 2500, 140) if not 300 <= s < 900],  # gaps, < 0
+        [[s for s in range(a, a + 100) for _ in range(3)] for a in range(0, 1500, 100)],        # each step 3 times
+        [[10_000, 10_004, 10_001, 10_002, 10_003]],                                             # a few, far away
+    ]
+    keys = []
+    for batches in shapes:
+        run_id = md.runs.new_run("M", params={})
+        i = 0
+        for steps in batches:
+            md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1 + j % 3, "name": "loss",
+                                               "step": step, "value": math.sin((i + j) / 9.0) * (1 + run_id),
+                                               "ts": float(i + j)} for j, step in enumerate(steps)])])
+            i += len(steps)
+        keys.append(("M", run_id))
+    return keys
+
+
+@pytest.mark.parametrize("buckets, lo, hi", [
+    (10, None, None), (30, None, None), (20, -650.5, 2100.3), (40, 100.0, 900.0), (1, 130.0, 260.0),
+    (2, -64.0, 64.0), (3, -200.0, 2999.0), (200, 0.0, 2999.0), (5, 10_000.0, 10_004.0)])
+def test_awkward_series_are_bucketed_together_as_the_reference_does(md, buckets, lo, hi):
+    from keel.store.records import bucket_runs
+
+    keys = _awkward_series(md)
+    got = md.metrics.bucketed_runs(keys, "loss", buckets, lo, hi)
+    want = bucket_runs({k: md.metrics.run_metrics(*k, "loss").get("loss", []) for k in keys}, buckets, lo, hi)
+    for key in keys:
+        g, w = got[key], want[key]
+        assert (g.count, g.lo, g.hi, g.x) == (w.count, w.lo, w.hi, w.x), key
+        for a, b in ((g.min, w.min), (g.max, w.max), (g.last, w.last)):
+            assert a == pytest.approx(b), key
+        assert len(g.x) <= buckets
+
+
+@pytest.mark.parametrize("buckets, lo, hi", [(10, None, None), (20, -650.5, 2100.3), (1, 130.0, 260.0)])
+def test_one_awkward_series_is_bucketed_as_the_reference_does(md, buckets, lo, hi):
+    from keel.store.records import bucket_points
+
+    for key in _awkward_series(md):
+        got = md.metrics.bucketed(*key, "loss", buckets, lo, hi)
+        want = bucket_points(md.metrics.run_metrics(*key, "loss").get("loss", []), buckets, lo, hi)
+        assert (got.count, got.x) == (want.count, want.x), key
+        assert got.last == pytest.approx(want.last) and got.min == pytest.approx(want.min), key
+
+
+
+@pytest.mark.parametrize("buckets", [1, 3, 50])
+def test_a_series_spanning_a_billion_steps_is_bucketed_as_the_reference_does(md, buckets):
+    from keel.store.records import bucket_runs
+
+    run_id = md.runs.new_run("M", params={})
+    steps = [*range(0, 300), *range(10**9, 10**9 + 300), *range(-(10**9), -(10**9) + 300)]
+    md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1, "name": "loss", "step": s,
+                                       "value": float((s * 7919) % 1000), "ts": 0.0} for s in steps])])
+    got = md.metrics.bucketed_runs([("M", run_id)], "loss", buckets)[("M", run_id)]
+    want = bucket_runs({("M", run_id): md.metrics.run_metrics("M", run_id, "loss")["loss"]}, buckets)[("M", run_id)]
+    assert got == want
+
+def test_wide_buckets_are_snapped_to_blocks_and_narrow_ones_are_not():
+    from keel.store.records import METRIC_BLOCK, bucket_edges
+
+    wide = bucket_edges(-650.5, 100_000.0, 300, snap=True)
+    assert wide[0] == -650 and wide[-1] == 100_001 and len(wide) == 301
+    assert all(e % METRIC_BLOCK == 0 for e in wide[1:-1]) and wide == sorted(set(wide))
+    assert bucket_edges(0.0, 1000.0, 100, snap=True) == bucket_edges(0.0, 1000.0, 100)
+
 def test_bucketing_runs_without_the_metric_gives_empty_series(md):
     run_id = md.runs.new_run("M", params={})
     got = md.metrics.bucketed_runs([("M", run_id), ("Other", 7)], "loss", 10)

@@ -73,6 +73,22 @@ def test_the_migration_fills_each_runs_last_metric_values_from_its_points(old_st
     assert [r.run_id for r in md.query.search_runs(flow="TrackedFlow", where="metrics.acc = 0.775")] == [1]
 
 
+
+def test_the_migration_summarises_each_stepped_series_by_blocks_of_steps(old_store):
+    from keel.store.records import METRIC_BLOCK
+
+    path = old_store / "release_0_1" / "metadata.db"
+    MetadataStore(f"sqlite:///{path}")
+    db = sqlite3.connect(path)
+    want: dict[tuple[str, int, str, int], tuple[int, float, float, int, int, float]] = {}
+    for flow, run_id, name, step, value, id_ in db.execute(
+            "SELECT flow, run_id, name, step, value, id FROM metrics WHERE step IS NOT NULL ORDER BY id"):
+        n, lo, hi, *_ = want.get((flow, run_id, name, step // METRIC_BLOCK), (0, value, value))
+        want[(flow, run_id, name, step // METRIC_BLOCK)] = (n + 1, min(lo, value), max(hi, value), id_, step, value)
+    got = {tuple(r[:4]): tuple(r[4:]) for r in db.execute(
+        "SELECT flow, run_id, name, block, n, lo, hi, last_id, last_step, last_value FROM metric_blocks")}
+    assert want and got == want
+
 def test_a_release_0_1_store_is_readable_by_the_cli(old_store):
     wide = {"COLUMNS": "200"}
     runs = run_cli("runs", env=wide)

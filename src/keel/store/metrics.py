@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import sqlalchemy as sa
 
-from keel.store.records import MetricBuckets
+from keel.store.records import METRIC_BLOCK, MetricBuckets, bucket_edges
 from keel.store.schema import metric_last, metrics
 from keel.store.sql import Database
 
@@ -19,6 +19,8 @@ _CHUNK = 500
 # of the GIL while the database works), when there are at least _SLICE_RUNS runs a slice.
 _PASS_THREADS = max(1, min(4, os.cpu_count() or 1))
 _SLICE_RUNS = 8
+# A piece of whole blocks spans fewer than 2^_OFFSET_BITS blocks (67 million steps): more are cut.
+_OFFSET_BITS = 20
 
 
 def _points(flow: str, run_id: int, name: str, task_id: int | None = None) -> Any:
@@ -31,61 +33,112 @@ def _points(flow: str, run_id: int, name: str, task_id: int | None = None) -> An
     return sa.select(metrics.c.id, sa.cast(x_expr, sa.Float).label("x"), metrics.c.value).where(*cond).cte("pts")
 
 
-def _edges(x0: float, x1: float, buckets: int) -> list[int]:
-    """Where each bucket of integer steps starts: ``edges[b] <= step < edges[b + 1]`` is exactly
-    the bucket ``min(buckets - 1, int((step - x0) / width))`` of :func:`records.bucket_points`
-    for the steps in ``[x0, x1]``, so a range scan per bucket agrees with it to the last point."""
-    width = (x1 - x0) / buckets or 1.0
-    start, end = math.ceil(x0), math.floor(x1) + 1
-
-    def bucket(step: int) -> int:
-        return min(buckets - 1, int((step - x0) / width))
-
-    edges = [start]
-    for b in range(1, buckets):
-        c = min(max(math.ceil(x0 + b * width), edges[-1]), end)
-        while c > edges[-1] and bucket(c - 1) >= b:
-            c -= 1
-        while c < end and bucket(c) < b:
-            c += 1
-        edges.append(c)
-    edges.append(end)
-    return edges
-
-
 def _nan(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-# The bucketing pass of bucketed_runs on SQLite: the runs (r.run_id) and the buckets (k.b,
-# k.lo, k.hi) are two temporary tables of the connection (the store's file is not written),
-# whose rowid order the planner knows, so each (run, bucket) is one range scan of
-# ix_metrics_series taken in (run, bucket) order and the GROUP BY streams instead of sorting
-# ten million points.
-_SQLITE_BUCKETS = """
-SELECT g.run_id, g.b, g.lo, g.hi, g.n, p.step, p.value
+# The bucketing passes of bucketed_runs on SQLite: the runs (r.run_id) and the pieces of the
+# buckets (k.p, in bucket k.b, from k.lo to k.hi) are two temporary tables of the connection
+# (the store's file is not written), whose rowid order the planner knows, so each (run, piece)
+# is one range scan, of ix_metrics_series (points) or of metric_blocks (whole blocks), taken
+# in order, and the GROUP BY streams instead of sorting.
+_SQLITE_POINTS = """
+SELECT g.run_id, g.b, g.lo, g.hi, g.n, g.last_id, p.step, p.value
 FROM (SELECT r.run_id AS run_id, k.b AS b, min(m.value) AS lo, max(m.value) AS hi,
              max(m.id) AS last_id, count(*) AS n
-      FROM temp.keel_series_runs r CROSS JOIN temp.keel_series_edges k CROSS JOIN metrics m
+      FROM temp.keel_series_runs r CROSS JOIN temp.keel_series_pieces k CROSS JOIN metrics m
       WHERE m.flow = :flow AND m.run_id = r.run_id AND m.name = :name AND m.step >= k.lo AND m.step < k.hi
-      GROUP BY r.run_id, k.b) g
+      GROUP BY r.run_id, k.p) g
 JOIN metrics p ON p.id = g.last_id
-ORDER BY g.run_id, g.b
 """
-# PostgreSQL: an index-only scan of the runs' series and a hash aggregate by (run, bucket);
-# width_bucket finds each step's bucket among the same edges (a join with the buckets there
-# becomes a nested loop over every pair).
-_POSTGRES_BUCKETS = """
-SELECT g.run_id, g.b, g.lo, g.hi, g.n, p.step, p.value
-FROM (SELECT m.run_id AS run_id, width_bucket(m.step, CAST(:los AS BIGINT[])) - 1 AS b, min(m.value) AS lo,
+# The blocks: a bucket's last point is its block's whose last_id is highest, found with the
+# aggregate as max(last_id * 2^20 + the block's offset in its piece) and read from that block's
+# row (the block table is small and warm; a lookup of the point among the metrics is not).
+_SQLITE_BLOCKS = f"""
+SELECT g.run_id, g.b, g.lo, g.hi, g.n, g.last_key >> {_OFFSET_BITS}, l.last_step, l.last_value
+FROM (SELECT r.run_id AS run_id, k.b AS b, k.lo AS first, min(m.lo) AS lo, max(m.hi) AS hi, sum(m.n) AS n,
+             max((m.last_id << {_OFFSET_BITS}) + (m.block - k.lo)) AS last_key
+      FROM temp.keel_series_runs r CROSS JOIN temp.keel_series_pieces k CROSS JOIN metric_blocks m
+      WHERE m.flow = :flow AND m.run_id = r.run_id AND m.name = :name AND m.block >= k.lo AND m.block < k.hi
+      GROUP BY r.run_id, k.p) g
+JOIN metric_blocks l ON l.flow = :flow AND l.run_id = g.run_id AND l.name = :name
+                        AND l.block = g.first + (g.last_key & {(1 << _OFFSET_BITS) - 1})
+"""
+# PostgreSQL: an index-only scan of the runs' series (or of their blocks) and a hash aggregate
+# by (run, piece); width_bucket finds each step's (block's) piece among contiguous pieces (a
+# join with the pieces there becomes a nested loop over every pair).
+_POSTGRES_POINTS = """
+SELECT g.run_id, g.p, g.lo, g.hi, g.n, g.last_id, p.step, p.value
+FROM (SELECT m.run_id AS run_id, width_bucket(m.step, CAST(:los AS BIGINT[])) AS p, min(m.value) AS lo,
              max(m.value) AS hi, max(m.id) AS last_id, count(*) AS n
       FROM metrics m
       WHERE m.flow = :flow AND m.run_id = ANY(CAST(:runs AS INTEGER[])) AND m.name = :name
             AND m.step >= :start AND m.step < :end
       GROUP BY 1, 2) g
 JOIN metrics p ON p.id = g.last_id
-ORDER BY g.run_id, g.b
 """
+_POSTGRES_BLOCKS = """
+SELECT g.run_id, g.p, g.lo, g.hi, g.n, g.last_id, p.step, p.value
+FROM (SELECT m.run_id AS run_id, width_bucket(m.block, CAST(:los AS BIGINT[])) AS p, min(m.lo) AS lo,
+             max(m.hi) AS hi, max(m.last_id) AS last_id, sum(m.n) AS n
+      FROM metric_blocks m
+      WHERE m.flow = :flow AND m.run_id = ANY(CAST(:runs AS INTEGER[])) AND m.name = :name
+            AND m.block >= :start AND m.block < :end
+      GROUP BY 1, 2) g
+JOIN metrics p ON p.id = g.last_id
+"""
+
+# A piece of a bucket: (bucket, lo, hi), steps lo <= step < hi, or blocks lo <= block < hi.
+_Piece = tuple[int, int, int]
+
+
+def _plan(edges: list[int], blocks: bool) -> tuple[list[list[_Piece]], list[_Piece]]:
+    """How to read the buckets ``edges`` delimit: runs of contiguous point pieces (each one
+    range per run) and contiguous block pieces. With ``blocks``, the whole blocks of each
+    bucket come from ``metric_blocks`` and only the steps before a bucket's first whole block
+    or after its last are read as points: over snapped edges (``records.bucket_edges``), the
+    range's two ends."""
+    if not blocks:
+        return [[(b, edges[b], edges[b + 1]) for b in range(len(edges) - 1) if edges[b] < edges[b + 1]]], []
+    points: list[list[_Piece]] = []
+    whole: list[_Piece] = []
+
+    def add(b: int, lo: int, hi: int) -> None:
+        if lo >= hi:
+            return
+        if points and points[-1][-1][2] == lo:
+            points[-1].append((b, lo, hi))
+        else:
+            points.append([(b, lo, hi)])
+    for b in range(len(edges) - 1):
+        lo, hi = edges[b], edges[b + 1]
+        first, end = -(-lo // METRIC_BLOCK), hi // METRIC_BLOCK   # whole blocks: first <= block < end
+        if first < end:
+            add(b, lo, first * METRIC_BLOCK)
+            whole.extend((b, s, min(s + (1 << _OFFSET_BITS), end)) for s in range(first, end, 1 << _OFFSET_BITS))
+            add(b, end * METRIC_BLOCK, hi)
+        else:
+            add(b, lo, hi)
+    return points, whole
+
+
+def _merge(rows: Iterable[Any]) -> dict[int, list[list[Any]]]:
+    """Rows (run_id, b, lo, hi, n, last_id, step, value) of pieces merged per bucket: by run,
+    [b, lo, hi, n, last_id, step, value] in bucket order (the last point is the piece's whose
+    last id is highest: the one logged last)."""
+    found: dict[int, dict[int, list[Any]]] = {}
+    for run_id, b, lo, hi, n, last_id, step, value in rows:
+        slots = found.setdefault(int(run_id), {})
+        slot = slots.get(b)
+        if slot is None:
+            slots[b] = [b, lo, hi, int(n), last_id, step, value]
+            continue
+        slot[1] = lo if slot[1] is None else slot[1] if lo is None else min(slot[1], lo)
+        slot[2] = hi if slot[2] is None else slot[2] if hi is None else max(slot[2], hi)
+        slot[3] += int(n)
+        if last_id > slot[4]:
+            slot[4:] = [last_id, step, value]
+    return {run_id: [slots[b] for b in sorted(slots)] for run_id, slots in found.items()}
 
 
 class SqlMetrics:
@@ -172,7 +225,7 @@ class SqlMetrics:
         leaves the database. A run's series logged with steps is bucketed by :meth:`bucketed_runs`'s
         range scans (10x fewer rows read than numbering the points)."""
         if task_id is None:
-            found = self.bucketed_runs([(flow, run_id)], name, buckets, lo, hi)[(str(flow), int(run_id))]
+            found = self._bucketed_runs([(flow, run_id)], name, buckets, lo, hi, False)[(str(flow), int(run_id))]
             return found if found.count else MetricBuckets((), (), (), (), 0, lo, hi)
         return self._bucketed_scan(flow, run_id, name, buckets, lo, hi, task_id)
 
@@ -217,13 +270,20 @@ class SqlMetrics:
     def bucketed_runs(self, runs: Iterable[tuple[str, int]], name: str, buckets: int, lo: float | None = None,
                       hi: float | None = None) -> dict[tuple[str, int], MetricBuckets]:
         """One metric of several runs for overlaid charts, each run reduced to at most ``buckets``
-        buckets over one shared range ``[lo, hi]`` (None: the ends of all the series together):
-        each answer is :meth:`bucketed` of that run over that range (and agrees with
-        :func:`keel.store.records.bucket_runs`). Series logged with steps, the usual ones, are
-        bucketed in one statement per flow: a range scan of ``ix_metrics_series`` per run and
-        bucket, the index alone read (100 runs x 100,000 points, nothing sorted, 30,000 rows
-        back). A series with points logged without a step (x is then the point's index) is
-        bucketed by :meth:`bucketed` on its own."""
+        buckets over one shared range ``[lo, hi]`` (None: the ends of all the series together),
+        as :func:`keel.store.records.bucket_runs` does. Series logged with steps, the usual
+        ones, are bucketed in one statement per flow. Over a wide range (buckets at least
+        ``METRIC_BLOCK`` steps wide) the buckets' inner edges are snapped to blocks of steps
+        (``bucket_edges(snap=True)``) and each bucket is read from ``metric_blocks``, the
+        summaries kept at write time, and the answer is exact for those edges: 100 runs x
+        100,000 points are 160,000 block rows and a few points at the range's ends. Zoomed in
+        (narrower buckets), each (run, bucket) is a range scan of ``ix_metrics_series``, which
+        is then small. A series with points logged without a step (x is then the point's index)
+        is bucketed by :meth:`bucketed` on its own."""
+        return self._bucketed_runs(runs, name, buckets, lo, hi, True)
+
+    def _bucketed_runs(self, runs: Iterable[tuple[str, int]], name: str, buckets: int, lo: float | None,
+                       hi: float | None, snap: bool) -> dict[tuple[str, int], MetricBuckets]:
         keys = list(dict.fromkeys((str(f), int(r)) for f, r in runs))
         buckets = max(1, int(buckets))
         out = {k: MetricBuckets((), (), (), (), 0, lo, hi) for k in keys}
@@ -238,17 +298,18 @@ class SqlMetrics:
             for flow, run_id in ends:
                 if (flow, run_id) not in indexed:
                     stepped.setdefault(flow, []).append(run_id)
-            edges = _edges(x0, x1, buckets) if x1 >= x0 else []
+            edges = bucket_edges(x0, x1, buckets, snap) if x1 >= x0 else []
+            plan = _plan(edges, snap and (x1 - x0) / buckets >= METRIC_BLOCK) if len(edges) > 1 else ([], [])
             for flow, ids in stepped.items():
                 if len(edges) < 2 or edges[-1] <= edges[0]:
                     continue
-                found = self._bucket_passes(flow, ids, name, edges)
-                small = [run_id for run_id in ids if 0 < sum(r[4] for r in found.get(run_id, [])) <= buckets]
+                found = self._bucket_passes(flow, ids, name, plan)
+                small = [run_id for run_id in ids if 0 < sum(r[3] for r in found.get(run_id, [])) <= buckets]
                 for run_id, rows in found.items():
                     out[(flow, run_id)] = MetricBuckets(
-                        tuple(float(r[5]) for r in rows), tuple(_nan(r[2]) for r in rows),
-                        tuple(_nan(r[3]) for r in rows), tuple(_nan(r[6]) for r in rows),
-                        sum(int(r[4]) for r in rows), x0, x1)
+                        tuple(float(r[5]) for r in rows), tuple(_nan(r[1]) for r in rows),
+                        tuple(_nan(r[2]) for r in rows), tuple(_nan(r[6]) for r in rows),
+                        sum(r[3] for r in rows), x0, x1)
                 if small:     # few points in range: the points themselves, as bucketed() answers
                     query = (sa.select(metrics.c.run_id, metrics.c.step, metrics.c.value)
                              .where(metrics.c.flow == flow, metrics.c.run_id.in_(small), metrics.c.name == name,
@@ -298,44 +359,51 @@ class SqlMetrics:
             ends[(flow, run_id)] = (float(x0), float(x1))
         return ends, indexed
 
-    def _bucket_passes(self, flow: str, ids: list[int], name: str, edges: list[int]) -> dict[int, list[Any]]:
+    def _bucket_passes(self, flow: str, ids: list[int], name: str,
+                       plan: tuple[list[list[_Piece]], list[_Piece]]) -> dict[int, list[list[Any]]]:
         """:meth:`_bucket_pass` over slices of the runs, each on a connection of its own, at once:
-        10 million points are a second of one core's work in SQLite, and a machine has more."""
-        slices = min(_PASS_THREADS, len(ids) // _SLICE_RUNS)
+        10 million points are a second of one core's work in SQLite, and a machine has more.
+        Blocks are read in one pass: 160,000 of them take 0.15 s, less than more connections cost."""
+        slices = 1 if plan[1] else min(_PASS_THREADS, len(ids) // _SLICE_RUNS)
         if slices <= 1 or ":memory:" in self.db.url:
             with self.db.read() as conn:
-                return self._bucket_pass(conn, flow, ids, name, edges)
+                return self._bucket_pass(conn, flow, ids, name, plan)
         ordered = sorted(ids)
         size = -(-len(ordered) // slices)
 
-        def one(part: list[int]) -> dict[int, list[Any]]:
+        def one(part: list[int]) -> dict[int, list[list[Any]]]:
             with self.db.read() as conn:
-                return self._bucket_pass(conn, flow, part, name, edges)
-        found: dict[int, list[Any]] = {}
+                return self._bucket_pass(conn, flow, part, name, plan)
+        found: dict[int, list[list[Any]]] = {}
         with ThreadPoolExecutor(slices, thread_name_prefix="keel-buckets") as pool:
             for part in pool.map(one, [ordered[i:i + size] for i in range(0, len(ordered), size)]):
                 found.update(part)
         return found
 
     def _bucket_pass(self, conn: Any, flow: str, ids: list[int], name: str,
-                     edges: list[int]) -> dict[int, list[Any]]:
-        """(run_id, b, min, max, count, x of last, last) per non-empty bucket, by run."""
-        buckets = range(len(edges) - 1)
+                     plan: tuple[list[list[_Piece]], list[_Piece]]) -> dict[int, list[list[Any]]]:
+        """[b, min, max, count, last id, x of last, last] per non-empty bucket, by run."""
+        runs = sorted(set(ids))
         params: dict[str, Any] = {"flow": flow, "name": name}
+        point_runs, blocks = plan
+        rows: list[Any] = []
         if self.db.engine.dialect.name == "sqlite":
             conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS keel_series_runs (run_id INTEGER PRIMARY KEY)")
-            conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS keel_series_edges "
-                                 "(b INTEGER PRIMARY KEY, lo INTEGER NOT NULL, hi INTEGER NOT NULL)")
+            conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS keel_series_pieces "
+                                 "(p INTEGER PRIMARY KEY, b INTEGER NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL)")
             conn.exec_driver_sql("DELETE FROM temp.keel_series_runs")
-            conn.exec_driver_sql("DELETE FROM temp.keel_series_edges")
-            conn.exec_driver_sql("INSERT INTO temp.keel_series_runs VALUES (?)", [(x,) for x in sorted(set(ids))])
-            conn.exec_driver_sql("INSERT INTO temp.keel_series_edges VALUES (?, ?, ?)",
-                                 [(b, edges[b], edges[b + 1]) for b in buckets if edges[b] < edges[b + 1]])
-            sql = _SQLITE_BUCKETS
-        else:
-            params.update(runs=sorted(set(ids)), los=edges[:-1], start=edges[0], end=edges[-1])
-            sql = _POSTGRES_BUCKETS
-        found: dict[int, list[Any]] = {}
-        for row in conn.execute(sa.text(sql), params):
-            found.setdefault(int(row[0]), []).append(row)
-        return found
+            conn.exec_driver_sql("INSERT INTO temp.keel_series_runs VALUES (?)", [(x,) for x in runs])
+            for sql, pieces in ((_SQLITE_POINTS, [p for run in point_runs for p in run]), (_SQLITE_BLOCKS, blocks)):
+                if pieces:
+                    conn.exec_driver_sql("DELETE FROM temp.keel_series_pieces")
+                    conn.exec_driver_sql("INSERT INTO temp.keel_series_pieces VALUES (?, ?, ?, ?)",
+                                         [(i, *piece) for i, piece in enumerate(pieces)])
+                    rows.extend(conn.execute(sa.text(sql), params))
+            return _merge(rows)
+        for sql, pieces in [*((_POSTGRES_POINTS, run) for run in point_runs), (_POSTGRES_BLOCKS, blocks)]:
+            if not pieces:
+                continue
+            found = conn.execute(sa.text(sql), {**params, "runs": runs, "los": [p[1] for p in pieces],
+                                                "start": pieces[0][1], "end": pieces[-1][2]})
+            rows.extend((r[0], pieces[r[1] - 1][0], *r[2:]) for r in found)
+        return _merge(rows)

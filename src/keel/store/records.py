@@ -7,8 +7,10 @@ during the transition; new code reads attributes.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union
@@ -379,10 +381,47 @@ class MetricBuckets:
     hi: float | None
 
 
+# Every stepped series is also kept summarised by blocks of METRIC_BLOCK steps (count, min,
+# max, last: the store's ``metric_blocks``), so a wide range is bucketed from the summaries.
+METRIC_BLOCK = 64
+
+
+def bucket_edges(x0: float, x1: float, buckets: int, snap: bool = False) -> list[int]:
+    """Where each bucket of integer steps over ``[x0, x1]`` starts: bucket ``b`` holds the steps
+    ``edges[b] <= step < edges[b + 1]``. Unsnapped, that is exactly the bucket
+    ``min(buckets - 1, int((step - x0) / width))`` of :func:`bucket_points`. With ``snap`` and
+    buckets at least :data:`METRIC_BLOCK` steps wide, the inner edges are moved to the nearest
+    multiple of the block (the outer ones stay at the range's ends), so whole blocks of a
+    series' summaries fall in one bucket and a store can bucket from them exactly."""
+    buckets = max(1, int(buckets))
+    width = (x1 - x0) / buckets or 1.0
+    start, end = math.ceil(x0), math.floor(x1) + 1
+    if snap and width >= METRIC_BLOCK:
+        inner = [min(max(math.floor((x0 + b * width) / METRIC_BLOCK + 0.5) * METRIC_BLOCK, start), end)
+                 for b in range(1, buckets)]
+        return [start, *inner, end]
+
+    def bucket(step: int) -> int:
+        return min(buckets - 1, int((step - x0) / width))
+
+    edges = [start]
+    for b in range(1, buckets):
+        c = min(max(math.ceil(x0 + b * width), edges[-1]), end)
+        while c > edges[-1] and bucket(c - 1) >= b:
+            c -= 1
+        while c < end and bucket(c) < b:
+            c += 1
+        edges.append(c)
+    edges.append(end)
+    return edges
+
+
 def bucket_points(points: list[tuple[Any, float, float]], buckets: int, lo: float | None = None,
-                  hi: float | None = None) -> MetricBuckets:
+                  hi: float | None = None, snap: bool = False) -> MetricBuckets:
     """:class:`MetricBuckets` of ``points`` ((step, value, ts) in logging order), in Python: the
-    in-memory fake's answer, and the reference the SQL implementation must agree with."""
+    in-memory fake's answer, and the reference the SQL implementation must agree with. With
+    ``snap``, a series logged with steps is bucketed over :func:`bucket_edges` snapped to blocks
+    (the buckets of :func:`bucket_runs`)."""
     xs = [float(p[0]) if p[0] is not None else float(i) for i, p in enumerate(points)]
     pairs = [(x, p[1]) for x, p in zip(xs, points) if (lo is None or x >= lo) and (hi is None or x <= hi)]
     if not pairs:
@@ -394,9 +433,11 @@ def bucket_points(points: list[tuple[Any, float, float]], buckets: int, lo: floa
         values = tuple(v for _, v in pairs)
         return MetricBuckets(tuple(x for x, _ in pairs), values, values, values, len(pairs), x0, x1)
     width = (x1 - x0) / buckets or 1.0
+    snapped = snap and width >= METRIC_BLOCK and all(p[0] is not None for p in points)
+    starts = bucket_edges(x0, x1, buckets, snap=True)[1:-1] if snapped else []
     out: dict[int, list[float]] = {}
     for x, v in pairs:
-        b = min(buckets - 1, int((x - x0) / width))
+        b = bisect.bisect_right(starts, x) if snapped else min(buckets - 1, int((x - x0) / width))
         slot = out.get(b)
         if slot is None:
             out[b] = [x, v, v, v]
@@ -414,12 +455,13 @@ def bucket_runs(series: dict[Any, list[tuple[Any, float, float]]], buckets: int,
                 hi: float | None = None) -> dict[Any, MetricBuckets]:
     """Several runs' series of one metric bucketed over one shared range ``[lo, hi]`` (None: the
     ends of all the series together), so overlaid charts share their buckets: each run's answer
-    is :func:`bucket_points` of its points over that range. The reference of
-    ``MetricStore.bucketed_runs``."""
+    is :func:`bucket_points` of its points over that range, snapped to blocks (``snap=True``:
+    over a wide range, a series logged with steps is bucketed from its block summaries). The
+    reference of ``MetricStore.bucketed_runs``."""
     xs = [float(p[0]) if p[0] is not None else float(i) for points in series.values() for i, p in enumerate(points)]
     x0 = lo if lo is not None else (min(xs) if xs else None)
     x1 = hi if hi is not None else (max(xs) if xs else None)
-    return {key: bucket_points(points, buckets, x0, x1) if xs else MetricBuckets((), (), (), (), 0, lo, hi)
+    return {key: bucket_points(points, buckets, x0, x1, snap=True) if xs else MetricBuckets((), (), (), (), 0, lo, hi)
             for key, points in series.items()}
 
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from keel.errors import MetadataError
 from keel.ids import in_range
 from keel.store.records import (
-    TASK_EVENT, AttemptRecord, RunRecord, StepRecord, TaskRecord, WriteOp, as_op, event_row,
+    METRIC_BLOCK, TASK_EVENT, AttemptRecord, RunRecord, StepRecord, TaskRecord, WriteOp, as_op, event_row,
 )
 from keel.store.schema import artifacts, attempts, events, metric_last, metrics, params, runs, steps, tags, tasks
 
@@ -340,6 +340,7 @@ def insert_metrics(conn: Any, rows: list[dict[str, Any]]) -> None:
             f"INSERT INTO metrics (flow, run_id, task_id, name, step, value, ts) VALUES ({', '.join([mark] * 7)})",
             [(r["flow"], r["run_id"], r["task_id"], r["name"], r["step"], r["value"], r["ts"]) for r in rows])
     update_metric_last(conn, rows)
+    update_metric_blocks(conn, rows)
 
 
 _METRIC_LAST_UPSERT: dict[str, Any] = {}   # dialect -> the metric_last upsert statement
@@ -371,6 +372,49 @@ def update_metric_last(conn: Any, rows: list[dict[str, Any]]) -> None:
                                                 metric_last.c.name == row["name"]))
         conn.execute(metric_last.insert(), row)
 
+
+
+# A range of a series' blocks summarised again from its points: count, min, max and the last
+# point logged (id, step, value), per block of METRIC_BLOCK steps (range scans of
+# ix_metrics_series, then one lookup of each block's last point).
+_SUMMARISE_BLOCKS = f"""
+INSERT INTO metric_blocks (flow, run_id, name, block, n, lo, hi, last_id, last_step, last_value)
+SELECT g.flow, g.run_id, g.name, g.block, g.n, g.lo, g.hi, g.last_id, p.step, p.value
+FROM (SELECT flow, run_id, name, (step - :start) / {METRIC_BLOCK} + :first AS block, count(*) AS n,
+             min(value) AS lo, max(value) AS hi, max(id) AS last_id
+      FROM metrics WHERE flow = :flow AND run_id = :run_id AND name = :name AND step >= :start AND step < :end
+      GROUP BY 1, 2, 3, 4) g
+JOIN metrics p ON p.id = g.last_id
+"""
+
+
+def update_metric_blocks(conn: Any, rows: list[dict[str, Any]]) -> None:
+    """Keep ``metric_blocks`` (each stepped series summarised by blocks of ``METRIC_BLOCK``
+    steps) up to date with points just inserted in ``conn``'s transaction: every block the
+    points fall in is summarised again from the series' points, whatever their order (steps
+    repeated or out of order, points of several tasks). A batch appending to a series touches
+    one range of blocks: one DELETE and one INSERT ... SELECT over it."""
+    touched: dict[tuple[str, int, str], set[int]] = {}
+    for r in rows:
+        if r["step"] is not None:
+            touched.setdefault((r["flow"], r["run_id"], r["name"]), set()).add(int(r["step"]) // METRIC_BLOCK)
+    spans: list[dict[str, Any]] = []
+    for (flow, run_id, name), blocks in touched.items():
+        ordered = sorted(blocks)
+        first = prev = ordered[0]
+        for block in ordered[1:] + [None]:
+            if block is not None and block == prev + 1:
+                prev = block
+                continue
+            spans.append({"flow": flow, "run_id": run_id, "name": name, "first": first, "last": prev,
+                          "start": first * METRIC_BLOCK, "end": (prev + 1) * METRIC_BLOCK})
+            if block is not None:
+                first = prev = block
+    if not spans:
+        return
+    conn.execute(sa.text("DELETE FROM metric_blocks WHERE flow = :flow AND run_id = :run_id AND name = :name "
+                         "AND block >= :first AND block <= :last"), spans)
+    conn.execute(sa.text(_SUMMARISE_BLOCKS), spans)
 
 def insert_new_tags(conn: Any, flow: str, run_id: int, new_tags: Iterable[str], system: bool) -> None:
     """Add the tags the run does not have yet (each once)."""

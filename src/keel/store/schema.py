@@ -154,6 +154,26 @@ metric_last = sa.Table(
 )
 
 
+# Each stepped series summarised by blocks of ``records.METRIC_BLOCK`` steps (block = step //
+# METRIC_BLOCK): the number of points, their min and max, and the last one logged (id, step, value).
+# Kept by every metrics write in its transaction (``runs.update_metric_blocks``): an overlay
+# chart over a wide range reads 64x fewer rows (``SqlMetrics.bucketed_runs``). SQLite keeps the
+# rows in key order (WITHOUT ROWID), so a run's blocks are one range of the table itself.
+metric_blocks = sa.Table(
+    "metric_blocks", meta,
+    sa.Column("flow", sa.String(255), primary_key=True),
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("block", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("lo", MetricValue, nullable=True),      # NULL: every point of the block is NaN
+    sa.Column("hi", MetricValue, nullable=True),
+    sa.Column("last_id", sa.Integer, nullable=False),  # metrics.id of the block's last point logged
+    sa.Column("last_step", sa.BigInteger, nullable=False),
+    sa.Column("last_value", MetricValue, nullable=True),
+    sqlite_with_rowid=False,
+)
+
 comments = sa.Table(
     "comments", meta,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
