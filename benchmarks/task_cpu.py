@@ -17,6 +17,10 @@ import sys
 
 
 def main() -> None:
+    if len(sys.argv) < 3 or not sys.argv[2].isdigit() or int(sys.argv[2]) < 1:
+        print(f"usage: {sys.argv[0]} FLOW.py TASKS [RUN OPTIONS]  (TASKS: the number of tasks the run makes)",
+              file=sys.stderr)
+        sys.exit(2)
     flow, tasks = sys.argv[1], int(sys.argv[2])
     sys.argv = [flow, "run", "--max-workers", "16", "--max-num-splits", "20000", *sys.argv[3:]]
     try:
