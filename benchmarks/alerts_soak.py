@@ -273,7 +273,7 @@ def soak(home: str | Path, runs: int = 1000, *, seed: int = 0, crash_rate: float
                 generation += 1
                 orchestrator = _fork(_orchestrate, runs, seed * 1000 + generation, crash_rate)
             if time.monotonic() >= next_kill:
-                if rng.random() < 0.5:
+                if kills["watcher"] == 0 or rng.random() < 0.5:   # the first kill is always the watcher's
                     os.kill(watcher, signal.SIGKILL)
                     os.waitpid(watcher, 0)
                     kills["watcher"] += 1

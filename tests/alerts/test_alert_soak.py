@@ -23,7 +23,7 @@ def test_the_oracle_reads_the_thresholds_strictly():
 @pytest.mark.slow
 def test_30_randomized_runs_with_kills_fire_every_alert_exactly_once(tmp_path, monkeypatch):
     monkeypatch.setenv("KEEL_HOME", str(tmp_path))
-    report = soak(tmp_path, runs=30, seed=1, crash_rate=0.25, timeout=120)
+    report = soak(tmp_path, runs=30, seed=1, crash_rate=0.25, kill_every=(0.02, 0.2), timeout=120)
     assert report["runs"] == 30 and report["statuses"].get("Soak:crashed", 0) >= 2, report
     assert report["kills"]["watcher"] >= 2, report
     assert (report["false"], report["missed"], report["duplicates"]) == ([], [], 0), report
