@@ -94,6 +94,8 @@ def test_unknown_things_are_404s_that_name_the_field_without_echoing(tserver, pa
     ("/tables/scores", {"limit": 0}, "limit"),
     ("/tables/scores", {"offset": -1}, "offset"),
     ("/tables/scores", {"version": "x1"}, "version"),
+    ("/tables/scores", {"version": 2**80}, "version"),   # past 64 bits: once a 500 from the database
+    ("/tables/scores/rows/1", {"version": 2**80}, "version"),
     ("/tables/scores", {"columns": "id,nope_col"}, "columns"),
     ("/tables/scores/rows/abc", {}, "key"),
     ("/tables/scores/rows/1", {"key_column": "nope_col"}, "key_column"),

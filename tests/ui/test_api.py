@@ -60,6 +60,14 @@ def test_an_unknown_run_is_a_404_that_says_how_to_list_runs(client):
     assert res.json()["error"] == "there is no run Train/99; `keel runs Train` lists its runs"
 
 
+@pytest.mark.parametrize("path", ["/api/runs?offset=99999999999999999999999",
+                                  "/api/runs/Train/1/metrics/loss?task=99999999999999999999999"])
+def test_a_number_past_64_bits_is_a_400_not_a_server_error(client, path):
+    res = client.get(path)
+    assert res.status_code == 400, res.text
+    assert "out of range" in res.json()["error"]
+
+
 def test_artifacts_come_with_previews_of_arrays_and_tables(client):
     run = client.get("/api/runs/Train/1").json()
     start = [t for t in run["tasks"] if t["step"] == "start"][0]

@@ -197,7 +197,7 @@ def add_table_routes(app: Any, reader: TableReader | None = None) -> None:
     @app.get("/tables/{name}", response_model=TablePageOut, responses=errors,
              summary="A page of a Data Engine table: {rows, version, total}")
     async def table_page(name: str = Path(..., description="the table's name"),
-                         version: int | None = Query(None, ge=1, description="a version (default: the latest)"),
+                         version: int | None = Query(None, ge=1, le=2**63 - 1, description="a version (default: the latest)"),
                          limit: int = Query(100, ge=1, le=_MAX_LIMIT), offset: int = Query(0, ge=0),
                          columns: str | None = Query(None, description="comma-separated column names")
                          ) -> JSONResponse:
@@ -210,7 +210,7 @@ def add_table_routes(app: Any, reader: TableReader | None = None) -> None:
     async def table_row(name: str = Path(..., description="the table's name"),
                         key: str = Path(..., description="the key column's value"),
                         key_column: str | None = Query(None, description="default: the table's first column"),
-                        version: int | None = Query(None, ge=1, description="a version (default: the latest)")
+                        version: int | None = Query(None, ge=1, le=2**63 - 1, description="a version (default: the latest)")
                         ) -> JSONResponse:
         row, resolved = await asyncio.to_thread(reader.row, name, key, key_column, version)
         return JSONResponse({"row": row, "version": resolved})

@@ -179,6 +179,8 @@ class SqlDataTables:
                             f"{str(last_error).splitlines()[0] if last_error else ''}")
 
     def get_version(self, name: str, version: int | None = None) -> DataVersion | None:
+        if version is not None and not 0 < version < 2**63:
+            return None                 # no such version (and beyond what the database can compare)
         q = sa.select(data_versions).where(data_versions.c.name == name)
         if version is None:
             q = q.order_by(data_versions.c.version.desc()).limit(1)

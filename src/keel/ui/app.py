@@ -72,9 +72,12 @@ def create_app(data: DashboardData | None = None, token: str | None = None) -> A
         if raw is None or raw == "":
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             raise UsageError(f"{name} must be a whole number, not {raw!r}") from None
+        if not -(2**63) <= value < 2**63:
+            raise UsageError(f"{name} is out of range: it must fit in 64 bits, not {raw!r}")
+        return value
 
     def _float(request: Request, name: str) -> float | None:
         raw = request.query_params.get(name)
