@@ -26,6 +26,18 @@ def test_an_id_above_2_63_is_a_usage_error_in_every_command(one_run, args):
     assert store_digest(one_run) == before
 
 
+@pytest.mark.parametrize("args", [
+    ("runs", "--limit", HUGE),
+    ("data", "show", "scores", "--version", HUGE),
+    ("queue", "peek", "jobs", "--limit", HUGE),
+])
+def test_a_count_or_version_above_2_63_is_a_usage_error(one_run, args):
+    before = store_digest(one_run)
+    proc = run_cli(*args, env={"KEEL_HOME": str(one_run)})
+    assert_clean_error(proc, 2, "is not in the range 1<=x<=9223372036854775807")
+    assert store_digest(one_run) == before
+
+
 def test_a_non_ascii_digit_is_not_an_id(one_run):
     proc = run_cli("show", "LinearFlow/²", env={"KEEL_HOME": str(one_run)})
     assert_clean_error(proc, 2, "must be an integer")

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from keel.cli.types import COUNT, VERSION
+
 
 def _engine() -> Any:
     from keel.data.engine import DataEngine
@@ -83,8 +85,8 @@ def list_tables() -> None:
 
 @data.command()
 @click.argument("name")
-@click.option("--version", "version", type=int, default=None, help="a version number (default: the latest)")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="rows to show")
+@click.option("--version", "version", type=VERSION, default=None, help="a version number (default: the latest)")
+@click.option("--limit", type=COUNT, default=20, show_default=True, help="rows to show")
 def show(name: str, version: int | None, limit: int) -> None:
     """A table's schema, lineage and first rows."""
 
@@ -129,7 +131,7 @@ def history(name: str) -> None:
 
 @data.command()
 @click.argument("query")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="rows to show at most")
+@click.option("--limit", type=COUNT, default=100, show_default=True, help="rows to show at most")
 def sql(query: str, limit: int) -> None:
     """Run DuckDB SQL over the tables (latest versions; NAME@N for an older one)."""
 

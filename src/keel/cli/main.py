@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import click
 
+from keel.cli.types import COUNT
 from keel.errors import KeelError, UsageError
 
 
@@ -136,7 +137,7 @@ def show(target: str) -> None:
 
 @cli.command()
 @click.argument("flow", required=False)
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+@click.option("--limit", default=50, show_default=True, type=COUNT,
               help="show at most this many runs (1 or more)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON for tools")
 @click.option("--where", default=None, help='filter, e.g. "params.alpha > 0.3 and metrics.acc >= 0.9"')

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from keel.cli.types import COUNT
+
 _URL = click.option("--url", default=None, metavar="URL",
                     help="the queue backend (default: KEEL_QUEUE_URL, else SQLite in KEEL_HOME)")
 
@@ -60,7 +62,7 @@ def _show(body: bytes) -> str:
 
 @queue.command()
 @click.argument("name")
-@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=1), help="how many messages")
+@click.option("--limit", default=10, show_default=True, type=COUNT, help="how many messages")
 @_URL
 def peek(name: str, limit: int, url: str | None) -> None:
     """The next messages of queue NAME, in delivery order, without taking them."""

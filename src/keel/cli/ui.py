@@ -6,12 +6,13 @@ import os
 
 import click
 
+from keel.cli.types import PORT
 from keel.settings import Settings
 
 
 @click.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (loopback unless --token)")
-@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--port", default=8765, show_default=True, type=PORT)
 @click.option("--token", default=None, help="a secret every request must carry; required off loopback")
 @click.option("-f", "--file", "project_file", default=None, type=click.Path(),
               help="a keel.yaml whose schedules to show (default: ./keel.yaml when present)")
