@@ -230,10 +230,11 @@ def test_project_serve_starts_every_endpoint(store):
 
 
 def test_past_max_concurrency_requests_get_a_503(slow_store):
-    """With room for two connections, a health check sent while a slow request runs is the third.
+    """With --max-concurrency 2, a health check sent while a slow request runs is refused.
 
-    Uvicorn counts open connections, so a health check still open when the slow request arrives
-    makes the slow request the one refused; then the test tries again (up to five times).
+    Uvicorn counts open connections, the new one included, so a health check still open when the
+    slow request arrives makes the slow request the one refused; then the test tries again (up
+    to five times).
     """
     srv = Server(slow_store, "Slow", "--max-concurrency", "2")
     try:
