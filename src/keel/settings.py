@@ -28,6 +28,7 @@ MISSED_BEATS = 3
 DEFAULT_SNAPSHOT_MAX_MB = 5.0
 DEFAULT_ALERT_MAX_ATTEMPTS = 8
 DEFAULT_PROGRESS_SECONDS = 30.0
+DEFAULT_TASKS_PER_PROCESS = 100  # a warm worker (runtime/executors/worker.py) runs this many step tasks
 _ON = ("1", "true", "yes", "on")
 _OFF = ("0", "false", "no", "off")
 
@@ -56,6 +57,7 @@ VARIABLES: dict[str, str] = {
     "smtp_from": "KEEL_SMTP_FROM",
     "cache": "KEEL_CACHE",
     "fork_server": "KEEL_FORK_SERVER",
+    "tasks_per_process": "KEEL_TASKS_PER_PROCESS",
     "read_only": "KEEL_READ_ONLY",
     "progress_seconds": "KEEL_PROGRESS_SECONDS",
 }
@@ -94,6 +96,7 @@ class Settings:
     smtp_from: str | None = None
     cache: bool = True
     fork_server: str = "auto"  # "auto": from a run's 8th step task; "on": with the run; "off": never
+    tasks_per_process: int = DEFAULT_TASKS_PER_PROCESS  # step tasks a warm worker runs before a fresh one replaces it
     read_only: bool = False
     progress_seconds: float = DEFAULT_PROGRESS_SECONDS
 
@@ -179,6 +182,7 @@ class Settings:
             smtp_from=text("smtp_from"),
             cache=switch("cache", True),
             fork_server=fork_mode(),
+            tasks_per_process=count("tasks_per_process", DEFAULT_TASKS_PER_PROCESS),
             read_only=switch("read_only", False),
             progress_seconds=seconds("progress_seconds", DEFAULT_PROGRESS_SECONDS),
         )

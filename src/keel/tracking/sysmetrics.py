@@ -39,7 +39,8 @@ def _cpu_seconds() -> float:
     return time.process_time() + t.children_user + t.children_system
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
+    """This process's resident memory now, in MB."""
     try:
         with open("/proc/self/statm", "rb") as fh:
             return int(fh.read().split()[1]) * _PAGE_MB
@@ -88,12 +89,13 @@ class Sampler:
         self._n = 0
         self._peak = 0.0
         self._last: tuple[float, float] = (time.monotonic(), _usage()[0])
+        self._cpu0 = self._last[1]  # a warm worker's earlier tasks are not this task's CPU time
 
     def start(self) -> "Sampler":
         # A task forked from a big process may have inherited its high-water mark (kernels
         # differ): start it again from here only then, as the reset costs a short task ~0.3 ms.
         peak = _usage()[1]
-        if peak is not None and peak > 1.25 * _rss_mb() + 16:
+        if peak is not None and peak > 1.25 * rss_mb() + 16:
             _reset_peak()
         _thread.start_new_thread(self._loop, ())
         return self
@@ -113,7 +115,7 @@ class Sampler:
         now = time.monotonic()
         cpu, peak = _usage()
         then, cpu_then = self._last
-        rss = _rss_mb()
+        rss = rss_mb()
         self._peak = max(self._peak, rss, peak or 0.0)
         if self._n or final:
             self.spool.add(CPU_PERCENT, 100.0 * (cpu - cpu_then) / max(now - then, 1e-6), self._n)
@@ -136,7 +138,7 @@ class Sampler:
                 self.spool = _Points(into)
             cpu = self._sample(final=True)
             self.spool.add(PEAK_RSS_MB, self._peak, None)
-            self.spool.add(CPU_TIME_S, cpu, None)
+            self.spool.add(CPU_TIME_S, cpu - self._cpu0, None)
             self.spool = spool
 
 

@@ -1,24 +1,25 @@
-"""A small process that forks the local executor's step tasks (a fork server, or zygote).
+"""A small process that forks the local executor's step task processes (a fork server, or zygote).
 
 Forking the scheduler costs a task more than its work does: the scheduler has imported
 SQLAlchemy, rich and the store and holds the run's state (~50 MB), so every fork copies its
 page tables and every page the task touches is copied on write. The fork server is a fresh
 interpreter that imports only the flow file and ``keel.runtime.task``; the scheduler asks it
-for a task over a Unix socket (the spec, pickled, and the task's stdout/stderr pipes as
-passed file descriptors), it forks the task, reaps it and reports its pid and exit status.
+for a warm worker (worker.py: a process that runs step tasks one after another) over a Unix
+socket, passing the worker's end of a new socket pair; it forks the worker, reaps it and
+reports its pid and exit status. Tasks then go to the worker directly.
 
-What stays as before: the task is its own process group (timeouts and ``kill`` signal the
+What stays as before: the worker is its own process group (timeouts and ``kill`` signal the
 group from the scheduler), it dies with its parent (PR_SET_PDEATHSIG) and the fork server
-dies with the scheduler, the guard watches its pid, a crash or signal ends only that task.
-Command tasks (project jobs) and flows whose class cannot be imported from a file are
-forked from the scheduler as before; so is everything when the fork server fails to start.
-It is on by default (``KEEL_FORK_SERVER=0`` turns it off). It starts with the executor; a
-step task waits for it to be ready only while no other task runs (at most 5 s), otherwise
-it is forked from the scheduler; a run that forks no step task (fully cached) kills it.
+dies with the scheduler, the guard watches its pid, a crash or signal ends only that worker
+and its task. Command tasks (project jobs) and flows whose class cannot be imported from a
+file are forked from the scheduler as before; so is everything when the fork server fails
+to start. It is on by default (``KEEL_FORK_SERVER=0`` turns it off). It starts with the
+executor; a step task waits for it to be ready only while no other task runs (at most 5 s),
+otherwise it is forked from the scheduler; a run that forks no step task (fully cached) kills it.
 
 Protocol (both ways): a 4-byte big-endian length, then a pickle.
   scheduler -> server: ("hello", flow_file, flow_name, artifacts, sys_path)
-                       ("task", spec, env_or_None, cwd_or_None) + two fds (stdout, stderr)
+                       ("worker", tasks_per_process) + one fd (the worker's socket)
   server -> scheduler: ("ready",) | ("error", text) | ("started", pid) | ("exit", pid, status)
 """
 
@@ -33,7 +34,10 @@ import socket
 import struct
 import subprocess
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keel.runtime.executors.worker import Worker
 
 _HEADER = struct.Struct(">I")
 
@@ -96,8 +100,6 @@ class ForkServer:
         theirs.close()
         self.sock = mine
         self.pid = self.proc.pid
-        self._env: dict[str, str] | None = None
-        self._cwd: str | None = None
         send(mine, ("hello", os.path.abspath(flow_file), flow_cls.__name__, artifacts, list(sys.path)))
         self.ready: bool | None = None  # None until the server answers the hello
         self.used = False  # whether a task was forked by it
@@ -114,20 +116,23 @@ class ForkServer:
         if not self.ready:
             self.close()
 
-    def start(self, spec: Any, out_w: int, err_w: int, on_exit: Any) -> int:
-        """Fork ``spec``'s task with these pipes; returns its pid. Exits read meanwhile go to ``on_exit``."""
-        env = dict(os.environ)
-        cwd = os.getcwd()
+    def new_worker(self, tasks_per_process: int, on_exit: Any) -> Worker:
+        """Fork a warm worker. Exits read meanwhile go to ``on_exit``."""
+        from keel.runtime.executors.worker import Worker
+
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.used = True
-        send(self.sock, ("task", spec, env if env != self._env else None, cwd if cwd != self._cwd else None),
-             [out_w, err_w])
-        self._env, self._cwd = env, cwd
+        try:
+            send(self.sock, ("worker", tasks_per_process), [theirs.fileno()])
+        finally:
+            theirs.close()
         while True:
             message, _ = recv(self.sock)
             if message is None:
+                mine.close()
                 raise OSError("the fork server ended")
             if message[0] == "started":
-                return int(message[1])
+                return Worker(int(message[1]), mine)
             on_exit(message)
 
     def read(self) -> Any:
@@ -154,12 +159,12 @@ def _serve(sock: socket.socket, scheduler_pid: int) -> None:
     import gc
     import traceback
 
-    from keel.runtime.executors.local import _child_main, _die_with_parent, _killpg
+    from keel.runtime.executors.local import _die_with_parent, _killpg
 
     _die_with_parent()
     if os.getppid() != scheduler_pid:
         return
-    from keel.runtime.reaper import become_subreaper, collect_orphans
+    from keel.runtime.reaper import become_subreaper
 
     become_subreaper()  # a task killed from outside leaves its orphans here: collected after its reap
     hello, _ = recv(sock)
@@ -173,6 +178,7 @@ def _serve(sock: socket.socket, scheduler_pid: int) -> None:
         flow_cls = load_flow_file(flow_file, flow_name)
         import keel.runtime.task  # noqa: F401 - what every task runs, imported once here
         import keel.tracking.sysmetrics  # noqa: F401
+        from keel.runtime.executors.worker import serve_tasks
     except BaseException:  # noqa: BLE001 - reported; the scheduler forks tasks itself
         try:
             send(sock, ("error", traceback.format_exc()))
@@ -189,31 +195,35 @@ def _serve(sock: socket.socket, scheduler_pid: int) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ, None)
     children: dict[int, int] = {}  # pid -> pidfd
+    try:
+        _loop(sock, sel, children, flow_cls, artifacts, serve_tasks)
+    except OSError:  # the scheduler closed the socket while a worker's exit was being told: it is done
+        pass
+    for pid in children:  # the scheduler is done (or gone): nothing of ours outlives it
+        _killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _loop(sock: socket.socket, sel: selectors.BaseSelector, children: dict[int, int], flow_cls: type,
+          artifacts: Any, serve_tasks: Any) -> None:
+    from keel.runtime.executors.local import _killpg
+    from keel.runtime.reaper import collect_orphans
+
     me = os.getpid()
     while True:
         for key, _ in sel.select():
             if key.data is None:
                 message, fds = recv(sock, with_fds=True)
-                if message is None:  # the scheduler is done (or gone): nothing of ours outlives it
-                    for pid in children:
-                        _killpg(pid, signal.SIGKILL)
-                        os.waitpid(pid, 0)
+                if message is None:
                     return
-                _, spec, env, cwd = message
-                if env is not None:
-                    os.environ.clear()
-                    os.environ.update(env)
-                if cwd is not None:
-                    os.chdir(cwd)
-                out_w, err_w = fds
+                _, tasks_per_process = message
                 pid = os.fork()
-                if pid == 0:  # pragma: no cover - runs in the task
+                if pid == 0:  # pragma: no cover - runs in the worker
                     sock.close()
                     for fd in children.values():
                         os.close(fd)
-                    _child_main(spec, flow_cls, artifacts, out_w, err_w, me)
-                os.close(out_w)
-                os.close(err_w)
+                    serve_tasks(socket.socket(fileno=fds[0]), flow_cls, artifacts, me, tasks_per_process)
+                os.close(fds[0])
                 try:
                     os.setpgid(pid, pid)
                 except OSError:
@@ -224,8 +234,8 @@ def _serve(sock: socket.socket, scheduler_pid: int) -> None:
                 send(sock, ("started", pid))
             else:
                 pid = key.data
-                # What the task started and left running ends with it, before the reap (the
-                # group id cannot have been reused while the exited task holds its pid).
+                # What the worker started and left running ends with it, before the reap (the
+                # group id cannot have been reused while the exited worker holds its pid).
                 _killpg(pid, signal.SIGKILL)
                 _, status = os.waitpid(pid, 0)
                 sel.unregister(key.fd)
@@ -235,7 +245,6 @@ def _serve(sock: socket.socket, scheduler_pid: int) -> None:
                     collect_orphans(set(children))
                 except Exception:  # noqa: BLE001 - cleaning up never stops the server
                     pass
-
 
 if __name__ == "__main__":
     _serve(socket.socket(fileno=int(sys.argv[1])), int(sys.argv[2]))

@@ -1,10 +1,13 @@
-"""Local executor: each task is a process forked from the warm scheduler.
+"""Local executor: tasks run in processes on this machine, never in a fresh interpreter.
 
-The scheduler has already imported the flow and its libraries, so a task starts in about a
-millisecond instead of paying a fresh interpreter and re-imports (what makes Metaflow's local
-runtime slow). Each task gets its own process group, dies with the scheduler (PR_SET_PDEATHSIG),
-and its stdout/stderr come back through pipes that the scheduler tees to the log store and
-the console. A crash, ``os._exit`` or a signal in user code only ends that task.
+Step tasks run in warm workers (worker.py) that a fork server (forkserver.py) forks: a worker
+runs a run's tasks one after another, so a trivial task costs neither a fork nor the
+copy-on-write faults of a new process. The first tasks of a run (before the fork server is
+ready), command tasks (project jobs) and everything after the server's death are forked from
+the scheduler, which has already imported the flow and its libraries. Either way a task's
+process is its own process group and dies with the scheduler (PR_SET_PDEATHSIG), and its
+stdout/stderr come back through pipes that the scheduler tees to the log store and the
+console. A crash, ``os._exit`` or a signal in user code only ends that task (and its worker).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import ctypes
 import errno
 import gc
 import os
+import select
 import selectors
 import signal
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.runtime.executors.base import Outcome, OutputSink, record_ending, signal_name
 from keel.runtime.reaper import become_subreaper, kill_descendants, mark_task
@@ -27,10 +31,14 @@ from keel.runtime.task import TaskSpec, read_result, run_task, write_result
 from keel.settings import Settings
 from keel.store.artifacts import ArtifactStore
 
+if TYPE_CHECKING:
+    from keel.runtime.executors.worker import Worker
+
 _PR_SET_PDEATHSIG = 1
 _HARNESS_FAILURE = 70  # the child's own machinery failed before or after the user's code
 _SERVER_START_WAIT = 5.0  # seconds an idle scheduler waits for its fork server to be ready
 _SERVER_AFTER = 8  # by default the fork server starts with the run's 8th step task
+_WORKER = "worker"  # the selector's mark on a warm worker's socket
 
 
 @dataclass
@@ -40,6 +48,8 @@ class _Child:
     pidfd: int
     pipes: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
     status: int | None = None
+    worker: Worker | None = None            # the warm worker that runs it, if one does
+    result: dict[str, Any] | None = None    # what its worker sent back (a forked task writes result_path)
 
 
 _libc: Any = None
@@ -69,18 +79,8 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
                 parent_pid: int) -> None:
     """The forked task process. Never returns."""
     code = _HARNESS_FAILURE
-    # What the scheduler allocated is never garbage of this task: keep the collector off it,
-    # so that a collection here does not write to (and copy) every inherited page.
-    gc.freeze()
     try:
-        os.setpgid(0, 0)
-        _die_with_parent()
-        if os.getppid() != parent_pid:  # the scheduler died between fork and prctl
-            os._exit(_HARNESS_FAILURE)
-        become_subreaper(_load_libc())  # what the task starts and detaches (setsid, double fork) stays its own
-        mark_task()  # ... and if this task is killed from outside, the scheduler knows whose it was
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
+        enter_task_process(parent_pid)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.close(out_w)
@@ -114,6 +114,21 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
             pass
         _end_descendants()
         os._exit(code)
+
+
+def enter_task_process(parent_pid: int) -> None:
+    """What makes a freshly forked process a task process (a task, or a warm worker)."""
+    # What the parent allocated is never garbage of this task: keep the collector off it,
+    # so that a collection here does not write to (and copy) every inherited page.
+    gc.freeze()
+    os.setpgid(0, 0)
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the parent died between fork and prctl
+        os._exit(_HARNESS_FAILURE)
+    become_subreaper(_load_libc())  # what the task starts and detaches (setsid, double fork) stays its own
+    mark_task()  # ... and if this task is killed from outside, the scheduler knows whose it was
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _end_descendants() -> None:
@@ -185,7 +200,7 @@ def describe_exit(status: int, pid: int | None = None) -> tuple[int | None, int 
 
 
 class LocalExecutor:
-    """Runs each task in a forked process on this machine."""
+    """Runs each task in a warm worker or a forked process on this machine (see the module docstring)."""
 
     name = "local"
 
@@ -206,7 +221,11 @@ class LocalExecutor:
         # (a resume, a short flow) does not pay for a second interpreter it would not win back.
         # A step task waits for it only while no other task runs (at most _SERVER_START_WAIT s),
         # else it is forked from here; a server that forked nothing is killed at the end.
-        mode = Settings.from_env().fork_server
+        settings = Settings.from_env()
+        mode = settings.fork_server
+        self._tasks_per_process = settings.tasks_per_process
+        self._workers: dict[int, Worker] = {}  # pid -> worker, busy or idle
+        self._idle: list[Worker] = []
         self._server_failed = flow_cls is None or mode == "off"
         self._server_after = 0 if mode == "on" else _SERVER_AFTER
         self._step_tasks = 0
@@ -258,7 +277,7 @@ class LocalExecutor:
             become_subreaper(_load_libc())  # a task killed from outside leaves its orphans here (_collect_orphans)
         if self._use_server(spec):
             try:
-                pid = self._server.start(spec, out_w, err_w, self._on_server_message)
+                worker = self._send_to_worker(spec, out_w, err_w)
             except OSError:
                 self._server_gone()
                 os.close(out_r)
@@ -267,7 +286,7 @@ class LocalExecutor:
                 return
             os.close(out_w)
             os.close(err_w)
-            child = _Child(spec=spec, pid=pid, pidfd=-1)
+            child = worker.task = _Child(spec=spec, pid=worker.pid, pidfd=-1, worker=worker)
         else:
             parent = os.getpid()
             pid = os.fork()
@@ -291,9 +310,57 @@ class LocalExecutor:
         elif not self._server_registered:
             self.selector.register(self._server.sock, selectors.EVENT_READ, (None, None))
             self._server_registered = True
-        self.children[pid] = child
+        self.children[child.pid] = child
         self.by_task[(spec.task_id, spec.attempt)] = child
-        self._guard.watch(pid)
+        self._guard.watch(child.pid)
+
+    def _send_to_worker(self, spec: TaskSpec, out_w: int, err_w: int) -> Worker:
+        """An idle worker (or a new one from the fork server) that now runs ``spec``. OSError:
+        the fork server is gone."""
+        while self._idle:
+            worker = self._idle.pop()
+            try:
+                worker.run(spec, out_w, err_w)
+                return worker
+            except OSError:  # it ended while idle (killed from outside?): its exit is reported
+                self._drop_worker(worker)
+        fresh: Worker = self._server.new_worker(self._tasks_per_process, self._on_server_message)
+        self._workers[fresh.pid] = fresh
+        self.selector.register(fresh.sock, selectors.EVENT_READ, (fresh, _WORKER))
+        fresh.run(spec, out_w, err_w)
+        return fresh
+
+    def _on_worker(self, worker: Worker) -> None:
+        """The worker says its task is done, or it ended (its task's end then comes with its exit)."""
+        message = worker.read()
+        if message is None or message[0] != "done":
+            self._stop_listening(worker)
+            if worker.task is None:
+                self._drop_worker(worker)
+            return
+        _, result, retiring = message
+        child, worker.task = worker.task, None
+        if retiring:
+            self._drop_worker(worker)
+        else:
+            self._idle.append(worker)
+        if child is not None and child.status is None:
+            child.result = result
+            self._reap(child, 0 if result.get("ok") else 1 << 8)  # a waitpid status: exit 0, or 1
+
+    def _drop_worker(self, worker: Worker) -> None:
+        if self._workers.pop(worker.pid, None) is None:
+            return
+        if worker in self._idle:
+            self._idle.remove(worker)
+        self._stop_listening(worker)
+
+    def _stop_listening(self, worker: Worker) -> None:
+        try:
+            self.selector.unregister(worker.sock)
+        except (KeyError, ValueError):
+            pass
+        worker.close()
 
     def running(self) -> int:
         return len(self.children)
@@ -305,12 +372,15 @@ class LocalExecutor:
             return []
         for key, _ in self.selector.select(max(timeout, 0)):
             child, stream = key.data
-            if child is None:  # the fork server: a task's exit, or its own end
+            if child is None:  # the fork server: a worker's exit, or its own end
                 message = self._server.read() if self._server is not None else None
                 if message is None:
                     self._server_gone()
                 else:
                     self._on_server_message(message)
+            elif stream is _WORKER:
+                if child.pid in self._workers:
+                    self._on_worker(child)
             elif stream is None:
                 if child.status is None:
                     self._reap(child)
@@ -339,10 +409,17 @@ class LocalExecutor:
         child.pipes.pop(fd, None)
 
     def _on_server_message(self, message: Any) -> None:
-        if message[0] == "exit":
-            child = self.children.get(message[1])
-            if child is not None and child.status is None:
-                self._reap(child, message[2])
+        if message[0] != "exit":
+            return
+        worker = self._workers.get(message[1])
+        if worker is None:  # retired, or ended idle and already dropped
+            return
+        if worker.task is not None and worker.sock.fileno() >= 0 and select.select([worker.sock], [], [], 0)[0]:
+            self._on_worker(worker)  # it said "done" before it ended: the task's outcome is that
+        child, worker.task = worker.task, None
+        self._drop_worker(worker)
+        if child is not None and child.status is None:
+            self._reap(child, message[2])  # the worker ended while it ran the task: a crash, a kill
 
     def _server_gone(self) -> None:
         """The fork server ended (killed?): its tasks are gone with it; fork from here from now on."""
@@ -353,6 +430,8 @@ class LocalExecutor:
             self.selector.unregister(server.sock)
             self._server_registered = False
         server.close()
+        for worker in list(self._workers.values()):
+            self._drop_worker(worker)  # they die with the server
         for child in list(self.children.values()):
             if child.pidfd < 0 and child.status is None:
                 _killpg(child.pid, signal.SIGKILL)
@@ -404,11 +483,14 @@ class LocalExecutor:
 
     def _outcome(self, child: _Child) -> Outcome:
         assert child.status is not None
-        result = read_result(child.spec.result_path)
-        try:
-            os.unlink(child.spec.result_path)
-        except FileNotFoundError:
-            pass
+        if child.worker is not None:
+            result = child.result
+        else:
+            result = read_result(child.spec.result_path)
+            try:
+                os.unlink(child.spec.result_path)
+            except FileNotFoundError:
+                pass
         code, sig, words = describe_exit(child.status, child.pid)
         command = child.spec.command
         if command is not None and command.kind == "shell":
@@ -448,7 +530,9 @@ class LocalExecutor:
         return outcomes
 
     def close(self) -> None:
-        """The run is over: release the fork server and the guard process."""
+        """The run is over: release the workers, the fork server and the guard process."""
+        for worker in list(self._workers.values()):
+            self._drop_worker(worker)
         if self._server is not None:
             server, self._server = self._server, None
             try:
