@@ -127,3 +127,14 @@ def test_cpu_time_and_peak_memory_are_each_tasks_own(warm):
     parts = warm("memory")
     peak = [t.metrics["sys.peak_rss_mb"][0][1] for t in parts]
     assert peak[0] >= 200 and max(peak[1:]) < 150, peak
+
+
+def test_a_worker_knows_when_a_task_left_a_device_open(tmp_path):
+    from keel.runtime.executors.worker import has_open
+
+    device = tmp_path / "nvidia0"  # stands for /dev/nvidia0, which a CUDA library keeps open
+    device.write_bytes(b"")
+    assert not has_open(str(tmp_path / "nvidia"))
+    with open(device, "rb"):
+        assert has_open(str(tmp_path / "nvidia"))
+    assert not has_open(str(tmp_path / "nvidia"))

@@ -15,8 +15,8 @@ each object it reads). A worker is forked once and runs up to ``KEEL_TASKS_PER_P
 
 A worker is retired (it exits, and the next task gets a fresh one) after a task that failed,
 was caught by ``@catch``, left a thread running, changed a signal handler, closed stdout or
-stderr, or grew the worker's memory by more than 256 MB; and after its
-``KEEL_TASKS_PER_PROCESS``-th task. Module
+stderr, opened a GPU (its device memory would stay with an idle worker), or grew the worker's
+memory by more than 256 MB; and after its ``KEEL_TASKS_PER_PROCESS``-th task. Module
 state (a global a step set, a module it imported) stays for the worker's later tasks, as in a
 Ray worker.
 
@@ -27,6 +27,7 @@ Protocol (4-byte length + pickle, as the fork server's):
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import socket
@@ -37,6 +38,7 @@ from typing import Any, NoReturn
 from keel.runtime.executors.forkserver import recv, send
 
 _GROWTH_MB = 256  # a worker whose memory grew this much over its start is retired
+_GPU_DEVICES = "/dev/nvidia"  # CUDA (PyTorch, TensorFlow, JAX, CuPy) holds these open once initialised
 _HANDLERS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE,
              signal.SIGUSR1, signal.SIGUSR2)
 
@@ -92,6 +94,7 @@ def serve_tasks(sock: socket.socket, flow_cls: type, store: Any, parent_pid: int
         err = sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
         handlers = [signal.getsignal(s) for s in _HANDLERS]
         start_mb = rss_mb()
+        gpus = bool(glob.glob(_GPU_DEVICES + "[0-9]*"))  # no GPU here: nothing to look for after each task
         env: dict[str, str] = dict(os.environ)
         cwd = os.getcwd()
         ran = 0
@@ -121,7 +124,7 @@ def serve_tasks(sock: socket.socket, flow_cls: type, store: Any, parent_pid: int
             retire = (not result.get("ok") or bool(result.get("caught")) or ran >= limit
                       or threading.active_count() > threads or out.closed or err.closed
                       or [signal.getsignal(s) for s in _HANDLERS] != handlers
-                      or rss_mb() > start_mb + _GROWTH_MB)
+                      or rss_mb() > start_mb + _GROWTH_MB or (gpus and has_open(_GPU_DEVICES)))
             send(sock, ("done", result, retire))
             if retire:
                 code = 0
@@ -137,6 +140,21 @@ def serve_tasks(sock: socket.socket, flow_cls: type, store: Any, parent_pid: int
         _flush()
         _end_descendants()
         os._exit(code)
+
+
+def has_open(prefix: str) -> bool:
+    """Whether this process has a file open whose path starts with ``prefix``."""
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(prefix):
+                return True
+        except OSError:
+            continue  # the listing's own fd, closed by now
+    return False
 
 
 def _restore(env: dict[str, str], cwd: str) -> None:
