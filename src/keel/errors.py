@@ -5,6 +5,7 @@
     │   │                          flow API wrongly (self.next, merge_artifacts, current.*)
     │   └── GraphError             .issues: every graph problem found, each with file:line
     ├── ProjectError               keel.yaml (and KEEL_ALERTS) problems, .issues like GraphError
+    ├── YamlTreeError              YAML text Keel cannot read (.line); keel.yaml turns it into an issue
     ├── AlertError                 an alert rule built wrong in Python, an action that cannot be sent
     ├── UsageError                 bad input (parameter, pathspec, flag, setting); exit 2
     │   ├── ParameterError         a parameter value of the wrong type, or an unknown one
@@ -97,6 +98,16 @@ class ProjectError(_IssuesError):
     """The project file is invalid; ``.issues`` lists every problem, each with file:line."""
 
     title = "problem(s) in the project file"
+
+
+class YamlTreeError(KeelError, ValueError):
+    """The text is not YAML Keel can read; ``line`` is 1-based. Raised by ``keel.flow.yamltree``;
+    a project file reports it as one of its issues (a ProjectError)."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+        self.message = message
 
 
 class AlertError(KeelError):

@@ -64,9 +64,10 @@ def test_every_error_class_is_raised_or_is_the_base_of_one_that_is() -> None:
 
 
 def test_no_exception_class_is_defined_outside_errors_py() -> None:
-    builtins = {n for n in dir(__builtins__ if isinstance(__builtins__, dict) else __builtins__)}
+    import builtins
+
     exception_bases = {"Exception", "BaseException"} | set(_error_classes()) | \
-        {n for n in builtins if n.endswith(("Error", "Exception"))}
+        {n for n in dir(builtins) if n.endswith(("Error", "Exception"))}
     outside = []
     for path, tree in _trees():
         if path.name == "errors.py" and path.parent == SRC:

@@ -18,6 +18,8 @@ import math
 import re
 from typing import Any
 
+from keel.errors import YamlTreeError
+
 __all__ = ["YamlTreeError", "load_tree"]
 
 _PLAIN = "!keel:plain"  # the tag of a plain (unquoted, untagged) scalar, resolved here
@@ -35,15 +37,6 @@ _SPECIAL_FLOATS = {".inf": math.inf, ".Inf": math.inf, ".INF": math.inf, "+.inf"
 _DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TIMESTAMP_RE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?"
                            r"(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?")
-
-
-class YamlTreeError(ValueError):
-    """The text is not YAML Keel can read; ``line`` is 1-based."""
-
-    def __init__(self, line: int, message: str):
-        super().__init__(message)
-        self.line = line
-        self.message = message
 
 
 class _Lines:
