@@ -35,7 +35,7 @@ def test_every_keel_command_has_help_that_exits_0(command: tuple[str, ...]) -> N
 
 
 @pytest.mark.parametrize("command, options", [
-    ("run", ["--max-workers", "--max-num-splits", "--tag", "--with", "--quiet"]),
+    ("run", ["--max-workers", "--max-num-splits", "--tag", "--with", "--quiet", "--flow CLASS"]),
     ("resume", ["--origin-run-id", "--max-workers", "--tag", "--with", "--quiet"]),
     ("logs", ["--stderr", "--follow"]),
 ])
@@ -81,12 +81,15 @@ def test_a_flows_run_help_lists_its_parameters_with_help_type_and_default(tmp_pa
         assert "TEXT" in lines["--label"] and "[default: base]" in lines["--label"]
 
 
-@pytest.mark.parametrize("command", [(), ("run",), ("resume",), ("show",), ("check",), ("logs",)], ids=str)
+@pytest.mark.parametrize("command", [(), ("run",), ("resume",), ("show",), ("check",), ("logs",), ("tag",),
+                                     ("tag", "add"), ("tag", "remove"), ("tag", "replace"), ("tag", "list")], ids=str)
 def test_every_command_of_a_flow_has_help_that_exits_0(tmp_path, command: tuple[str, ...]) -> None:
     flow = write_flow(tmp_path, "tuned.py", TUNED)
     proc = run_cli(str(flow), *command, "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("Usage: python tuned.py")
+    if command[:1] == ("tag",) and len(command) == 2:
+        assert "--run-id ID" in proc.stdout  # an option of its own, not parsed by hand
 
 
 def test_parameters_given_on_the_command_line_reach_the_run(keel_home, tmp_path) -> None:

@@ -43,6 +43,13 @@ CASES = [
     ([FLOW, "logs", "x/y/z"], "malformed log target 'x/y/z': expected RUN/STEP[/TASK], e.g. 3/start or 3/part/7"),
     ([FLOW, "resume", "1", "2", "3"], "resume takes [RUN_ID] [STEP], got '1 2 3'"),
     (["run", "nofile.py"], "no flow file 'nofile.py'; give the path of a .py file that defines a FlowSpec"),
+    (["run", FLOW, "--flow"], "--flow needs a flow class name, e.g. --flow TrainFlow"),
+    (["run", FLOW, "--flow=Nope"], f"{FLOW} defines no FlowSpec subclass named 'Nope'"),
+    # tag (Metaflow's: tag add|remove|replace|list [--run-id ID])
+    ([FLOW, "tag"], "tag needs an action: add, remove, replace, list (see: tag --help)"),
+    ([FLOW, "tag", "frob", "x"], "unknown tag action 'frob': use add, remove, replace, list (see: tag --help)"),
+    ([FLOW, "tag", "add", "x", "--run-id"], "--run-id needs a value"),
+    ([FLOW, "tag", "add", "x", "--run-id", "99"], "no run Counted/99; list the runs with: keel runs Counted"),
 ]
 
 

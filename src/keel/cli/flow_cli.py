@@ -361,21 +361,43 @@ def flow_cli(flow_cls: type, flow_file: str, prog: str) -> click.Group:
     return group
 
 
+_TAG_ACTIONS = {  # action -> (its arguments, its help)
+    "add": ("TAG...", "Add user tags to a run."),
+    "remove": ("TAG...", "Remove user tags from a run (system tags such as user:NAME stay)."),
+    "replace": ("OLD NEW", "Replace user tag OLD by NEW on a run."),
+    "list": ("", "List a run's user and system tags."),
+}
+
+
+class _TagGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args:
+            raise UsageError(f"tag needs an action: {', '.join(_TAG_ACTIONS)} (see: tag --help)")
+        if args[0] not in _TAG_ACTIONS and not args[0].startswith("-"):
+            raise UsageError(f"unknown tag action {args[0]!r}: use {', '.join(_TAG_ACTIONS)} (see: tag --help)")
+        return super().parse_args(ctx, args)
+
+
 def tag_command(flow: str) -> click.Command:
     """Metaflow's ``tag add|remove|replace|list [--run-id ID] TAG...`` (the latest run without
     ``--run-id``); system tags (user:NAME, project:NAME, ...) are listed but never removed."""
+    group = _TagGroup("tag", context_settings=_HELP, short_help="change or list a run's tags",
+                        help="Change or list a run's tags: tag add|remove TAG..., tag replace OLD NEW, "
+                             "tag list; each takes --run-id ID (the latest run without it).")
+    for action, (metavar, text) in _TAG_ACTIONS.items():
+        def callback(run_id: str | None, tags: tuple[str, ...] = (), action: str = action) -> int:
+            from keel.cli.tracking import cmd_flow_tag
 
-    def tag(args: tuple[str, ...]) -> int:
-        from keel.cli.tracking import cmd_flow_tag
+            return cmd_flow_tag(flow, action, list(tags), run_id)
 
-        return cmd_flow_tag(flow, list(args))
-
-    return _OneLineErrors("tag", callback=tag, params=[
-        click.Argument(["args"], nargs=-1, type=click.UNPROCESSED, metavar="add|remove|replace|list [--run-id ID] TAG...")],
-        context_settings={**_HELP, "ignore_unknown_options": True, "allow_interspersed_args": False},
-        help="Change or list a run's tags: tag add|remove TAG... [--run-id ID], tag replace OLD NEW "
-             "[--run-id ID], tag list [--run-id ID] (the latest run without --run-id).",
-        short_help="change or list a run's tags")
+        params: list[click.Parameter] = [click.Option(["--run-id"], metavar="ID",
+                                                      help="the run (default: the flow's latest run)")]
+        if metavar:
+            params.append(click.Argument(["tags"], nargs=-1, required=True, metavar=metavar))
+        group.add_command(_OneLineErrors(action, callback=callback, params=params, context_settings=_HELP,
+                                         help=f"{text} Without --run-id, the flow's latest run.",
+                                         short_help=text.split(" (")[0].rstrip(".")))
+    return group
 
 
 def logs_command(flow: str | None) -> click.Command:
@@ -467,11 +489,13 @@ def generic_help(command: str) -> str:
     """``keel run --help`` / ``keel resume --help``: the runtime's options; a flow file's own
     ``--help`` (``keel run flow.py --help``) adds its parameters."""
     cmd = run_command(_AnyFlow, "", "keel") if command == "run" else flow_cli(_AnyFlow, "", "keel").commands[command]
-    cmd.help = {"run": "Run a flow: keel run FLOW_FILE [--PARAM VALUE]... [OPTIONS]. "
-                       "keel run FLOW_FILE --help lists the flow's parameters.",
+    pick = " --flow CLASS picks the flow class of a file that has several."
+    cmd.help = {"run": "Run a flow: keel run FLOW_FILE [--flow CLASS] [--PARAM VALUE]... [OPTIONS]. "
+                       "keel run FLOW_FILE --help lists the flow's parameters." + pick,
                 "resume": "Resume a run: keel resume FLOW_FILE [RUN_ID] [STEP] [OPTIONS], or "
-                          "keel resume FLOW/RUN [STEP] [OPTIONS]: a new run that reuses what it finished.",
-                "check": "Check a flow's graph and report every problem: keel check FLOW_FILE."}.get(command, cmd.help)
+                          "keel resume FLOW/RUN [STEP] [OPTIONS]: a new run that reuses what it finished." + pick,
+                "check": "Check a flow's graph and report every problem: keel check FLOW_FILE." + pick,
+                }.get(command, cmd.help)
     with click.Context(cmd, info_name=f"keel {command} FLOW_FILE") as ctx:
         return cmd.get_help(ctx)
 

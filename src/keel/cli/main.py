@@ -42,13 +42,16 @@ def _flow_command(command: str, args: tuple[str, ...] | list[str]) -> None:
     flow_file = rest.pop(0)
 
     def go() -> int:
+        # --flow CLASS is read before the flow's own click command exists: it picks the class
+        # whose parameters that command is built from (keel run --help lists it).
         flow_name = None
-        if "--flow" in rest:
-            i = rest.index("--flow")
-            if i + 1 >= len(rest):
-                raise UsageError("--flow needs a flow class name")
-            flow_name = rest[i + 1]
-            del rest[i:i + 2]
+        for i, arg in enumerate(rest):
+            if arg == "--flow" or arg.startswith("--flow="):
+                flow_name = arg.partition("=")[2] if "=" in arg else (rest[i + 1] if i + 1 < len(rest) else "")
+                if not flow_name:
+                    raise UsageError("--flow needs a flow class name, e.g. --flow TrainFlow")
+                del rest[i:i + (1 if "=" in arg else 2)]
+                break
         flow_cls = load_flow_file(flow_file, flow_name)
         return dispatch_command(flow_cls, flow_file, command, rest, prog=f"keel {command} {flow_file}")
 

@@ -99,29 +99,8 @@ def cmd_tag(pathspec: str, tags: list[str], remove: bool) -> int:
     return 0
 
 
-_FLOW_TAG_USAGE = ("tag add|remove TAG... [--run-id ID], tag replace OLD NEW [--run-id ID], "
-                   "tag list [--run-id ID] (the latest run without --run-id)")
-
-
-def cmd_flow_tag(flow: str, args: list[str]) -> int:
+def cmd_flow_tag(flow: str, action: str, tags: list[str], run_id: str | None) -> int:
     """Metaflow's ``python flow.py tag add|remove|replace|list [--run-id ID] TAG...``."""
-    run_id, rest = None, []
-    i = 0
-    while i < len(args):
-        name, eq, value = args[i].partition("=")
-        if name == "--run-id":
-            if not eq:
-                if i + 1 >= len(args):
-                    raise UsageError("--run-id needs a run id")
-                i += 1
-                value = args[i]
-            run_id = value
-        else:
-            rest.append(args[i])
-        i += 1
-    if not rest or rest[0] not in ("add", "remove", "replace", "list"):
-        raise UsageError(f"usage: {_FLOW_TAG_USAGE}")
-    action, tags = rest[0], rest[1:]
     from keel.cli.reading import resolve_run
 
     if run_id is None:

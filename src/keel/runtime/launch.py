@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from keel.errors import DefinitionError, RunInterrupted, TaskFailed
 from keel.flow.graph import FlowGraph
+from keel.runtime.executors.base import Executor
 from keel.runtime.scheduler import Events, Options, RunOutcome, Scheduler
 from keel.runtime.task import TaskSpec
 from keel.settings import Settings
@@ -277,7 +278,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def drive(scheduler: Scheduler, executor: Any, console: Any, flow: str, run_id: int,
+def drive(scheduler: Scheduler, executor: Executor, console: Any, flow: str, run_id: int,
           what: str = "tasks") -> RunOutcome:
     """Run ``scheduler`` to the end: SIGTERM and Ctrl-C stop the tasks and return an interrupted
     outcome; a bug of ours stops them, is recorded on the run and raised. The executor is closed."""
@@ -324,7 +325,7 @@ def start_alerts(rules: list[Any], metadata: Any, flow: str, run_id: int) -> Any
     return RunAlerts(rules, metadata, flow, run_id).start()
 
 
-def start_run(req: RunRequest, *, executor_factory: Callable[..., Any] | None = None,
+def start_run(req: RunRequest, *, executor_factory: Callable[..., Executor] | None = None,
               store: Store | None = None, on_started: Callable[[int], None] | None = None) -> RunResult:
     """Run a flow to the end and return how it went. Raises only for problems found up front."""
     from keel.runtime.console import RunConsole

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from keel.errors import DefinitionError, UsageError
+from keel.runtime.executors.base import Executor
 
 # name -> (option -> type). Values given on the command line are checked against these.
 _OPTIONS: dict[str, dict[str, type]] = {
@@ -99,9 +100,9 @@ class Placement:
         return set(self.route.values())
 
     def connect(self, flow_cls: type, artifacts: Any, on_output: Callable[..., None],
-                flow_file: str) -> dict[str, Any]:
+                flow_file: str) -> dict[str, Executor]:
         """Import and connect the remote executors this plan needs (errors before the run starts)."""
-        out: dict[str, Any] = {}
+        out: dict[str, Executor] = {}
         if "ray" in self.executors():
             from keel.runtime.executors.ray import RayExecutor
 
@@ -116,7 +117,7 @@ class Placement:
                                                    flow_file=flow_file)
         return out
 
-    def build(self, steps: list[str], local: Callable[[], Any], remote: dict[str, Any]) -> Any:
+    def build(self, steps: list[str], local: Callable[[], Executor], remote: dict[str, Executor]) -> Executor:
         """One executor for the scheduler: the only one in use, or a router over several."""
         used = {self.route.get(s, "local") for s in steps}
         if used == {"local"}:

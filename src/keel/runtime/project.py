@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, cast
 from keel.errors import Issue, ProjectError
 from keel.flow.project import Project, format_duration
 from keel.runtime.command import CommandTask
+from keel.runtime.executors.base import Executor
 from keel.runtime.launch import _RunIO, drive
 from keel.runtime.scheduler import Options, ReusedTask, Scheduler, _StepPolicy, _Task
 from keel.runtime.task import TaskSpec
@@ -425,7 +426,7 @@ def _start_project_run(project: Project, options: ProjectRunOptions, store: Stor
     return run_id
 
 
-def _executor(project: Project, options: ProjectRunOptions, store: Store, output: Callable[..., None]) -> Any:
+def _executor(project: Project, options: ProjectRunOptions, store: Store, output: Callable[..., None]) -> Executor:
     from keel.runtime.executors.local import LocalExecutor
 
     if not options.executors:

@@ -525,12 +525,10 @@ class LocalExecutor:
             _killpg(child.pid, signal.SIGKILL)
         while self.children:
             outcomes += self.wait(0.05)
-        self.selector.close()
-        self.close()
-        return outcomes
+        return outcomes  # the caller closes the executor (once, after this)
 
     def close(self) -> None:
-        """The run is over: release the workers, the fork server and the guard process."""
+        """The run is over: release the workers, the fork server, the guard process and the selector."""
         for worker in list(self._workers.values()):
             self._drop_worker(worker)
         if self._server is not None:
@@ -545,6 +543,7 @@ class LocalExecutor:
         if self._guard is not None:
             self._guard.close()
             self._guard = None
+        self.selector.close()
 
 
 def _killpg(pid: int, sig: int) -> None:

@@ -446,8 +446,7 @@ class RayExecutor:
             outcomes.append(record_ending(self.on_output, Outcome(spec=spec, result=None,
                                                                   reason="the Ray task was cancelled")))
         self.by_task.clear()
-        self.close()
-        return outcomes
+        return outcomes  # the caller closes the executor (once, after this)
 
     def close(self) -> None:
         """The run is over: disconnect from the cluster (if this executor connected)."""

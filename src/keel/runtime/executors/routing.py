@@ -8,9 +8,8 @@ where a task ran.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from keel.runtime.executors.base import Outcome
+from keel.runtime.executors.base import Executor, Outcome
 from keel.runtime.task import TaskSpec
 
 _SLICE = 0.02  # seconds each busy executor may block while several have tasks running
@@ -21,13 +20,13 @@ class RoutingExecutor:
 
     name = "routing"
 
-    def __init__(self, executors: dict[str, Any], route: dict[str, str], default: str = "local"):
+    def __init__(self, executors: dict[str, Executor], route: dict[str, str], default: str = "local"):
         self.executors = executors
         self.route = route
         self.default = default
-        self.where: dict[tuple[int, int], Any] = {}
+        self.where: dict[tuple[int, int], Executor] = {}
 
-    def executor_for(self, step: str) -> Any:
+    def executor_for(self, step: str) -> Executor:
         return self.executors[self.route.get(step, self.default)]
 
     def submit(self, spec: TaskSpec) -> None:
@@ -78,4 +77,4 @@ class RoutingExecutor:
 
     def close(self) -> None:
         for executor in self.executors.values():
-            getattr(executor, "close", lambda: None)()
+            executor.close()
