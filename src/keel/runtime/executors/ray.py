@@ -412,7 +412,7 @@ class RayExecutor:
             if payload[stream]:
                 self.on_output(spec, stream, payload[stream])
         result = payload["result"]
-        code = payload.get("exit_code", 0 if result and result.get("ok") else 1)
+        code = payload.get("exit_code", 0 if result is not None and result.ok else 1)
         if code is not None and code < 0:  # a command killed by a signal
             words = f"the command was killed by {signal_name(-code)}"
             return record_ending(self.on_output, Outcome(spec=spec, result=result, signal=-code,
