@@ -6,7 +6,7 @@
 The scheduler stays here and stays the only writer of metadata. A task runs
 :func:`keel.runtime.task.run_task` on a Ray worker with its stdout and stderr captured (at
 the file-descriptor level, so C extensions and subprocesses are caught too); it writes its
-artifacts straight to the artifact store and returns its result dict, its output and its
+artifacts straight to the artifact store and returns its ``TaskResult``, its output and its
 metric points, which this executor hands to the scheduler exactly as the local one does.
 
 The flow class travels by value (cloudpickle), so the cluster needs Keel and the flow's
