@@ -9,7 +9,7 @@ from pathlib import Path
 from keel.runtime.command import CommandTask
 from keel.runtime.executors.base import Outcome
 from keel.runtime.executors.local import LocalExecutor
-from keel.runtime.task import TaskSpec
+from keel.runtime.task import TaskResult, TaskSpec
 from keel.store.artifacts import ArtifactStore
 from keel.store.backend import MemoryBackend
 
@@ -48,8 +48,7 @@ def test_a_shell_command_runs_in_its_folder_with_its_environment(tmp_path: Path)
                      shell='echo "$GREETING $(cat here.txt)"; echo to-stderr >&2; echo tagged >> "$TAGS"',
                      tags_path=tags)
     outcomes, output = _run(tmp_path, ok)
-    assert outcomes[1].result == {"ok": True, "artifacts": {}, "own": [], "transition": [], "foreach": None,
-                                  "tags": ["tagged"]}
+    assert outcomes[1].result == TaskResult(ok=True, tags=("tagged",))
     assert output[(1, "stdout")] == b"hello found\n" and output[(1, "stderr")] == b"to-stderr\n"
     assert not (tmp_path / "tags").exists()  # read and removed
 

@@ -13,12 +13,16 @@ through the files named in its environment (metrics spool, tags file), read here
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from keel.errors import ExecutionError
+
+if TYPE_CHECKING:
+    from keel.runtime.task import TaskResult
 
 # Variables a task's process must not inherit from the one that started it: a project run
 # started from inside a job is a run of its own.
@@ -63,11 +67,12 @@ def exec_shell(command: CommandTask) -> None:
         raise
 
 
-def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
-    """Run a flow job in this process through the one entry point; the task's result dict."""
+def run_flow(command: CommandTask, artifacts: Any) -> TaskResult:
+    """Run a flow job in this process through the one entry point; the task's result."""
     from keel.flow.loader import load_flow_file
     from keel.flow.parameters import resolve_parameters
     from keel.runtime.entry import RunRequest, run
+    from keel.runtime.task import TaskResult
 
     os.chdir(command.cwd)
     env = command.environment()
@@ -82,17 +87,15 @@ def run_flow(command: CommandTask, artifacts: Any) -> dict[str, Any]:
             stack.enter_context(step_cluster(dict(command.spark)))
         result = run(RunRequest(flow_cls=flow_cls, params=params, flow_file=command.flow_file,
                                 system_tags=list(command.tags)))
-    ref = artifacts.put(result.pathspec).to_dict()
-    base: dict[str, Any] = {"artifacts": {"flow_run": ref}, "own": ["flow_run"], "transition": [],
-                            "foreach": None}
+    made = TaskResult(ok=True, artifacts={"flow_run": artifacts.put(result.pathspec).to_dict()}, own=("flow_run",))
     try:
         result.raise_for_status()
     except ExecutionError as exc:
-        return {"ok": False, **base, "error": {"type": "JobFailed", "traceback": "", "message": str(exc)}}
-    return {"ok": True, **base}
+        return dataclasses.replace(made, ok=False, error={"type": "JobFailed", "traceback": "", "message": str(exc)})
+    return made
 
 
-def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any] | None:
+def command_result(command: CommandTask, exit_code: int | None) -> TaskResult | None:
     """A shell command's result from its exit status: None unless it exited 0 (the scheduler then
     explains the death from the exit code or signal). Reads and removes its tags file and the list of
     files it read (a cached job)."""
@@ -121,9 +124,6 @@ def command_result(command: CommandTask, exit_code: int | None) -> dict[str, Any
         reads = job_reads(command.reads_path, command.env)
     if exit_code != 0:
         return None
-    result: dict[str, Any] = {"ok": True, "artifacts": {}, "own": [], "transition": [], "foreach": None}
-    if tags:
-        result["tags"] = tags
-    if command.reads_path:
-        result["reads"] = reads
-    return result
+    from keel.runtime.task import TaskResult
+
+    return TaskResult(ok=True, tags=tuple(tags), reads=tuple(reads))

@@ -43,7 +43,7 @@ from keel.runtime.command import CommandTask
 from keel.runtime.executors.base import Executor
 from keel.runtime.launch import _RunIO, drive
 from keel.runtime.scheduler import Options, ReusedTask, Scheduler, _StepPolicy, _Task
-from keel.runtime.task import TaskSpec
+from keel.runtime.task import TaskResult, TaskSpec
 from keel.store import Store
 from keel.store.records import StepWrite, TaskWrite
 
@@ -230,8 +230,8 @@ class ProjectScheduler(Scheduler):
         del self.made_by[task.task_id]
         return False
 
-    def _taken_result(self, task: _Task, origin: Any) -> dict[str, Any] | None:
-        return {"ok": True, "artifacts": origin.artifacts, "own": [], "transition": [], "foreach": None}
+    def _taken_result(self, task: _Task, origin: Any) -> TaskResult | None:
+        return TaskResult(ok=True, artifacts=origin.artifacts)
 
     def _make_spec(self, task: _Task, policy: _StepPolicy) -> TaskSpec:
         job = self.project.jobs[task.step]
@@ -282,7 +282,7 @@ class ProjectScheduler(Scheduler):
                         attempt=task.attempt, inputs=[], input_steps=[], is_join=False, param_names=[],
                         result_path=stem + ".result", metrics_path=stem + ".metrics", command=command)
 
-    def _check_transition(self, task: _Task, result: dict[str, Any]) -> str | None:
+    def _check_transition(self, task: _Task, result: TaskResult) -> str | None:
         return None
 
     def _death(self, task: _Task, outcome: Any) -> dict[str, str]:
@@ -303,7 +303,7 @@ class ProjectScheduler(Scheduler):
         error["traceback"] = self.io.stderr_tail.get(task.task_id, "")
         return error
 
-    def _advance(self, task: _Task, result: dict[str, Any], namespace: dict[str, dict[str, Any]]) -> None:
+    def _advance(self, task: _Task, result: TaskResult, namespace: dict[str, dict[str, Any]]) -> None:
         if "flow_run" in namespace:
             from keel.store.artifacts import ArtifactRef
 

@@ -3,8 +3,8 @@
     python -m keel.runtime.remote_task PAYLOAD_KEY        # KEEL_ARTIFACT_URL names the store
 
 The scheduler put the task's payload (its TaskSpec and the flow class, by value) in the
-artifact store under PAYLOAD_KEY. This runs the task, stores its result (the result dict and
-its metric spools) the same way, and prints the result's key as the last line of its output,
+artifact store under PAYLOAD_KEY. This runs the task, stores its result (its ``TaskResult``
+and its metric spools, pickled) the same way, and prints the result's key as the last line of its output,
 where the executor, which follows the pod's log, finds it. The scheduler stays the only
 writer of metadata.
 """
@@ -16,6 +16,10 @@ import os
 import pickle
 import sys
 import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from keel.runtime.task import TaskResult
 
 RESULT_MARKER = "KEEL-RESULT "
 
@@ -70,20 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.flush()
     sys.stdout.write(f"\n{RESULT_MARKER}{key}\n")
     sys.stdout.flush()
-    return 0 if result.get("ok") else 1
+    return 0 if result.ok else 1
 
 
-def _run_command(spec: object, tmp: str) -> dict[str, object]:
+def _run_command(spec: object, tmp: str) -> TaskResult:
     """A command task (a project's script job) in the pod: its output is the pod's log; its exit
     status, metrics and tags come back in the result."""
     import subprocess
 
     from keel.runtime.command import command_result
+    from keel.runtime.task import TaskResult
 
     command = spec.command  # type: ignore[attr-defined]
     if command.kind != "shell":
-        return {"ok": False, "error": {"type": "JobFailed", "traceback": "",
-                                       "message": f"a {command.kind!r} command task runs on the local executor only"}}
+        return TaskResult.failed("JobFailed", f"a {command.kind!r} command task runs on the local executor only")
     env = command.environment()
     tags_path = os.path.join(tmp, "tags")
     if "KEEL_METRICS_PATH" in env:
@@ -98,8 +102,7 @@ def _run_command(spec: object, tmp: str) -> dict[str, object]:
     result = command_result(dataclasses.replace(command, tags_path=tags_path, reads_path=reads_path), code)
     if result is None:
         how = f"exited with status {code}" if code >= 0 else f"was killed by signal {-code}"
-        return {"ok": False, "exit_code": code, "error": {"type": "JobFailed", "traceback": "",
-                                                          "message": f"job {spec.step!r} {how}"}}  # type: ignore[attr-defined]
+        return TaskResult.failed("JobFailed", f"job {spec.step!r} {how}")  # type: ignore[attr-defined]
     return result
 
 

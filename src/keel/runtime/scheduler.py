@@ -20,7 +20,7 @@ from keel.errors import FailureHandledByCatch
 from keel.flow.decorators import find_decorator, timeout_seconds
 from keel.runtime.current import MetricSpool
 from keel.runtime.executors.base import Executor, Outcome
-from keel.runtime.task import CaughtException, FrameSpec, TaskSpec
+from keel.runtime.task import CaughtException, FrameSpec, TaskResult, TaskSpec
 from keel.store.records import (
     ArtifactsWrite, AttemptWrite, EventWrite, HeartbeatWrite, MetricsWrite, StepWrite, TagsWrite, TaskWrite, WriteOp,
 )
@@ -345,7 +345,7 @@ class Scheduler:
         self._advance(task, result, origin.artifacts)
         return True
 
-    def _taken_result(self, task: _Task, origin: ReusedTask) -> dict[str, Any] | None:
+    def _taken_result(self, task: _Task, origin: ReusedTask) -> TaskResult | None:
         """The result ``task`` would have had, taken from ``origin``; None when it cannot be taken."""
         node = self.graph[task.step]
         transition = list(node.out_funcs)
@@ -353,13 +353,13 @@ class Scheduler:
             if origin.branch not in node.out_funcs:
                 return None  # which branch it chose is unknown (or no longer a case): run it again
             transition = [origin.branch]
-        result: dict[str, Any] = {"ok": True, "artifacts": origin.artifacts, "own": [],
-                                  "transition": transition, "foreach": node.foreach_param}
+        result = TaskResult(ok=True, artifacts=origin.artifacts, transition=tuple(transition),
+                            foreach=node.foreach_param)
         if node.kind == "foreach":
             ref = origin.artifacts.get(node.foreach_param)
             if ref is None or origin.num_splits is None:
                 return None
-            result.update(num_splits=origin.num_splits, foreach_ref=ref)
+            result = replace(result, num_splits=origin.num_splits, foreach_ref=ref)
         return result
 
     def _launch(self, task: _Task, policy: _StepPolicy, now: float) -> None:
@@ -433,13 +433,13 @@ class Scheduler:
         self.used["memory"] -= policy.memory
         self._ingest_metrics(task, outcome.result)
         result = outcome.result
-        if result is not None and result.get("ok"):
+        if result is not None and result.ok:
             problem = self._check_transition(task, result)
             if problem is None:
                 self._succeeded(task, outcome, result)
                 return
-            result = {"ok": False, "error": {"type": "TransitionError", "message": problem, "traceback": ""}}
-        error = (result or {}).get("error") or self._death(task, outcome)
+            result = TaskResult.failed("TransitionError", problem)
+        error = (result.error if result is not None else None) or self._death(task, outcome)
         self._failed(task, outcome, error)
 
     def _death(self, task: _Task, outcome: Outcome) -> dict[str, str]:
@@ -451,9 +451,9 @@ class Scheduler:
         return {"type": "TaskCrashed", "message": outcome.reason or "the task ended without a result",
                 "traceback": ""}
 
-    def _check_transition(self, task: _Task, result: dict[str, Any]) -> str | None:
+    def _check_transition(self, task: _Task, result: TaskResult) -> str | None:
         node = self.graph[task.step]
-        if result.get("caught"):
+        if result.caught:
             if node.kind == "switch":
                 return (f"step {task.step!r} failed before it chose a branch, so @catch cannot continue "
                         f"past it; fix the step or remove @catch")
@@ -461,7 +461,7 @@ class Scheduler:
                 return (f"step {task.step!r} failed before it could fan out, so @catch cannot continue "
                         f"past it; fix the step or remove @catch")
             return None
-        went = result.get("transition") or []
+        went = result.transition
         if node.kind == "end":
             return None
         if not went:
@@ -472,11 +472,11 @@ class Scheduler:
                 return (f"step {task.step!r} went to {', '.join(went)}, which is not one of its cases "
                         f"({', '.join(node.out_funcs)})")
             return None
-        if list(went) != list(node.out_funcs) or (result.get("foreach") or None) != (node.foreach_param or None):
+        if list(went) != list(node.out_funcs) or (result.foreach or None) != (node.foreach_param or None):
             return (f"step {task.step!r} called self.next({', '.join('self.' + w for w in went)}) but its "
                     f"graph goes to {', '.join(node.out_funcs)}; a step must always take the same transition")
         if node.kind == "foreach":
-            n = int(result.get("num_splits") or 0)
+            n = result.num_splits or 0
             if n > self.options.max_num_splits:
                 return (f"step {task.step!r} fans out into {n} tasks, more than --max-num-splits "
                         f"{self.options.max_num_splits}. Raise it with --max-num-splits {n}, or split less")
@@ -485,22 +485,22 @@ class Scheduler:
                         f"a foreach needs at least one item")
         return None
 
-    def _succeeded(self, task: _Task, outcome: Outcome, result: dict[str, Any]) -> None:
-        status = "caught" if result.get("caught") else "succeeded"
-        namespace: dict[str, dict[str, Any]] = result["artifacts"]
-        own = set(result.get("own") or ())
-        self._record_attempt(task, status, outcome, result.get("error"))
+    def _succeeded(self, task: _Task, outcome: Outcome, result: TaskResult) -> None:
+        status = "caught" if result.caught else "succeeded"
+        namespace = result.artifacts
+        own = set(result.own)
+        self._record_attempt(task, status, outcome, result.error)
         self._record_task(task, status, node=outcome.node)
         if namespace:
             self.ops.append(ArtifactsWrite(self.flow, self.run_id, task.task_id, namespace, frozenset(own)))
-        if result.get("tags"):
-            self.ops.append(TagsWrite(self.flow, self.run_id, tuple(result["tags"])))
+        if result.tags:
+            self.ops.append(TagsWrite(self.flow, self.run_id, result.tags))
         self.events.task_finished(task.step, task.task_id, status)
         self.step_finished[task.step] = time.time()
         if task.cache_miss and status == "succeeded" and self.cache is not None:
             self._flush()  # the task is on record before another run can take it from the cache
             self.cache.record_entry(task.step, task.task_id, task.cache_key, namespace,
-                                    result.get("num_splits"), result.get("reads") or [])
+                                    result.num_splits, list(result.reads))
         self._advance(task, result, namespace)
 
     def _failed(self, task: _Task, outcome: Outcome, error: dict[str, str]) -> None:
@@ -522,8 +522,7 @@ class Scheduler:
             if policy.catch_var:
                 namespace[policy.catch_var] = self.artifacts.put(caught).to_dict()
                 own.append(policy.catch_var)
-            result = {"ok": True, "caught": True, "error": error, "artifacts": namespace, "own": own,
-                      "transition": [], "foreach": None}
+            result = TaskResult(ok=True, caught=True, error=error, artifacts=namespace, own=tuple(own))
             if self._check_transition(task, result) is None:
                 self._succeeded(task, outcome, result)
                 return
@@ -535,12 +534,13 @@ class Scheduler:
         if self.failure is None:
             self.failure = RunOutcome(status="failed", failed_step=task.step, failed_task=task.task_id, error=error)
 
-    def _ingest_metrics(self, task: _Task, result: dict[str, Any] | None = None) -> None:
+    def _ingest_metrics(self, task: _Task, result: TaskResult | None = None) -> None:
         assert task.spec is not None
         path = task.spec.metrics_path
         files = MetricSpool.files(path)  # the task's, its forked workers', its system metrics'
         points = [point for f in files for point in MetricSpool.read(f)]
-        points += (result or {}).get("metrics") or ()   # the last system metrics, kept with the result
+        if result is not None:
+            points += result.metrics   # the last system metrics, kept with the result
         if points:
             self.ops.append(MetricsWrite(self.flow, self.run_id, task.task_id, tuple(points)))
         for f in files:
@@ -550,21 +550,22 @@ class Scheduler:
                 pass
 
     # -- what comes next ------------------------------------------------------------------------
-    def _advance(self, task: _Task, result: dict[str, Any], namespace: dict[str, dict[str, Any]]) -> None:
+    def _advance(self, task: _Task, result: TaskResult, namespace: dict[str, dict[str, Any]]) -> None:
         node = self.graph[task.step]
         if node.kind == "end":
             return
-        if node.kind == "foreach" and not result.get("caught"):
-            n = int(result["num_splits"])
+        if node.kind == "foreach" and not result.caught:
+            assert result.num_splits is not None and result.foreach_ref is not None, "a foreach result has its splits"
+            n = result.num_splits
             var = node.foreach_param
             target = node.out_funcs[0]
             self.events.tasks_created(target, n)
             for i in range(n):
-                frame = FrameSpec(step=task.step, var=var, index=i, num_splits=n, ref=result["foreach_ref"])
+                frame = FrameSpec(step=task.step, var=var, index=i, num_splits=n, ref=result.foreach_ref)
                 split = SplitFrame("foreach", task.step, task.task_id, i, n)
                 self._next(target, task, namespace, task.frames + [frame], task.splits + [split])
         elif node.kind == "switch":  # one branch, the one the step chose
-            self._next(result["transition"][0], task, namespace, task.frames, task.splits)
+            self._next(result.transition[0], task, namespace, task.frames, task.splits)
         elif node.kind == "split":
             count = len(node.out_funcs)
             for i, target in enumerate(node.out_funcs):

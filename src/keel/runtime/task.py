@@ -1,13 +1,14 @@
 """The body of one task: load inputs lazily, run the user's step, persist what it set.
 
 This runs in the task's own process (forked by the local executor, or on a Ray worker).
-It writes artifacts to the artifact store and describes the outcome in a small result
-dict; the scheduler alone writes metadata.
+It writes artifacts to the artifact store and describes the outcome in a small
+:class:`TaskResult`; the scheduler alone writes metadata.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pickle
 import sys
@@ -71,6 +72,44 @@ class TaskSpec:
     @property
     def pathspec(self) -> str:
         return f"{self.flow}/{self.run_id}/{self.step}/{self.task_id}"
+
+
+# A metric point as the spool keeps it: (name, step, value, timestamp).
+MetricPoint = tuple[str, int | None, float, float]
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What one attempt of a task reports to the scheduler: the task's own account of how it
+    ended. It crosses process boundaries by pickle (a forked task's result file, a warm
+    worker's socket, a Ray return value, a Kubernetes pod's report in the artifact store).
+
+    ``artifacts`` is every artifact the task's namespace holds (name -> ``ArtifactRef`` dict),
+    ``own`` those it set; ``transition`` the steps its ``self.next`` named, ``foreach`` the
+    list attribute it fanned out over, with ``num_splits`` items stored at ``foreach_ref``.
+    ``caught``: the step failed and ``@catch`` carried on (``error`` says why); ``error`` on a
+    failed attempt: ``type``, ``message``, ``traceback`` (and ``qualified``, "module.Class").
+    ``metrics``: the last system-metric points, recorded after the spool's; ``reads``: the
+    files a cached step read.
+    """
+
+    ok: bool
+    caught: bool = False
+    tags: tuple[str, ...] = ()
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    own: tuple[str, ...] = ()
+    transition: tuple[str, ...] = ()
+    foreach: str | None = None
+    num_splits: int | None = None
+    foreach_ref: dict[str, Any] | None = None
+    error: dict[str, str] | None = None
+    metrics: tuple[MetricPoint, ...] = ()
+    reads: tuple[str, ...] = ()
+
+    @classmethod
+    def failed(cls, error_type: str, message: str, traceback_text: str = "") -> TaskResult:
+        """A failed attempt that Keel itself explains (a bad transition, a job that failed)."""
+        return cls(ok=False, error={"type": error_type, "message": message, "traceback": traceback_text})
 
 
 class CaughtException:
@@ -274,13 +313,14 @@ def _flow_instance(flow_cls: type[FlowSpec], state: TaskState, frames: tuple[For
     return flow
 
 
-def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, Any]:
+def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> TaskResult:
     """Run one attempt of a task and return its result (never raises for user errors)."""
     current._activate(flow_name=spec.flow, run_id=spec.run_id, step_name=spec.step, task_id=spec.task_id,
                       retry_count=spec.attempt, metrics_path=spec.metrics_path,
                       origin_run_id=spec.origin_run_id, parameter_names=list(spec.param_names),
                       system_metrics=spec.system_metrics, **spec.extras)
-    result: dict[str, Any] = {"ok": False, "caught": False, "tags": []}
+    result = TaskResult(ok=False)
+    reads: tuple[str, ...] = ()
     frames = _frames(spec, store)
     if spec.is_join:
         first = _refs(spec.inputs[0]) if spec.inputs else {}
@@ -309,10 +349,10 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
                 views.append(_flow_instance(flow_cls, view_state, frames[:-1] if frames else (), step_name))
             func(Inputs(views, spec.input_steps))
         else:
-            with _ReadRecorder(spec.record_reads, _store_roots(store) if spec.record_reads else ()) as reads:
+            with _ReadRecorder(spec.record_reads, _store_roots(store) if spec.record_reads else ()) as read:
                 func()
             if spec.record_reads:
-                result["reads"] = sorted(reads)
+                reads = tuple(sorted(read))
         if alarm is not None:
             _stop_alarm(alarm)
             alarm = None
@@ -322,12 +362,11 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         if spec.catch_var:  # @catch(var=...) and no exception: the artifact is None, as in Metaflow
             state.set(spec.catch_var, None)
         refs, own = state.persist()
-        result.update(ok=True, artifacts={n: r.to_dict() for n, r in refs.items()}, own=own,
-                      transition=list(transition[0]) if transition else [],
-                      foreach=transition[1] if transition else None)
-        if transition and transition[1]:
-            result["num_splits"] = len(state.get(transition[1]))
-            result["foreach_ref"] = refs[transition[1]].to_dict()
+        fanned = transition[1] if transition else None
+        result = TaskResult(ok=True, artifacts={n: r.to_dict() for n, r in refs.items()}, own=tuple(own),
+                            transition=tuple(transition[0]) if transition else (), foreach=fanned,
+                            num_splits=len(state.get(fanned)) if fanned else None,
+                            foreach_ref=refs[fanned].to_dict() if fanned else None)
     except BaseException as exc:  # noqa: BLE001 - any failure of user code is the task's failure
         if alarm is not None:
             _stop_alarm(alarm)
@@ -337,17 +376,16 @@ def run_task(spec: TaskSpec, flow_cls: type, store: ArtifactStore) -> dict[str, 
         if spec.catch_now:
             if cards is not None:
                 _finish_cards(cards, state, store)
-            result.update(_caught(spec, state, store, error))
+            result = _caught(spec, state, store, error)
         else:
-            result["error"] = error
+            result = TaskResult(ok=False, error=error)
             sys.stderr.write(error["traceback"])
     finally:
         addons.close()
-    final: list[tuple[str, int | None, float, float]] = []
-    result["tags"] = current._finish(final)
-    if final:
-        result["metrics"] = final   # after the spool's points: the scheduler records them last
-    return result
+    final: list[MetricPoint] = []
+    tags = tuple(current._finish(final))
+    # final: the last system metrics, after the spool's points: the scheduler records them last
+    return dataclasses.replace(result, tags=tags, metrics=tuple(final), reads=reads)
 
 
 def _start_cards(spec: TaskSpec, flow_cls: type, state: TaskState) -> Any:
@@ -384,7 +422,7 @@ def _finish_cards(cards: Any, state: TaskState, store: ArtifactStore) -> None:
         sys.stderr.write(f"[keel] the card of {cards.pathspec} could not be rendered: {type(exc).__name__}: {exc}\n")
 
 
-def _caught(spec: TaskSpec, state: TaskState, store: ArtifactStore, error: dict[str, str]) -> dict[str, Any]:
+def _caught(spec: TaskSpec, state: TaskState, store: ArtifactStore, error: dict[str, str]) -> TaskResult:
     """@catch on the last attempt: keep going with what the step set before it failed, plus the
     exception (Metaflow keeps those artifacts too)."""
     sys.stderr.write(f"@catch: step {spec.step!r} failed and the run goes on:\n{error['traceback']}")
@@ -398,8 +436,8 @@ def _caught(spec: TaskSpec, state: TaskState, store: ArtifactStore, error: dict[
         refs[spec.catch_var] = store.put(caught)
         if spec.catch_var not in own:
             own.append(spec.catch_var)
-    return {"ok": True, "caught": True, "error": error, "own": own, "transition": [], "foreach": None,
-            "artifacts": {n: r.to_dict() for n, r in refs.items()}}
+    return TaskResult(ok=True, caught=True, error=error, own=tuple(own),
+                      artifacts={n: r.to_dict() for n, r in refs.items()})
 
 
 _RECORDING: set[str] | None = None
@@ -459,17 +497,17 @@ def _user_traceback(text: str) -> str:
     return "".join(out)
 
 
-def write_result(path: str, result: dict[str, Any]) -> None:
+def write_result(path: str, result: TaskResult) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "wb") as fh:
         pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(tmp, path)
 
 
-def read_result(path: str) -> dict[str, Any] | None:
+def read_result(path: str) -> TaskResult | None:
     try:
         with open(path, "rb") as fh:
-            result: dict[str, Any] | None = pickle.load(fh)
+            result: TaskResult | None = pickle.load(fh)
             return result
     except (FileNotFoundError, EOFError, pickle.UnpicklingError):
         return None

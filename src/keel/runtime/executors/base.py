@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import signal as _signal
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
-from keel.runtime.task import TaskSpec
+from keel.runtime.task import TaskResult, TaskSpec
 
 # (task spec, "stdout" | "stderr", bytes) — a chunk of a task's output as it is written.
 OutputSink = Callable[[TaskSpec, str, bytes], None]
@@ -21,7 +21,7 @@ class Outcome:
     """How one attempt ended. ``result`` is the task's own report, or None if it died first."""
 
     spec: TaskSpec
-    result: dict[str, Any] | None
+    result: TaskResult | None
     exit_code: int | None = None
     signal: int | None = None
     reason: str | None = None       # the executor's words when there is no result

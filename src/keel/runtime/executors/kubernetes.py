@@ -290,7 +290,7 @@ class KubernetesExecutor:
                 with open(job.spec.metrics_path + suffix, "ab") as fh:
                     fh.write(data)
         result = report["result"]
-        return Outcome(spec=job.spec, result=result, exit_code=0 if result.get("ok") else 1, node=node)
+        return Outcome(spec=job.spec, result=result, exit_code=0 if result.ok else 1, node=node)
 
     def _terminated(self, job: _Job) -> tuple[int | None, int | None, str]:
         """(exit code, signal, words) of the pod's ended container: a signal from the container's

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.runtime.executors.base import Outcome, OutputSink, record_ending, signal_name
 from keel.runtime.reaper import become_subreaper, kill_descendants, mark_task
-from keel.runtime.task import TaskSpec, read_result, run_task, write_result
+from keel.runtime.task import TaskResult, TaskSpec, read_result, run_task, write_result
 from keel.settings import Settings
 from keel.store.artifacts import ArtifactStore
 
@@ -49,7 +49,7 @@ class _Child:
     pipes: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
     status: int | None = None
     worker: Worker | None = None            # the warm worker that runs it, if one does
-    result: dict[str, Any] | None = None    # what its worker sent back (a forked task writes result_path)
+    result: TaskResult | None = None        # what its worker sent back (a forked task writes result_path)
 
 
 _libc: Any = None
@@ -98,7 +98,7 @@ def _child_main(spec: TaskSpec, flow_cls: type | None, store: ArtifactStore, out
             assert flow_cls is not None, "a step task needs its flow class"
             result = run_task(spec, flow_cls, store)
         write_result(spec.result_path, result)
-        code = 0 if result.get("ok") else 1
+        code = 0 if result.ok else 1
     except BaseException:  # noqa: BLE001 - report and leave: the scheduler explains it
         import traceback
 
@@ -346,7 +346,7 @@ class LocalExecutor:
             self._idle.append(worker)
         if child is not None and child.status is None:
             child.result = result
-            self._reap(child, 0 if result.get("ok") else 1 << 8)  # a waitpid status: exit 0, or 1
+            self._reap(child, 0 if result.ok else 1 << 8)  # a waitpid status: exit 0, or 1
 
     def _drop_worker(self, worker: Worker) -> None:
         if self._workers.pop(worker.pid, None) is None:

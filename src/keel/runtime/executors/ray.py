@@ -6,7 +6,7 @@
 The scheduler stays here and stays the only writer of metadata. A task runs
 :func:`keel.runtime.task.run_task` on a Ray worker with its stdout and stderr captured (at
 the file-descriptor level, so C extensions and subprocesses are caught too); it writes its
-artifacts straight to the artifact store and returns its result dict, its output and its
+artifacts straight to the artifact store and returns its ``TaskResult``, its output and its
 metric points, which this executor hands to the scheduler exactly as the local one does.
 
 The flow class travels by value (cloudpickle), so the cluster needs Keel and the flow's
@@ -412,7 +412,7 @@ class RayExecutor:
             if payload[stream]:
                 self.on_output(spec, stream, payload[stream])
         result = payload["result"]
-        code = payload.get("exit_code", 0 if result and result.get("ok") else 1)
+        code = payload.get("exit_code", 0 if result is not None and result.ok else 1)
         if code is not None and code < 0:  # a command killed by a signal
             words = f"the command was killed by {signal_name(-code)}"
             return record_ending(self.on_output, Outcome(spec=spec, result=result, signal=-code,

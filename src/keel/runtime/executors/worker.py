@@ -121,7 +121,7 @@ def serve_tasks(sock: socket.socket, flow_cls: type, store: Any, parent_pid: int
             os.dup2(quiet, 1)  # the task's pipes close here: the scheduler reads them to the end
             os.dup2(quiet, 2)
             ran += 1
-            retire = (not result.get("ok") or bool(result.get("caught")) or ran >= limit
+            retire = (not result.ok or result.caught or ran >= limit
                       or threading.active_count() > threads or out.closed or err.closed
                       or [signal.getsignal(s) for s in _HANDLERS] != handlers
                       or rss_mb() > start_mb + _GROWTH_MB or (gpus and has_open(_GPU_DEVICES)))
