@@ -227,3 +227,32 @@ def test_logs_follow_learns_of_tasks_that_start_later_from_the_event_log(keel_ho
         if run.poll() is None:
             run.kill()
             run.wait(timeout=30)
+
+
+def test_an_interrupted_run_writes_task_interrupted_for_each_running_task_before_run_interrupted(keel_home,
+                                                                                                  tmp_path):
+    import signal
+
+    gate = tmp_path / "gate"   # never opened: the part tasks run until the run is stopped
+    path = write_flow(tmp_path, "gated", GATED_FLOW.format(gate=str(gate)).replace("self.input == 0 and ", ""))
+    run = subprocess.Popen([PYTHON, str(path), "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        store = Store.from_env().metadata
+        started = []
+        for event in store.events.follow(0, flow="Gated", timeout=120,
+                                         until=lambda e: len(started) == 2):  # checked after each event
+            if event.kind == "task.started" and event.step == "part":
+                started.append(event.task_id)
+        assert len(started) == 2, "the part tasks never started"
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=120) == 130
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait(timeout=30)
+    events = store.events.read(0, flow="Gated", run_id=1)
+    assert events[-1].kind == "run.interrupted"
+    stopped = [e.task_id for e in events if e.kind == "task.interrupted"]
+    assert sorted(stopped) == sorted(started)
+    assert {t.task_id: t.status for t in store.runs.list_tasks("Gated", 1, "part")} == {
+        task_id: "interrupted" for task_id in started}
