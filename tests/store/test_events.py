@@ -256,3 +256,30 @@ def test_an_interrupted_run_writes_task_interrupted_for_each_running_task_before
     assert sorted(stopped) == sorted(started)
     assert {t.task_id: t.status for t in store.runs.list_tasks("Gated", 1, "part")} == {
         task_id: "interrupted" for task_id in started}
+
+
+def test_logs_follow_ends_when_the_runs_scheduler_dies_without_an_event(keel_home, tmp_path):
+    import signal
+
+    gate = tmp_path / "gate"   # never opened: the part tasks run until the scheduler is killed
+    path = write_flow(tmp_path, "gated", GATED_FLOW.format(gate=str(gate)).replace("self.input == 0 and ", ""))
+    run = subprocess.Popen([PYTHON, str(path), "run"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    follow = None
+    try:
+        store = Store.from_env().metadata
+        for _ in store.events.follow(0, flow="Gated", until=lambda e: e.kind == "task.started" and e.step == "part",
+                                     timeout=120):
+            pass
+        follow = subprocess.Popen([PYTHON, "-m", "keel.cli.main", "logs", "Gated/1/part", "--follow"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert "says hello" in follow.stdout.readline()   # following: it has read the run's tasks
+        run.send_signal(signal.SIGKILL)   # no run.* event will come: the liveness check ends it
+        run.wait(timeout=60)
+        assert follow.wait(timeout=120) == 0, follow.stderr.read()
+        assert [e.kind for e in store.events.read(0, flow="Gated", run_id=1) if e.kind.startswith("run.")] == [
+            "run.started"]
+    finally:
+        for proc in (follow, run):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
