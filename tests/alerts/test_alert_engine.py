@@ -173,6 +173,21 @@ def test_a_run_whose_scheduler_is_gone_is_recorded_crashed_once_and_fires_the_cr
     assert md.runs.get_run("F", gone).status == "crashed" and md.runs.get_run("F", alive).status == "running"
 
 
+def test_a_crashed_rule_of_a_step_fires_for_each_of_its_tasks_that_ran_when_the_scheduler_died():
+    from keel.store.crashes import settle_crashed
+
+    md = MemoryMetadata()
+    engine = AlertEngine([_rule(event="crashed", flow="F", step="train")], md)
+    run_id = md.runs.new_run("F", params={})
+    md.runs.write_batch([TaskWrite("F", run_id, task_id, step, status="running", attempts=1, created_at=1.0)
+                         for task_id, step in ((1, "train"), (2, "train"), (3, "score"))])
+    assert settle_crashed(md, md.runs.get_run("F", run_id))
+    _new_events(md, engine)
+    _new_events(md, engine)
+    assert sorted(f.key for f in md.alerts.firings()) == ["task:1", "task:2"]
+    assert all("step 'train'" in f.summary and "crashed" in f.summary for f in md.alerts.firings())
+
+
 def test_a_run_found_crashed_by_two_noticers_at_once_gets_one_crashed_event(tmp_path):
     from keel.store.crashes import settle_crashed
     from keel.store.metadata import MetadataStore

@@ -92,6 +92,13 @@ class AlertEngine:
     def _on_event(self, rule: Rule, e: Event) -> Firing | None:
         w = rule.when
         task_scoped = w.job is not None or w.step is not None
+        if w.event == "crashed" and task_scoped:   # a step's (job's) tasks that ran when the scheduler died
+            if e.kind != "task.crashed" or not self._in_scope(w, e.flow, e.run_id, e.step):
+                return None
+            return self._fire(rule, e.flow, e.run_id, f"task:{e.task_id}",
+                              f"{e.flow}/{e.run_id}: step {e.step!r} (task {e.task_id}) crashed (the run's "
+                              f"scheduler stopped while it ran)",
+                              {"event": e.kind, "step": e.step, "task_id": e.task_id, "event_id": e.id})
         if w.event == "crashed":
             if e.kind != "run.crashed" or not self._in_scope(w, e.flow, e.run_id, None):
                 return None

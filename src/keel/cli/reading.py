@@ -262,28 +262,31 @@ def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: s
 
     store = Store.from_env()
     md = store.metadata
-    record = md.get_run(flow, run_id)
+    record = md.runs.get_run(flow, run_id)
     if record is None:
         raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
+    # --follow reads the run's tasks once, then follows the event log from a cursor taken first
+    # (a task that starts in between is in both): task.* events name the tasks to tail, run.*
+    # events (or the followed task's end) end it. No table is polled.
+    cursor = md.events.last_id() if follow else 0
+    task_ids = {t.task_id for t in md.runs.list_tasks(flow, run_id, step) if task_id is None or t.task_id == task_id}
+    if not task_ids and not follow:
+        raise NotFoundError(f"run {flow}/{run_id} has no task" + (f" {task_id}" if task_id else "")
+                            + f" in step {step!r}")
     offsets: dict[int, int] = {}
-    # --follow stops when the event log says the run (or the one task followed) ended; a run
-    # whose scheduler died writes no event, so its liveness is checked now and then too.
-    ended, cursor, checked = record.effective_status != "running", 0, time.monotonic()
+    ended, checked = record.effective_status != "running", time.monotonic()
     while True:
-        tasks = [t for t in md.list_tasks(flow, run_id, step) if task_id is None or t.task_id == task_id]
-        if not tasks and not follow:
-            raise NotFoundError(f"run {flow}/{run_id} has no task" + (f" {task_id}" if task_id else "")
-                                + f" in step {step!r}")
-        for t in tasks:
-            path = store.logs.path(flow, run_id, step, t.task_id, stream)
+        tasks = sorted(task_ids)
+        for tid in tasks:
+            path = store.logs.path(flow, run_id, step, tid, stream)
             try:
                 with open(path, "rb") as fh:
-                    fh.seek(offsets.get(t.task_id, 0))
+                    fh.seek(offsets.get(tid, 0))
                     data = fh.read()
             except FileNotFoundError:
                 data = b""
             if data:
-                prefix = f"[{flow}/{run_id}/{step}/{t.task_id}] " if len(tasks) > 1 else ""
+                prefix = f"[{flow}/{run_id}/{step}/{tid}] " if len(tasks) > 1 else ""
                 text = data.decode("utf-8", "replace")
                 if prefix:
                     text = "".join(prefix + line for line in text.splitlines(keepends=True))
@@ -291,21 +294,32 @@ def print_logs(flow: str, run_id: int, step: str, task_id: int | None, stream: s
                     text = _plain(text, multiline=True)
                 sys.stdout.write(text)
                 sys.stdout.flush()
-                offsets[t.task_id] = offsets.get(t.task_id, 0) + len(data)
+                offsets[tid] = offsets.get(tid, 0) + len(data)
         if not follow:
             return 0
-        for event in md.events.read(cursor, flow=flow, run_id=run_id):
-            cursor = event.id
-            ended = ended or event.ends_run or (task_id is not None and event.task_id == task_id
-                                                and event.kind in TASK_END_EVENTS)
-        if not ended and time.monotonic() - checked > 2.0:
+        while True:  # every new event of the run, a page at a time
+            batch = md.events.read(cursor, flow=flow, run_id=run_id, limit=_EVENT_PAGE)
+            for event in batch:
+                cursor = event.id
+                if event.step == step and event.task_id is not None and task_id in (None, event.task_id):
+                    task_ids.add(event.task_id)
+                ended = ended or event.ends_run or (task_id is not None and event.task_id == task_id
+                                                    and event.kind in TASK_END_EVENTS)
+            if len(batch) < _EVENT_PAGE:
+                break
+        # A run whose scheduler died writes no event: the one check that is not the event log,
+        # its liveness (one row by key, through the store's run API), every few seconds.
+        if not ended and time.monotonic() - checked > _LIVENESS_EVERY:
             checked = time.monotonic()
-            record = md.get_run(flow, run_id)
+            record = md.runs.get_run(flow, run_id)
             ended = record is None or record.effective_status != "running"
-        if ended and all(offsets.get(t.task_id, 0) >= _size(store, flow, run_id, step, t.task_id, stream)
-                         for t in tasks):
+        if ended and all(offsets.get(tid, 0) >= _size(store, flow, run_id, step, tid, stream) for tid in task_ids):
             return 0
         time.sleep(0.2)
+
+
+_EVENT_PAGE = 1000
+_LIVENESS_EVERY = 5.0  # seconds between liveness checks of a followed run that has not ended
 
 
 def _size(store: Any, flow: str, run_id: int, step: str, task_id: int, stream: str) -> int:

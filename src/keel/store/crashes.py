@@ -23,9 +23,6 @@ def settle_crashed(md: Any, run: RunRecord, *, now: float | None = None) -> bool
     now = time.time() if now is None else now
     who = f"pid {run.pid} on {run.hostname}"
     message = f"the process running it ({who}) stopped without finishing it"
-    if not md.runs.set_run_status(run.flow, run.run_id, "crashed", error=f"SchedulerCrashed: {message}",
-                                  expect="running"):
-        return False
     ops: list[Any] = []
     for t in md.runs.list_tasks(run.flow, run.run_id):
         if t.status == "running":
@@ -38,9 +35,10 @@ def settle_crashed(md: Any, run: RunRecord, *, now: float | None = None) -> bool
                                     finished_at=now, error_type="SchedulerCrashed",
                                     error_message=f"the run's scheduler ({who}) died while this task ran",
                                     traceback="", node=t.node))
-    if ops:
-        md.runs.write_batch(ops)
-    return True
+    # one transaction: the run's status (if still running), its tasks' and their task.crashed
+    # events, then run.crashed (the scheduler is gone: no one else changes these tasks meanwhile)
+    return bool(md.runs.set_run_status(run.flow, run.run_id, "crashed", error=f"SchedulerCrashed: {message}",
+                                       expect="running", writes=ops))
 
 
 def settle_crashed_runs(md: Any, *, flow: str | None = None, now: float | None = None) -> list[RunRecord]:

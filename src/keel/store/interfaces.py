@@ -13,7 +13,7 @@ in ``memory.py``, and the contract suite.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from keel.store.records import (
     AttemptRecord, Comment, Delivery, Event, Fire, Firing, MetricBuckets, RunPage, RunRecord, TaskLink, StepRecord, TaskRecord, WriteOp,
@@ -34,7 +34,7 @@ class RunStore(RunWriter, Protocol):
                 environment: dict[str, Any] | None = None, origin_run_id: int | None = None,
                 user: str | None = None, system_tags: Iterable[str] = ()) -> int: ...
     def set_run_status(self, flow: str, run_id: int, status: str, *, error: str | None = None,
-                       expect: str | None = None) -> bool: ...
+                       expect: str | None = None, writes: Sequence[WriteOp] = ()) -> bool: ...
     def heartbeat(self, flow: str, run_id: int) -> None: ...
     def get_run(self, flow: str, run_id: int) -> RunRecord | None: ...
     def list_runs(self, flow: str | None = None, limit: int | None = None, *,

@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from keel.store.records import (
     TASK_EVENT, as_op, AttemptRecord, Comment, Delivery, Event, Fire, Firing, MetricBuckets, RunRecord, StepRecord,
@@ -73,11 +73,12 @@ class MemoryRuns:
             return run_id
 
     def set_run_status(self, flow: str, run_id: int, status: str, *, error: str | None = None,
-                       expect: str | None = None) -> bool:
+                       expect: str | None = None, writes: Sequence[Any] = ()) -> bool:
         with self.t.lock:
             row = self.t.runs[(flow, run_id)]
             if expect is not None and row["status"] != expect:
                 return False
+            self.write_batch(list(writes))  # their events before the run's, as in SQL
             row.update(status=status, heartbeat_at=time.time())
             if status != "running":
                 row["finished_at"] = time.time()

@@ -151,7 +151,8 @@ class Event(_Row):
 
     ``kind`` is ``run.started``, ``run.succeeded``, ``run.failed``, ``run.interrupted``,
     ``run.crashed``, ``task.started``, ``task.succeeded``, ``task.failed``, ``task.retried``,
-    ``task.reused``, ``task.cached`` or ``task.caught``; ``run.tagged``, ``run.untagged`` and
+    ``task.reused``, ``task.cached``, ``task.caught``, ``task.crashed`` (its run's scheduler died)
+    or ``task.interrupted`` (its run was stopped); ``run.tagged``, ``run.untagged`` and
     ``run.commented`` for annotations; ``task.log_lost`` when a task's output could not all be kept."""
 
     id: int
@@ -203,11 +204,13 @@ class Delivery(_Row):
 
 
 RUN_END_EVENTS = frozenset({"run.succeeded", "run.failed", "run.interrupted", "run.crashed"})
-TASK_END_EVENTS = frozenset({"task.succeeded", "task.failed", "task.reused", "task.cached", "task.caught"})
+TASK_END_EVENTS = frozenset({"task.succeeded", "task.failed", "task.reused", "task.cached", "task.caught",
+                             "task.crashed", "task.interrupted"})
 
 # What a task status means in the event log (write_batch records one event per change).
 TASK_EVENT = {"running": "task.started", "succeeded": "task.succeeded", "failed": "task.failed",
-              "reused": "task.reused", "cached": "task.cached", "caught": "task.caught"}
+              "reused": "task.reused", "cached": "task.cached", "caught": "task.caught",
+              "crashed": "task.crashed", "interrupted": "task.interrupted"}
 
 
 def event_row(flow: str, run_id: int, kind: str, *, step: str | None = None, task_id: int | None = None,

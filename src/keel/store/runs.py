@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
-from typing import Any, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -52,6 +54,17 @@ class SqlRuns:
 
     def __init__(self, db: Database):
         self.db = db
+        self._open = threading.local()  # the transaction set_run_status has open for its writes
+
+    @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """A write transaction: the one this thread's ``set_run_status`` has open, else a new one."""
+        conn = getattr(self._open, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.db.write() as conn:
+            yield conn
 
     # -- runs ------------------------------------------------------------------------------
     def new_run(self, flow: str, *, params: dict[str, Any], tags: Iterable[str] = (), kind: str = "flow",
@@ -95,11 +108,13 @@ class SqlRuns:
         raise MetadataError(f"could not allocate a run id for {flow} after 50 tries")
 
     def set_run_status(self, flow: str, run_id: int, status: str, *, error: str | None = None,
-                       expect: str | None = None) -> bool:
+                       expect: str | None = None, writes: Sequence[WriteOp] = ()) -> bool:
         """Record the run's new status and, in the same transaction, its ``run.STATUS`` event.
 
         With ``expect``, only if the run's status is still ``expect`` (compare and set): of several
-        processes that find a run crashed, one records it; the others get False."""
+        processes that find a run crashed, one records it; the others get False. ``writes`` (as
+        for ``write_batch``: its tasks' last rows) go in that transaction too, their events
+        before the run's, so a follower that stops at the run's end has seen them."""
         values: dict[str, Any] = {"status": status, "heartbeat_at": time.time()}
         if status != "running":
             values["finished_at"] = time.time()
@@ -112,6 +127,12 @@ class SqlRuns:
                 update = update.where(runs.c.status == expect)
             if not conn.execute(update.values(**values)).rowcount and expect is not None:
                 return False
+            if writes:
+                self._open.conn = conn
+                try:
+                    self.write_batch(list(writes))
+                finally:
+                    self._open.conn = None
             detail = {"error": error.splitlines()[0][:500]} if error else None
             conn.execute(events.insert().values(**event_row(flow, run_id, f"run.{status}", detail=detail)))
         return True
@@ -200,7 +221,7 @@ class SqlRuns:
         groups: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
         for key, row in upserts.items():
             groups.setdefault((key[0], tuple(row)), []).append(row)
-        with self.db.write() as conn:
+        with self._writing() as conn:
             for (kind, columns), rows in groups.items():
                 if kind == "task":
                     self.db.upsert_many(conn, tasks, columns, rows, ("flow", "run_id", "task_id"))
