@@ -480,11 +480,3 @@ class MemoryMetadata:
     def close(self) -> None:
         pass
 
-    def __getattr__(self, name: str) -> Any:
-        from keel.store.metadata import _OWNER
-
-        domain = _OWNER.get(name)
-        impl = self.__dict__.get(domain) if domain else None
-        if impl is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(impl, name)

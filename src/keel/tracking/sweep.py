@@ -158,11 +158,11 @@ class SweepOptions:
 def objective_value(metadata: Any, flow: str, run_id: int, objective: str) -> float | None:
     """The value of ``metrics.NAME`` (its last point) or ``duration`` for one run."""
     if objective == "duration":
-        r = metadata.get_run(flow, run_id)
+        r = metadata.runs.get_run(flow, run_id)
         return (r.finished_at - r.created_at) if r is not None and r.finished_at else None
     from keel.tracking.search import last_metrics
 
-    r = metadata.get_run(flow, run_id)
+    r = metadata.runs.get_run(flow, run_id)
     if r is None:
         return None
     name = objective.split(".", 1)[1]
@@ -304,7 +304,7 @@ class Sweep:
         if trial.run_id is None:
             trial.status = "did not start"
         else:
-            record = self.store.metadata.get_run(self.flow, trial.run_id)
+            record = self.store.metadata.runs.get_run(self.flow, trial.run_id)
             trial.status = record.effective_status if record is not None else ("succeeded" if code == 0 else "failed")
             if self.opts.objective:
                 trial.objective = objective_value(self.store.metadata, self.flow, trial.run_id, self.opts.objective)
