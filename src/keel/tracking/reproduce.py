@@ -15,9 +15,12 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from keel.store.metadata import MetadataStore
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Report:
         return dict(self.__dict__)
 
 
-def _artifact_keys(md: Any, flow: str, run_id: int, skip: set[str]) -> dict[str, str]:
+def _artifact_keys(md: MetadataStore, flow: str, run_id: int, skip: set[str]) -> dict[str, str]:
     """'step[i,j].name' -> content key, for the artifacts each task set itself."""
     out = {}
     for t in md.runs.list_tasks(flow, run_id):

@@ -29,9 +29,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from keel.errors import UsageError
+
+if TYPE_CHECKING:
+    from keel.store.metadata import MetadataStore
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,7 @@ class SweepOptions:
     tags: list[str] = field(default_factory=list)
 
 
-def objective_value(metadata: Any, flow: str, run_id: int, objective: str) -> float | None:
+def objective_value(metadata: MetadataStore, flow: str, run_id: int, objective: str) -> float | None:
     """The value of ``metrics.NAME`` (its last point) or ``duration`` for one run."""
     if objective == "duration":
         r = metadata.runs.get_run(flow, run_id)

@@ -16,9 +16,12 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from keel.store.metadata import MetadataStore
 
 __all__ = ["Change", "DashboardData", "RunsPage", "bucket_series"]
 
@@ -97,7 +100,7 @@ class DashboardData:
         self._names: dict[str | None, tuple[float, list[str]]] = {}
 
     @property
-    def _md(self) -> Any:
+    def _md(self) -> MetadataStore:
         return self.store.metadata
 
     # -- runs ------------------------------------------------------------------------------------
