@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from keel.store.records import (
     TASK_EVENT, as_op, AttemptRecord, Comment, Delivery, Event, Fire, Firing, MetricBuckets, RunRecord, StepRecord,
-    TaskLink, TaskRecord,
+    TaskLink, TaskRecord, WriteOp,
 )
 from keel.store.runs import user_name
 
@@ -131,9 +131,10 @@ class MemoryRuns:
         with self.t.lock:
             self.t.steps[(flow, run_id)][step].update(values)
 
-    def write_batch(self, ops: list[Any]) -> None:
+    def write_batch(self, ops: list[WriteOp]) -> None:
+        applied = [as_op(op) for op in ops]  # a stray value fails the batch before any of it is kept
         with self.t.lock:
-            for kind, payload in map(as_op, ops):
+            for kind, payload in applied:
                 if kind == "task":
                     key = (payload["flow"], payload["run_id"], payload["task_id"])
                     row = self.t.tasks.setdefault(key, {"attempts": 0, "started_at": None, "finished_at": None,
