@@ -58,8 +58,8 @@ def test_store_verify_finds_reports_and_repairs(tmp_path, keel_home):
     from keel.store import Store
 
     md = Store.from_env().metadata
-    task = md.list_tasks("Produce", 1, "start")[0]
-    key = md.task_artifacts("Produce", 1, task.task_id)["payload"]["key"]
+    task = md.runs.list_tasks("Produce", 1, "start")[0]
+    key = md.runs.task_artifacts("Produce", 1, task.task_id)["payload"]["key"]
     _damage(keel_home, key)
     found = run_cli("store", "verify", cwd=tmp_path)
     assert found.returncode == 1 and "Traceback" not in found.stderr

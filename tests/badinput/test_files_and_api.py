@@ -19,7 +19,7 @@ def test_the_client_refuses_an_id_above_2_63(one_run, monkeypatch):
     monkeypatch.setenv("KEEL_HOME", str(one_run))
     with pytest.raises(UsageError, match="out of range"):
         Run(f"LinearFlow/{HUGE}")
-    assert Store.from_env().metadata.get_run("LinearFlow", HUGE) is None  # the store: no such run, no OverflowError
+    assert Store.from_env().metadata.runs.get_run("LinearFlow", HUGE) is None  # the store: no such run, no OverflowError
 
 
 def test_a_flow_file_named_like_a_stdlib_module_is_refused(tmp_path, keel_home):

@@ -15,7 +15,7 @@ def test_runs_keeps_one_line_per_run_and_the_whole_id(keel_home, tmp_path):
 
     assert run_in_process(FLOWS / "linear.py").status == "succeeded"
     md = Store.from_env().metadata
-    md.add_tags("LinearFlow", 1, [LONG_TAG])
+    md.annotations.add_tags("LinearFlow", 1, [LONG_TAG])
     env = {"COLUMNS": "80"}
     plain = run_cli("runs", cwd=tmp_path, env=env)
     where = run_cli("runs", "--where", "status = 'succeeded'", cwd=tmp_path, env=env)

@@ -101,12 +101,12 @@ def check_store(home: Path, artifacts_root: Path | None = None) -> dict[str, int
             blobs += 1
     store = store_of(home, artifacts_root)
     loaded = 0
-    for record in store.metadata.list_runs():
+    for record in store.metadata.runs.list_runs():
         run = Run(_record=record, _store=store)
-        for task_record in store.metadata.list_tasks(record.flow, record.run_id):
+        for task_record in store.metadata.runs.list_tasks(record.flow, record.run_id):
             if task_record.status not in ("succeeded", "reused", "caught"):
                 continue
-            for name, info in store.metadata.task_artifacts(record.flow, record.run_id, task_record.task_id).items():
+            for name, info in store.metadata.runs.task_artifacts(record.flow, record.run_id, task_record.task_id).items():
                 from keel.store.artifacts import ArtifactRef
 
                 store.artifacts.get(ArtifactRef(info["key"], info["serializer"], info["size"]),

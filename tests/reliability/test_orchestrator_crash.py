@@ -83,7 +83,7 @@ def crashed_run(tmp_path):
 
     def finished_work() -> int:
         try:
-            return sum(1 for t in store.metadata.list_tasks("Counted", 1, "work") if t.status == "succeeded")
+            return sum(1 for t in store.metadata.runs.list_tasks("Counted", 1, "work") if t.status == "succeeded")
         except Exception:  # noqa: BLE001 - the database may not exist yet
             return 0
 
@@ -100,8 +100,8 @@ def crashed_run(tmp_path):
 def test_resume_finishes_a_crashed_run_without_redoing_finished_tasks(crashed_run, tmp_path):
     home, env, flow, store = crashed_run
     finished = {(t.step, str(t.foreach[-1][2]) if t.foreach else "-")
-                for t in store.metadata.list_tasks("Counted", 1) if t.status == "succeeded"}
-    running = {t.task_id for t in store.metadata.list_tasks("Counted", 1) if t.status == "running"}
+                for t in store.metadata.runs.list_tasks("Counted", 1) if t.status == "succeeded"}
+    running = {t.task_id for t in store.metadata.runs.list_tasks("Counted", 1) if t.status == "running"}
     assert ("start", "-") in finished and len(finished) >= 3
     before = counts(home)
 
@@ -120,9 +120,9 @@ def test_resume_finishes_a_crashed_run_without_redoing_finished_tasks(crashed_ru
     assert run1.status == "crashed"
     assert run1.error.startswith("SchedulerCrashed: the process running it (pid ")
     for task_id in running:
-        task = store.metadata.get_task("Counted", 1, task_id)
+        task = store.metadata.runs.get_task("Counted", 1, task_id)
         assert task.status == "crashed"
-        attempts = store.metadata.list_attempts("Counted", 1, task_id)
+        attempts = store.metadata.runs.list_attempts("Counted", 1, task_id)
         assert attempts[-1]["error_type"] == "SchedulerCrashed"
     check_store(home)
 
@@ -141,7 +141,7 @@ def test_a_finished_task_is_on_record_at_once_and_survives_kill_9(tmp_path):
 
     def succeeded(step: str) -> Any:
         try:
-            return next((t for t in store.metadata.list_tasks("Held", 1, step) if t.status == "succeeded"), None)
+            return next((t for t in store.metadata.runs.list_tasks("Held", 1, step) if t.status == "succeeded"), None)
         except Exception:  # noqa: BLE001 - the database may not exist yet
             return None
 

@@ -34,7 +34,7 @@ EXPECTED = 2 * 499500.0 * sum(range(N)) + 499500.0 * sum(range(N)) + 1
 
 def _finished(store) -> set[tuple[str, str]]:
     try:
-        tasks = store.metadata.list_tasks("Counted", 1)
+        tasks = store.metadata.runs.list_tasks("Counted", 1)
     except Exception:  # noqa: BLE001 - no database yet: killed before the run existed
         return set()
     return {(t.step, str(t.foreach[-1][2]) if t.foreach else "-") for t in tasks
@@ -108,7 +108,7 @@ def test_runs_killed_at_random_points_recover(tmp_path):
             final = "Counted/2"
         if again is not None:
             assert again.returncode == 0, f"{where}: recovery failed:\n{again.stderr}"
-        final_run = Run(final or f"Counted/{store_of(home).metadata.latest_run_id('Counted')}", _store=store)
+        final_run = Run(final or f"Counted/{store_of(home).metadata.runs.latest_run_id('Counted')}", _store=store)
         assert final_run.successful, where
         assert final_run.data.result == EXPECTED, where
         after = counts(home)

@@ -51,7 +51,7 @@ def _memory_cgroup(limit: int) -> Path | None:
 def _attempts(home, run_id=1):
     store = store_of(home)
     task = Run(f"Crashes/{run_id}", _store=store)["boom"].task
-    return task, store.metadata.list_attempts("Crashes", run_id, task.id)
+    return task, store.metadata.runs.list_attempts("Crashes", run_id, task.id)
 
 
 @pytest.mark.parametrize("how, message", [

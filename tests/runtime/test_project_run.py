@@ -53,7 +53,7 @@ def test_pipeline_diamond_parallel_flow_and_a_failing_branch(tmp_path: Path, hom
     run = Run("pipeline/1")
     assert run.status == "failed" and run.finished
     assert "ingested" in run.tags                               # current.tag in a script
-    steps = {s["step"]: s["status"] for s in Store.from_env().metadata.list_steps("pipeline", 1)}
+    steps = {s["step"]: s["status"] for s in Store.from_env().metadata.runs.list_steps("pipeline", 1)}
     assert steps == {"ingest": "done", "clean": "done", "features": "done", "train": "done", "report": "done",
                      "flaky": "failed", "after_flaky": "skipped"}
     # a task per job instance, with the instance as its index, and the job's own output
@@ -101,11 +101,11 @@ def test_one_job_with_and_without_its_dependencies(tmp_path: Path, home: Path) -
     project = copy_project("pipeline", tmp_path)
     alone = keel("project", "run", "--job", "ingest", cwd=project, home=home)
     assert alone.returncode == 0, alone.stderr
-    assert [s["step"] for s in Store.from_env().metadata.list_steps("pipeline", 1)] == ["ingest"]
+    assert [s["step"] for s in Store.from_env().metadata.runs.list_steps("pipeline", 1)] == ["ingest"]
 
     with_deps = keel("project", "run", "--job", "train", "--with-deps", cwd=project, home=home)
     assert with_deps.returncode == 0, with_deps.stderr
-    steps = [s["step"] for s in Store.from_env().metadata.list_steps("pipeline", 2)]
+    steps = [s["step"] for s in Store.from_env().metadata.runs.list_steps("pipeline", 2)]
     assert steps == ["ingest", "clean", "features", "train"]
     assert Run("pipeline/2").params == {"jobs": steps}
 
@@ -143,7 +143,7 @@ def test_a_job_that_asks_for_more_than_the_machine_is_refused(tmp_path: Path, ho
     assert result.returncode == 1
     assert result.stderr == (f"keel: 1 problem(s) in the project file:\nkeel.yaml:5: job 'big' asks for "
                              f"resources: cpu: 4096 but this machine has {os.cpu_count()} cores; lower it\n")
-    assert not (home / "metadata.db").exists() or Store.from_env().metadata.list_runs("greedy") == []
+    assert not (home / "metadata.db").exists() or Store.from_env().metadata.runs.list_runs("greedy") == []
 
 
 def test_sigterm_stops_the_jobs_and_records_the_run_as_interrupted(tmp_path: Path, home: Path) -> None:

@@ -67,8 +67,8 @@ def schedule(tmp_path, source: str, *, crash: dict[str, int] | None = None, **op
     graph.check()
     artifacts = ArtifactStore(MemoryBackend())
     metadata = MemoryMetadata()
-    run_id = metadata.new_run(graph.name, params={})
-    metadata.register_steps(graph.name, run_id, graph.sorted_nodes())
+    run_id = metadata.runs.new_run(graph.name, params={})
+    metadata.runs.register_steps(graph.name, run_id, graph.sorted_nodes())
     executor = InlineExecutor(flow_cls, artifacts, crash)
     scheduler = Scheduler(flow=graph.name, run_id=run_id, graph=graph, executor=executor, metadata=metadata.runs,
                           artifacts=artifacts, scratch=str(tmp_path), params={}, options=Options(**options))
@@ -78,8 +78,8 @@ def schedule(tmp_path, source: str, *, crash: dict[str, int] | None = None, **op
 
 
 def end_value(metadata: MemoryMetadata, artifacts: ArtifactStore, flow: str, name: str) -> Any:
-    end = metadata.list_tasks(flow, 1, "end")[0]
-    ref = metadata.task_artifacts(flow, 1, end.task_id)[name]
+    end = metadata.runs.list_tasks(flow, 1, "end")[0]
+    ref = metadata.runs.task_artifacts(flow, 1, end.task_id)[name]
     return artifacts.get(ArtifactRef(ref["key"], ref["serializer"], ref["size"]))
 
 
@@ -127,7 +127,7 @@ def test_joins_match_the_split_they_close(tmp_path):
     outcome, metadata, artifacts, executor, flow = schedule(tmp_path, NESTED)
     assert outcome.status == "succeeded"
     assert end_value(metadata, artifacts, flow, "total") == [110, 220]
-    meets = metadata.list_tasks(flow, 1, "meet")
+    meets = metadata.runs.list_tasks(flow, 1, "meet")
     assert len(meets) == 2 and all(len(t.parents) == 2 for t in meets)
 
 
@@ -169,18 +169,18 @@ def test_retries_after_crashes_and_catch_on_the_last_attempt(tmp_path):
     assert end_value(metadata, artifacts, flow, "err") == ("keel.errors.FailureHandledByCatch: task execution kept "
                                                            "failing over 1 attempt(s) without a Python exception: "
                                                            "killed by SIGKILL")
-    flaky = metadata.list_tasks(flow, 1, "flaky")[0]
+    flaky = metadata.runs.list_tasks(flow, 1, "flaky")[0]
     assert (flaky.status, flaky.attempts) == ("succeeded", 3)
-    statuses = [a["status"] for a in metadata.list_attempts(flow, 1, flaky.task_id)]
+    statuses = [a["status"] for a in metadata.runs.list_attempts(flow, 1, flaky.task_id)]
     assert statuses == ["failed", "failed", "succeeded"]
-    assert metadata.list_tasks(flow, 1, "doomed")[0].status == "caught"
+    assert metadata.runs.list_tasks(flow, 1, "doomed")[0].status == "caught"
 
 
 def test_retries_run_out_and_the_run_fails_at_that_task(tmp_path):
     outcome, metadata, _, executor, flow = schedule(tmp_path, CRASHY, crash={"flaky": 3})
     assert (outcome.status, outcome.failed_step) == ("failed", "flaky")
     assert outcome.error == {"type": "TaskCrashed", "message": "killed by SIGKILL", "traceback": ""}
-    assert not metadata.list_tasks(flow, 1, "join")
+    assert not metadata.runs.list_tasks(flow, 1, "join")
 
 
 WIDE = '''
@@ -240,7 +240,7 @@ class HoldingExecutor(InlineExecutor):
     def wait(self, timeout: float) -> list[Outcome]:
         if self.done:
             return super().wait(timeout)
-        a_done = any(t.status == "succeeded" for t in self.metadata.list_tasks("Held", 1, "a"))
+        a_done = any(t.status == "succeeded" for t in self.metadata.runs.list_tasks("Held", 1, "a"))
         self.waits.append((timeout, a_done))
         if len(self.waits) >= 3:  # the hold step ends now; what it sees of the past is recorded
             spec = self.held.pop()
@@ -277,10 +277,10 @@ def test_a_finished_task_is_on_record_within_the_flush_interval(tmp_path):
     graph = FlowGraph(flow_cls)
     artifacts = ArtifactStore(MemoryBackend())
     metadata = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
-    run_id = metadata.new_run(graph.name, params={})
-    metadata.register_steps(graph.name, run_id, graph.sorted_nodes())
+    run_id = metadata.runs.new_run(graph.name, params={})
+    metadata.runs.register_steps(graph.name, run_id, graph.sorted_nodes())
     executor = HoldingExecutor(flow_cls, artifacts, metadata)
-    scheduler = Scheduler(flow=graph.name, run_id=run_id, graph=graph, executor=executor, metadata=metadata,
+    scheduler = Scheduler(flow=graph.name, run_id=run_id, graph=graph, executor=executor, metadata=metadata.runs,
                           artifacts=artifacts, scratch=str(tmp_path), params={}, options=Options())
     assert scheduler.run().status == "succeeded"
     waits = executor.waits

@@ -58,7 +58,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def fires(store: Store, job: str) -> list[tuple[float, str]]:
-    return sorted((f["fire_time"], f["status"]) for f in store.metadata.list_fires("scheduled", job))
+    return sorted((f["fire_time"], f["status"]) for f in store.metadata.schedules.list_fires("scheduled", job))
 
 
 def test_cron_times_dependants_missed_times_restart_and_overlap(project: Path) -> None:
@@ -72,11 +72,11 @@ def test_cron_times_dependants_missed_times_restart_and_overlap(project: Path) -
     clock.t = at(10, 5, 30)
     assert sorted((e.job, e.status) for e in sched.tick()) == [("boom", "started"), ("tick", "started")]
     settle(sched)
-    tick_run = store.metadata.get_run("scheduled", store.metadata.list_fires("scheduled", "tick")[0]["run_id"])
+    tick_run = store.metadata.runs.get_run("scheduled", store.metadata.schedules.list_fires("scheduled", "tick")[0]["run_id"])
     assert tick_run.status == "succeeded" and tick_run.tags == ["schedule:tick"]
-    assert [s["step"] for s in store.metadata.list_steps("scheduled", tick_run.run_id)] == ["tick", "after_tick"]
-    boom = store.metadata.list_fires("scheduled", "boom")[0]
-    assert store.metadata.get_run("scheduled", boom["run_id"]).status == "failed"
+    assert [s["step"] for s in store.metadata.runs.list_steps("scheduled", tick_run.run_id)] == ["tick", "after_tick"]
+    boom = store.metadata.schedules.list_fires("scheduled", "boom")[0]
+    assert store.metadata.runs.get_run("scheduled", boom["run_id"]).status == "failed"
     assert f"job 'boom': scheduled/{boom['run_id']} failed (exit status 1); see: keel show " \
            f"scheduled/{boom['run_id']}" in out.getvalue()   # a failing job does not stop the scheduler
 
@@ -145,9 +145,9 @@ def test_real_minute_and_sigterm(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             if (tmp_path / "keelhome" / "metadata.db").exists():
                 store = Store(settings)
-                done = [f for f in store.metadata.list_fires("minutely", "ping") if f["run_id"]]
+                done = [f for f in store.metadata.schedules.list_fires("minutely", "ping") if f["run_id"]]
                 if done:
-                    record = store.metadata.get_run("minutely", done[0]["run_id"])
+                    record = store.metadata.runs.get_run("minutely", done[0]["run_id"])
                     status = record.status if record else None
                     if status not in (None, "running"):
                         break

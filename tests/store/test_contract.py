@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import groupby
 
 import pytest
 
 from keel.store.memory import MemoryMetadata
 from keel.store.metadata import MetadataStore
-from keel.store.records import EventWrite
+from keel.store.records import (
+    ArtifactsWrite, AttemptWrite, EventWrite, MetricsWrite, StepWrite, TagsWrite, TaskWrite,
+)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
@@ -25,9 +28,15 @@ def md(request, tmp_path):
     store.close()
 
 
-def _task(flow: str, run_id: int, task_id: int, step: str, status: str, attempts: int = 1) -> tuple[str, dict]:
-    return ("task", {"flow": flow, "run_id": run_id, "task_id": task_id, "step": step, "status": status,
-                     "attempts": attempts, "created_at": time.time(), "parents": "[]", "foreach": "[]"})
+def _task(flow: str, run_id: int, task_id: int, step: str, status: str, attempts: int = 1) -> TaskWrite:
+    return TaskWrite(flow, run_id, task_id, step, status, attempts, time.time())
+
+
+def _metrics(rows: list[dict]) -> list[MetricsWrite]:
+    """Metric point rows ({flow, run_id, task_id, name, step, value, ts}) as write records, one per
+    stretch of consecutive rows of one task, so the points keep their order."""
+    return [MetricsWrite(*key, tuple((r["name"], r["step"], r["value"], r["ts"]) for r in group))
+            for key, group in groupby(rows, lambda r: (r["flow"], r["run_id"], r["task_id"]))]
 
 
 def test_run_ids_increase_per_flow(md):
@@ -53,15 +62,12 @@ def test_write_batch_records_tasks_attempts_artifacts_metrics_and_tags(md):
     md.runs.register_steps("A", run_id, ["start", "end"])
     md.runs.write_batch([
         _task("A", run_id, 1, "start", "running"),
-        ("attempt", {"flow": "A", "run_id": run_id, "task_id": 1, "attempt": 0, "status": "succeeded",
-                     "started_at": 1.0, "finished_at": 2.0, "exit_code": 0}),
+        AttemptWrite("A", run_id, 1, 0, "succeeded", started_at=1.0, finished_at=2.0, exit_code=0),
         _task("A", run_id, 1, "start", "succeeded"),
-        ("artifacts", [{"flow": "A", "run_id": run_id, "task_id": 1, "name": "x", "key": "k1",
-                        "serializer": "pickle", "size": 3, "own": True}]),
-        ("metrics", [{"flow": "A", "run_id": run_id, "task_id": 1, "name": "loss", "step": i, "value": 1.0 / (i + 1),
-                      "ts": float(i)} for i in range(3)]),
-        ("tags", ("A", run_id, ["auto"])),
-        ("step", ("A", run_id, "start", {"status": "done"})),
+        ArtifactsWrite("A", run_id, 1, {"x": {"key": "k1", "serializer": "pickle", "size": 3}}, frozenset({"x"})),
+        MetricsWrite("A", run_id, 1, tuple(("loss", i, 1.0 / (i + 1), float(i)) for i in range(3))),
+        TagsWrite("A", run_id, ("auto",)),
+        StepWrite("A", run_id, "start", "done", None, None),
     ])
     (task,) = md.runs.list_tasks("A", run_id)
     assert (task.step, task.status, task.parents) == ("start", "succeeded", [])
@@ -111,8 +117,7 @@ def test_events_record_each_state_change_in_order(md):
     run_id = md.runs.new_run("A", params={})
     md.runs.write_batch([_task("A", run_id, 1, "start", "running")])
     md.runs.write_batch([_task("A", run_id, 1, "start", "failed"),
-                         ("event", {"ts": 0.0, "flow": "A", "run_id": run_id, "kind": "task.retried",
-                                    "step": "start", "task_id": 1, "attempt": 0, "detail": None})])
+                         EventWrite("A", run_id, "task.retried", step="start", task_id=1, attempt=0)])
     md.runs.set_run_status("A", run_id, "failed")
     events = md.events.read(0, flow="A", run_id=run_id)
     assert [e.kind for e in events] == ["run.started", "task.started", "task.failed", "task.retried", "run.failed"]
@@ -144,8 +149,8 @@ def _seed_runs(md) -> None:
         run_id = md.runs.new_run("Q", params={"alpha": alpha, "opt": "adam" if alpha < 0.6 else "sgd"},
                                  tags=[tag] if tag else [])
         if acc is not None:
-            md.runs.write_batch([("metrics", [{"flow": "Q", "run_id": run_id, "task_id": 1, "name": "acc",
-                                               "step": 0, "value": acc, "ts": 1.0}])])
+            md.runs.write_batch(_metrics([{"flow": "Q", "run_id": run_id, "task_id": 1, "name": "acc",
+                                               "step": 0, "value": acc, "ts": 1.0}]))
         md.runs.set_run_status("Q", run_id, "failed" if acc is None else "succeeded")
 
 
@@ -238,9 +243,9 @@ def _series(md, n: int, steps: bool = True) -> None:
     import math
 
     run_id = md.runs.new_run("M", params={})
-    md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1 + i % 2, "name": "loss",
+    md.runs.write_batch(_metrics([{"flow": "M", "run_id": run_id, "task_id": 1 + i % 2, "name": "loss",
                                        "step": i * 3 if steps else None, "value": math.sin(i / 7.0) + i / n,
-                                       "ts": float(i)} for i in range(n)])])
+                                       "ts": float(i)} for i in range(n)]))
 
 
 @pytest.mark.parametrize("n, buckets, lo, hi, steps", [
@@ -278,11 +283,11 @@ def test_task_links_are_kept_per_task_and_replaced_by_name(md):
 def test_the_last_value_of_a_metric_follows_every_batch_and_keeps_nan(md):
     run_id = md.runs.new_run("L", params={})
     point = {"flow": "L", "run_id": run_id, "task_id": 1, "ts": 1.0, "step": None}
-    md.runs.write_batch([("metrics", [{**point, "name": "loss", "value": 3.0}, {**point, "name": "loss", "value": 2.0},
-                                      {**point, "name": "acc", "value": 0.5}])])
+    md.runs.write_batch(_metrics([{**point, "name": "loss", "value": 3.0}, {**point, "name": "loss", "value": 2.0},
+                                      {**point, "name": "acc", "value": 0.5}]))
     assert md.metrics.last_of_runs([("L", run_id)], ["loss", "acc"]) == {("L", run_id): {"loss": 2.0, "acc": 0.5}}
-    md.runs.write_batch([("metrics", [{**point, "name": "loss", "value": 1.0}])])
-    md.runs.write_batch([("metrics", [{**point, "task_id": 2, "name": "acc", "value": float("nan")}])])
+    md.runs.write_batch(_metrics([{**point, "name": "loss", "value": 1.0}]))
+    md.runs.write_batch(_metrics([{**point, "task_id": 2, "name": "acc", "value": float("nan")}]))
     last = md.metrics.last_of_runs([("L", run_id)], ["loss", "acc"])[("L", run_id)]
     assert last["loss"] == 1.0 and math.isnan(last["acc"])
     assert [r.run_id for r in md.query.search_runs(flow="L", where="metrics.loss < 1.5")] == [run_id]
@@ -330,9 +335,9 @@ def _runs_series(md) -> list[tuple[str, int]]:
     keys = []
     for n, step in shapes:
         run_id = md.runs.new_run("M", params={})
-        md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1, "name": "loss",
+        md.runs.write_batch(_metrics([{"flow": "M", "run_id": run_id, "task_id": 1, "name": "loss",
                                            "step": step(i), "value": math.cos(i / 5.0) * (1 + run_id) + i / n,
-                                           "ts": float(i)} for i in range(n)])])
+                                           "ts": float(i)} for i in range(n)]))
         keys.append(("M", run_id))
     keys.append(("M", md.runs.new_run("M", params={})))
     return keys
@@ -376,9 +381,9 @@ def _awkward_series(md) -> list[tuple[str, int]]:
         run_id = md.runs.new_run("M", params={})
         i = 0
         for steps in batches:
-            md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1 + j % 3, "name": "loss",
+            md.runs.write_batch(_metrics([{"flow": "M", "run_id": run_id, "task_id": 1 + j % 3, "name": "loss",
                                                "step": step, "value": math.sin((i + j) / 9.0) * (1 + run_id),
-                                               "ts": float(i + j)} for j, step in enumerate(steps)])])
+                                               "ts": float(i + j)} for j, step in enumerate(steps)]))
             i += len(steps)
         keys.append(("M", run_id))
     return keys
@@ -419,8 +424,8 @@ def test_a_series_spanning_a_billion_steps_is_bucketed_as_the_reference_does(md,
 
     run_id = md.runs.new_run("M", params={})
     steps = [*range(0, 300), *range(10**9, 10**9 + 300), *range(-(10**9), -(10**9) + 300)]
-    md.runs.write_batch([("metrics", [{"flow": "M", "run_id": run_id, "task_id": 1, "name": "loss", "step": s,
-                                       "value": float((s * 7919) % 1000), "ts": 0.0} for s in steps])])
+    md.runs.write_batch(_metrics([{"flow": "M", "run_id": run_id, "task_id": 1, "name": "loss", "step": s,
+                                       "value": float((s * 7919) % 1000), "ts": 0.0} for s in steps]))
     got = md.metrics.bucketed_runs([("M", run_id)], "loss", buckets)[("M", run_id)]
     want = bucket_runs({("M", run_id): md.metrics.run_metrics("M", run_id, "loss")["loss"]}, buckets)[("M", run_id)]
     assert got == want
@@ -451,3 +456,13 @@ def test_runs_bucketed_in_slices_on_parallel_connections_agree(md, monkeypatch):
     assert [(g.count, g.x) for g in got.values()] == [(w.count, w.x) for w in want.values()]
     for g, w in zip(got.values(), want.values()):
         assert g.last == pytest.approx(w.last)
+
+
+def test_write_batch_takes_only_write_records(md):
+    run_id = md.runs.new_run("W", params={})
+    legacy = ("metrics", [{"flow": "W", "run_id": run_id, "task_id": 1, "name": "acc", "step": 0, "value": 1.0,
+                           "ts": 0.0}])
+    with pytest.raises(TypeError, match=r"write records of keel\.store\.records .*not tuple"):
+        md.runs.write_batch([_task("W", run_id, 1, "start", "running"), legacy])
+    assert md.runs.list_tasks("W", run_id) == []  # nothing of the refused batch is kept
+    assert md.metrics.run_metrics("W", run_id) == {}

@@ -118,7 +118,7 @@ def test_created_status_crashed(keel_home):
     seed(md, "Train", 5, now=1_700_000_000.0)  # 2023-11-14
     assert ids(Flow("Train").runs(where='created >= "2023-11-14" and created < "2030-01-01"')) != []
     assert ids(Flow("Train").runs(where='created < "2020-01-01"')) == []
-    rid = md.new_run("Train", params={})  # running, with a fresh heartbeat
+    rid = md.runs.new_run("Train", params={})  # running, with a fresh heartbeat
     assert ids(Flow("Train").runs(where='status = "running"')) == [rid]
     assert ids(Flow("Train").runs(where='status = "crashed"')) == []
     from keel.store.metadata import runs
@@ -135,12 +135,12 @@ def test_created_status_crashed(keel_home):
 def test_a_running_run_whose_scheduler_lives_is_not_crashed_even_with_an_old_heartbeat(keel_home):
     """One answer to "is it crashed?": the query filter and the listed status agree."""
     md = Store.from_env().metadata
-    rid = md.new_run("Train", params={})   # this process is its scheduler, and it is alive
+    rid = md.runs.new_run("Train", params={})   # this process is its scheduler, and it is alive
     from keel.store.metadata import runs
 
     with md.db.write() as conn:
         conn.execute(runs.update().where(runs.c.run_id == rid).values(heartbeat_at=time.time() - 600))
-    assert md.get_run("Train", rid).effective_status == "running"
+    assert md.runs.get_run("Train", rid).effective_status == "running"
     assert ids(Flow("Train").runs(where='status = "running"')) == [rid]
     assert ids(Flow("Train").runs(where='status = "crashed"')) == []
 

@@ -34,13 +34,13 @@ def ui_home(tmp_path_factory):
     from keel.store import Store
 
     store = Store.from_env()
-    store.metadata.add_tags("Train", 2, ["baseline"])
-    store.metadata.add_comment("Train", 2, "<i>looks good</i>", author="tester")
+    store.metadata.annotations.add_tags("Train", 2, ["baseline"])
+    store.metadata.annotations.add_comment("Train", 2, "<i>looks good</i>", author="tester")
     # A project with a schedule that fired once, for the schedules page (keel ui reads ./keel.yaml).
     (folder / "keel.yaml").write_text("name: weather\njobs:\n  - name: ingest\n    entrypoint: python ingest.py\n"
                                       "    schedule: \"0 * * * *\"\n"
                                       "endpoints:\n  - {name: scorer, flow: Train, artifact: weights, port: 8123}\n")
-    store.metadata.claim_fire("weather", "ingest", 1_700_000_000.0)
+    store.metadata.schedules.claim_fire("weather", "ingest", 1_700_000_000.0)
     # The operations pages: a Data Engine table with two versions, a queue, a task's Spark UI address.
     import pyarrow as pa
 

@@ -171,9 +171,9 @@ def test_changes_since_reports_what_moved(ui_home):
     first = data.changes_since(None, ("Train", 1))
     assert first.kinds == ()
     assert data.changes_since(first.cursor, ("Train", 1)).kinds == ()
-    store.metadata.add_tags("Train", 1, ["moved"])
+    store.metadata.annotations.add_tags("Train", 1, ["moved"])
     assert set(data.changes_since(first.cursor, ("Train", 1)).kinds) == {"run", "runs"}
-    store.metadata.remove_tags("Train", 1, ["moved"])
+    store.metadata.annotations.remove_tags("Train", 1, ["moved"])
     store.metadata.close()
 
 

@@ -185,7 +185,7 @@ def test_a_live_runs_log_line_appears_within_a_second(page, tmp_path, start_ui):
         store = Store(StoreSettings(home=ui_home, metadata_url=f"sqlite:///{ui_home / 'metadata.db'}",
                                     artifact_url=str(ui_home / "artifacts")))
         deadline = time.monotonic() + 60
-        while not (store.metadata.list_runs("Live") and store.metadata.list_tasks("Live", 1)):
+        while not (store.metadata.runs.list_runs("Live") and store.metadata.runs.list_tasks("Live", 1)):
             assert time.monotonic() < deadline, "the live run did not start"
             time.sleep(0.05)
         store.metadata.close()

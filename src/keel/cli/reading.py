@@ -51,9 +51,9 @@ def cmd_runs(flow: str | None, limit: int, as_json: bool) -> int:
     from keel.store import Store
 
     md = Store.from_env().metadata
-    records = md.list_runs(flow, limit=limit)
-    if flow is not None and not records and flow not in md.list_flows():
-        known = ", ".join(md.list_flows()) or "none yet"
+    records = md.runs.list_runs(flow, limit=limit)
+    if flow is not None and not records and flow not in md.runs.list_flows():
+        known = ", ".join(md.runs.list_flows()) or "none yet"
         raise NotFoundError(f"no runs of flow {flow!r}; flows with runs: {known}")
     if as_json:
         print(json_dumps([{"pathspec": r.pathspec, "status": r.effective_status, "created_at": r.created_at,
@@ -102,7 +102,7 @@ def resolve_run(pathspec: str) -> Any:
 
     flow, run_id = parse_pathspec(pathspec, 2)
     md = Store.from_env().metadata
-    record = md.get_run(flow, int(run_id))
+    record = md.runs.get_run(flow, int(run_id))
     if record is None:
         raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
     return md, record
@@ -124,7 +124,7 @@ def cmd_show_run(pathspec: str) -> int:
         out.print("  params: " + _m(", ".join(f"{k}={_short(v)}" for k, v in r.params.items())))
     if r.tags:
         out.print("  tags: " + _m(", ".join(r.tags)))
-    for c in md.list_comments(r.flow, r.run_id):
+    for c in md.annotations.list_comments(r.flow, r.run_id):
         out.print(f"  comment ({_m(c['author'])}, {_when(c['created_at'])}): {_m(c['text'], multiline=True)}")
     env = r.environment
     if env:
@@ -132,7 +132,7 @@ def cmd_show_run(pathspec: str) -> int:
         snap = env.get("snapshot") or {}
         kept = f" ({snap.get('files')} files kept)" if snap.get("files") else ""
         out.print(_m(f"  python {env.get('python')}{git}, code {str(r.code_hash or '')[:12]}{kept}"))
-    tasks = md.list_tasks(r.flow, r.run_id)
+    tasks = md.runs.list_tasks(r.flow, r.run_id)
     steps = table = Table(box=None, header_style="bold", title=None)
     for col in ("step", "tasks", "status", "started", "took", "cpu", "peak mem", "artifacts"):
         table.add_column(col)
@@ -142,7 +142,7 @@ def cmd_show_run(pathspec: str) -> int:
     by_step: dict[str, list[Any]] = {}
     for t in tasks:
         by_step.setdefault(t.step, []).append(t)
-    for row in md.list_steps(r.flow, r.run_id):
+    for row in md.runs.list_steps(r.flow, r.run_id):
         ts = by_step.get(row["step"], [])
         counts: dict[str, int] = {}
         for t in ts:
@@ -155,7 +155,7 @@ def cmd_show_run(pathspec: str) -> int:
         finished = max((t.finished_at for t in ts if t.finished_at), default=None)
         arts = ""
         if ts:
-            own = {n: a for n, a in md.task_artifacts(r.flow, r.run_id, ts[0].task_id).items() if a["own"]}
+            own = {n: a for n, a in md.runs.task_artifacts(r.flow, r.run_id, ts[0].task_id).items() if a["own"]}
             arts = ", ".join(f"{n} ({size_text(a['size'])})" for n, a in own.items())
             if len(ts) > 1 and arts:
                 arts += " per task"
@@ -180,10 +180,10 @@ def cmd_show_run(pathspec: str) -> int:
                   f"that could not be written: {_m(str(error))}", soft_wrap=True)
     if len(lost) > 3:
         out.print(f"  [yellow]... and {len(lost) - 3} more tasks whose logs miss output[/yellow]")
-    failed = [a for a in md.list_attempts(r.flow, r.run_id) if a["status"] == "failed"]
+    failed = [a for a in md.runs.list_attempts(r.flow, r.run_id) if a["status"] == "failed"]
     for a in failed[-3:]:
         out.print(f"  [red]task {a['task_id']} attempt {a['attempt']}[/red]: {_m(a['error_type'])}: {_m(a['error_message'], multiline=True)}")
-    metrics = md.run_metrics(r.flow, r.run_id)
+    metrics = md.metrics.run_metrics(r.flow, r.run_id)
     if metrics:
         shown = {k: v for k, v in metrics.items() if not k.startswith("sys.")}  # system metrics: columns above
         if shown:

@@ -25,7 +25,7 @@ def cmd_store_verify(repair: bool, as_json: bool) -> int:
         problem = artifacts.verify(key)
         if problem is not None and problem != "missing":  # missing: deleted meanwhile
             damaged[key] = problem
-    users = store.metadata.artifacts_by_key(damaged) if damaged else []
+    users = store.metadata.runs.artifacts_by_key(damaged) if damaged else []
     if repair:
         for key in damaged:
             artifacts.backend.delete(key)

@@ -41,8 +41,8 @@ def cmd_search_runs(flow: str | None, where: str | None, sort: str | None, limit
     query = Query(where, sort)
     md = _store().metadata
     records = search_runs(md, flow, query=query, limit=limit or None)
-    if flow is not None and not records and flow not in md.list_flows():
-        known = ", ".join(md.list_flows()) or "none yet"
+    if flow is not None and not records and flow not in md.runs.list_flows():
+        known = ", ".join(md.runs.list_flows()) or "none yet"
         raise NotFoundError(f"no runs of flow {flow!r}; flows with runs: {known}")
     columns = query.columns()
     metric_names = [c.split(".", 1)[1] for c in columns if c.startswith("metrics.")]
@@ -89,12 +89,12 @@ def cmd_tag(pathspec: str, tags: list[str], remove: bool) -> int:
     tags = [_check_tag(t) for t in tags]
     if remove:
         missing = [t for t in tags if t not in r.tags]
-        md.remove_tags(r.flow, r.run_id, tags)
+        md.annotations.remove_tags(r.flow, r.run_id, tags)
         if missing:
             print(f"{r.pathspec} had no tag {', '.join(missing)}", file=sys.stderr)
     else:
-        md.add_tags(r.flow, r.run_id, tags)
-    now = md.get_run(r.flow, r.run_id)
+        md.annotations.add_tags(r.flow, r.run_id, tags)
+    now = md.runs.get_run(r.flow, r.run_id)
     print(f"{r.pathspec} tags: {plain(', '.join(now.tags)) if now and now.tags else '(none)'}")
     return 0
 
@@ -106,12 +106,12 @@ def cmd_flow_tag(flow: str, action: str, tags: list[str], run_id: str | None) ->
     if run_id is None:
         from keel.store import Store
 
-        latest = Store.from_env().metadata.latest_run_id(flow)
+        latest = Store.from_env().metadata.runs.latest_run_id(flow)
         if latest is None:
             raise NotFoundError(f"{flow} has no run to tag yet; start one with: run")
         run_id = str(latest)
     md, r = resolve_run(f"{flow}/{run_id.rsplit('/', 1)[-1]}")
-    system = {t for t, is_system in md.tag_kinds(r.flow, r.run_id).items() if is_system}
+    system = {t for t, is_system in md.annotations.tag_kinds(r.flow, r.run_id).items() if is_system}
     if action == "list":
         print(f"{r.pathspec} user tags: {', '.join(r.tags) or '(none)'}")
         print(f"{r.pathspec} system tags: {', '.join(sorted(system)) or '(none)'}")
@@ -137,7 +137,7 @@ def cmd_comment(pathspec: str, text: str | None, author: str | None) -> int:
 
     md, r = resolve_run(pathspec)
     if text is None:
-        comments = md.list_comments(r.flow, r.run_id)
+        comments = md.annotations.list_comments(r.flow, r.run_id)
         if not comments:
             print(f"{r.pathspec} has no comments. Add one with: keel comment {r.pathspec} \"TEXT\"")
         for c in comments:
@@ -145,7 +145,7 @@ def cmd_comment(pathspec: str, text: str | None, author: str | None) -> int:
         return 0
     if not text.strip():
         raise UsageError(f"the comment is empty; e.g. keel comment {r.pathspec} \"lr too high: diverged\"")
-    c = md.add_comment(r.flow, r.run_id, text, author=author)
+    c = md.annotations.add_comment(r.flow, r.run_id, text, author=author)
     print(f"Comment {c['id']} added to {r.pathspec} by {plain(c['author'])}")
     return 0
 

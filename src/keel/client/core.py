@@ -164,7 +164,7 @@ class Task:
         self._store = _store or _default_store()
         if _record is None:
             flow, run_id, _step, task_id = parse_pathspec(pathspec or "", 4)
-            _record = self._store.metadata.get_task(flow, int(run_id), int(task_id))
+            _record = self._store.metadata.runs.get_task(flow, int(run_id), int(task_id))
             if _record is None or _record.step != _step:
                 raise NotFoundError(f"no task {pathspec}; see the tasks with: keel show {flow}/{run_id}")
         self._record = _record
@@ -244,7 +244,7 @@ class Task:
     @cached_property
     def artifacts(self) -> dict[str, DataArtifact]:
         r = self._record
-        rows = self._store.metadata.task_artifacts(r.flow, r.run_id, r.task_id)
+        rows = self._store.metadata.runs.task_artifacts(r.flow, r.run_id, r.task_id)
         return _Artifacts({name: DataArtifact(self, name, info) for name, info in rows.items()
                            if not name.startswith("_keel")})
 
@@ -270,7 +270,7 @@ class Task:
         from keel.cards import CARDS_ARTIFACT, Card, live_path
 
         r = self._record
-        info = self._store.metadata.task_artifacts(r.flow, r.run_id, r.task_id).get(CARDS_ARTIFACT)
+        info = self._store.metadata.runs.task_artifacts(r.flow, r.run_id, r.task_id).get(CARDS_ARTIFACT)
         if info is not None and (info.get("own") or self.reused):
             entries = DataArtifact(self, CARDS_ARTIFACT, info).data
             return [Card(e["id"], e["type"], self._store.artifacts.get_bytes(e["key"]).decode(), self.pathspec)
@@ -306,7 +306,7 @@ class Task:
         r = self._record
         if r.status == "caught":
             return None
-        failed = [a for a in self._store.metadata.list_attempts(r.flow, r.run_id, r.task_id) if a["error_type"]]
+        failed = [a for a in self._store.metadata.runs.list_attempts(r.flow, r.run_id, r.task_id) if a["error_type"]]
         if not failed:
             return None
         a = failed[-1]
@@ -316,20 +316,20 @@ class Task:
     def parent_tasks(self) -> list["Task"]:
         """The tasks this one took its inputs from (several for a join, none for start)."""
         r = self._record
-        found = [self._store.metadata.get_task(r.flow, r.run_id, pid) for pid in r.parents]
+        found = [self._store.metadata.runs.get_task(r.flow, r.run_id, pid) for pid in r.parents]
         return [Task(_record=t, _store=self._store) for t in found if t is not None]
 
     @property
     def child_tasks(self) -> list["Task"]:
         """The tasks that took their inputs from this one."""
         r = self._record
-        return [Task(_record=t, _store=self._store) for t in self._store.metadata.list_tasks(r.flow, r.run_id)
+        return [Task(_record=t, _store=self._store) for t in self._store.metadata.runs.list_tasks(r.flow, r.run_id)
                 if r.task_id in (t.parents or [])]
 
     @property
     def metrics(self) -> dict[str, list[tuple[Any, float, float]]]:
         r = self._record
-        return self._store.metadata.run_metrics(r.flow, r.run_id, task_id=r.task_id)
+        return self._store.metadata.metrics.run_metrics(r.flow, r.run_id, task_id=r.task_id)
 
     def __repr__(self) -> str:
         return f"Task('{self.pathspec}')"
@@ -352,7 +352,7 @@ class Step:
     @cached_property
     def _tasks(self) -> list[Task]:
         store = self._run._store
-        records = store.metadata.list_tasks(self._run.flow_name, self._run.id, self.id)
+        records = store.metadata.runs.list_tasks(self._run.flow_name, self._run.id, self.id)
         return [Task(_record=r, _store=store) for r in records]
 
     def __iter__(self) -> Iterator[Task]:
@@ -420,7 +420,7 @@ class Run:
         self._store = _store or _default_store()
         if _record is None:
             flow, run_id = parse_pathspec(pathspec or "", 2)
-            _record = self._store.metadata.get_run(flow, int(run_id))
+            _record = self._store.metadata.runs.get_run(flow, int(run_id))
             if _record is None:
                 raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
         self._record = _record
@@ -438,7 +438,7 @@ class Run:
         return f"{self._record.flow}/{self._record.run_id}"
 
     def _refresh(self) -> None:
-        record = self._store.metadata.get_run(self._record.flow, self._record.run_id)
+        record = self._store.metadata.runs.get_run(self._record.flow, self._record.run_id)
         if record is not None:
             self._record = record
             self.__dict__.pop("_steps", None)
@@ -497,7 +497,7 @@ class Run:
 
     @cached_property
     def _steps(self) -> list[str]:
-        rows = self._store.metadata.list_steps(self._record.flow, self._record.run_id)
+        rows = self._store.metadata.runs.list_steps(self._record.flow, self._record.run_id)
         return [r["step"] for r in rows]
 
     def steps(self) -> list[Step]:
@@ -533,25 +533,25 @@ class Run:
     @property
     def metrics(self) -> dict[str, list[tuple[Any, float, float]]]:
         """Every metric of the run: name -> [(step, value, timestamp), ...] in logging order."""
-        return self._store.metadata.run_metrics(self._record.flow, self._record.run_id)
+        return self._store.metadata.metrics.run_metrics(self._record.flow, self._record.run_id)
 
     @property
     def user_tags(self) -> list[str]:
         """The tags people gave the run (``--tag``, ``current.tag``, ``add_tag``)."""
-        kinds = self._store.metadata.tag_kinds(self._record.flow, self._record.run_id)
+        kinds = self._store.metadata.annotations.tag_kinds(self._record.flow, self._record.run_id)
         return sorted(t for t, system in kinds.items() if not system)
 
     @property
     def system_tags(self) -> list[str]:
         """The tags Keel gave the run: ``user:NAME``, ``runtime:dev``, ``project:NAME``..."""
-        kinds = self._store.metadata.tag_kinds(self._record.flow, self._record.run_id)
+        kinds = self._store.metadata.annotations.tag_kinds(self._record.flow, self._record.run_id)
         return sorted(t for t, system in kinds.items() if system)
 
     def add_tag(self, *tags: str) -> None:
         from keel.flow.tags import check_tags
 
         tags = tuple(check_tags(tags))
-        self._store.metadata.add_tags(self._record.flow, self._record.run_id, tags)
+        self._store.metadata.annotations.add_tags(self._record.flow, self._record.run_id, tags)
         self._refresh()
 
     def add_tags(self, tags: list[str]) -> None:
@@ -563,7 +563,7 @@ class Run:
         if system:
             raise UsageError(f"{sorted(system)[0]!r} is a system tag of {self.pathspec}; only user tags "
                              f"can be removed")
-        self._store.metadata.remove_tags(self._record.flow, self._record.run_id, tags)
+        self._store.metadata.annotations.remove_tags(self._record.flow, self._record.run_id, tags)
         self._refresh()
 
     def remove_tags(self, tags: list[str]) -> None:
@@ -640,7 +640,7 @@ class Flow:
             where = f"status = {_json_str(status)}" if status else None
             found = self.runs(where=where, limit=1)
             return found[0] if found else None
-        run_id = self._store.metadata.latest_run_id(self.name, status)
+        run_id = self._store.metadata.runs.latest_run_id(self.name, status)
         return Run(f"{self.name}/{run_id}", _store=self._store) if run_id is not None else None
 
     @property

@@ -180,7 +180,7 @@ def refuse_reused_run_id(store: Store, flow: str, run_id: int) -> None:
                f"that the database ({store.settings.metadata_url}) did not know, so the database was emptied or "
                f"replaced while KEEL_HOME kept its logs and artifacts. Nothing was run. Restore the database, or "
                f"use a new KEEL_HOME for a new store")
-    store.metadata.set_run_status(flow, run_id, "failed", error=f"StoreMismatch: {message}")
+    store.metadata.runs.set_run_status(flow, run_id, "failed", error=f"StoreMismatch: {message}")
     raise MetadataError(message)
 
 
@@ -372,7 +372,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Executor] | No
             environment["snapshot"], snapshot_warning = take_snapshot(req.flow_file, artifacts)
         except (OSError, ValueError) as exc:
             snapshot_warning = f"the code snapshot could not be taken ({exc}); the run keeps only the flow file"
-    run_id = store.metadata.new_run(
+    run_id = store.metadata.runs.new_run(
         flow, params=req.params, tags=[*req.tags, *req.system_tags], kind=req.kind, code_hash=code_key,
         code_key=code_key, environment=environment, origin_run_id=req.origin_run_id, user=context.username,
         system_tags=context.system_tags)
@@ -382,7 +382,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Executor] | No
     if on_started is not None:
         on_started(run_id)
     steps = graph.sorted_nodes()
-    store.metadata.register_steps(flow, run_id, steps)
+    store.metadata.runs.register_steps(flow, run_id, steps)
     console = RunConsole(flow, run_id, steps, quiet=req.quiet)
     io = _RunIO(store, console, flow, run_id)
     console.message(f"Run {flow}/{run_id} started (KEEL_HOME={store.settings.home})")
@@ -395,7 +395,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Executor] | No
     factory = executor_factory or (lambda: placement.build(
         steps, lambda: LocalExecutor(req.flow_cls, artifacts, io.output), remote))
     executor = factory()
-    scheduler = Scheduler(flow=flow, run_id=run_id, graph=graph, executor=executor, metadata=store.metadata,
+    scheduler = Scheduler(flow=flow, run_id=run_id, graph=graph, executor=executor, metadata=store.metadata.runs,
                           artifacts=artifacts, scratch=str(store.scratch), params=param_refs,
                           options=req.options, events=io,
                           cache=_step_cache(req, store, graph, run_id, param_refs, io))
@@ -407,7 +407,7 @@ def start_run(req: RunRequest, *, executor_factory: Callable[..., Executor] | No
         error = None
         if outcome.error:
             error = f"{outcome.error.get('type')}: {outcome.error.get('message')}"
-        store.metadata.set_run_status(flow, run_id, outcome.status, error=error or outcome.message)
+        store.metadata.runs.set_run_status(flow, run_id, outcome.status, error=error or outcome.message)
     finally:
         if alerts is not None:
             alerts.close()
@@ -432,7 +432,7 @@ def _step_cache(req: RunRequest, store: Store, graph: FlowGraph, run_id: int, pa
             d.name == "cache" for name in graph.sorted_nodes() for d in graph[name].decorators)):
         return None
     def alive(flow: str, other: int) -> bool:
-        rec = store.metadata.get_run(flow, other)
+        rec = store.metadata.runs.get_run(flow, other)
         return rec is not None and rec.effective_status == "running"
 
     return StepCache(flow=req.flow_cls.__name__, run_id=run_id, flow_cls=req.flow_cls, graph=graph,

@@ -370,10 +370,10 @@ def plan_project_resume(project: Project, store: Store, origin_id: int | None) -
     md = store.metadata
     name = project.name
     if origin_id is None:
-        origin_id = md.latest_run_id(name)
+        origin_id = md.runs.latest_run_id(name)
         if origin_id is None:
             raise NotFoundError(f"project {name} has no run to resume; run it first: keel project run -f {project.path}")
-    origin = md.get_run(name, origin_id)
+    origin = md.runs.get_run(name, origin_id)
     if origin is None or origin.kind != "project":
         raise NotFoundError(f"no project run {name}/{origin_id} to resume; list its runs with: keel runs {name}")
     if origin.effective_status == "running":
@@ -384,11 +384,11 @@ def plan_project_resume(project: Project, store: Store, origin_id: int | None) -
     jobs = origin.params.get("jobs") if isinstance(origin.params, dict) else None
     selected = [j for j in jobs if j in project.jobs] if isinstance(jobs, list) else None
     instances: dict[str, dict[int, Any]] = {}
-    for t in md.list_tasks(name, origin_id):
+    for t in md.runs.list_tasks(name, origin_id):
         index = t.foreach[0][2] if t.foreach else 0  # (job, "instance", index, count)
         instances.setdefault(t.step, {})[int(index)] = t
     refs: dict[int, dict[str, dict[str, Any]]] = {}  # one query for the run, not one per task
-    for a in md.run_artifacts(name, origin_id):
+    for a in md.runs.run_artifacts(name, origin_id):
         refs.setdefault(a["task_id"], {})[a["name"]] = {"key": a["key"], "serializer": a["serializer"],
                                                        "size": a["size"]}
     reuse: dict[tuple[str, int], ReusedTask] = {}
@@ -416,13 +416,13 @@ def _start_project_run(project: Project, options: ProjectRunOptions, store: Stor
     env = environment_info(project.path)
     env["project_file"] = os.path.abspath(project.path)
     env.setdefault("scheduler", _process_identity())  # lets readers see a crashed runner at once
-    run_id: int = store.metadata.new_run(project.name, kind="project", params=params, tags=options.tags,
+    run_id: int = store.metadata.runs.new_run(project.name, kind="project", params=params, tags=options.tags,
                                          code_hash=code_key, code_key=code_key, environment=env,
                                          origin_run_id=options.resume)
     from keel.runtime.launch import refuse_reused_run_id
 
     refuse_reused_run_id(store, project.name, run_id)
-    store.metadata.register_steps(project.name, run_id, selected)
+    store.metadata.runs.register_steps(project.name, run_id, selected)
     return run_id
 
 
@@ -514,7 +514,7 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
     status = "failed"
     scheduler = ProjectScheduler(
         project=project, selected=selected, io=io, flow=project.name, run_id=run_id, executor=executor,
-        metadata=store.metadata, artifacts=store.artifacts, scratch=str(store.scratch), params={},
+        metadata=store.metadata.runs, artifacts=store.artifacts, scratch=str(store.scratch), params={},
         options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote,
                         origin_run_id=options.resume), events=io,
         cache=_job_cache(project, options, store, run_id, io))
@@ -529,7 +529,7 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
         outcome = drive(scheduler, executor, console, project.name, run_id, what="jobs")
         status = outcome.status if outcome.status == "interrupted" else scheduler.status()
         error = outcome.message if status == "interrupted" else scheduler.error_text()
-        store.metadata.set_run_status(project.name, run_id, status, error=error)
+        store.metadata.runs.set_run_status(project.name, run_id, status, error=error)
     finally:
         if alerts is not None:
             alerts.close()
@@ -553,7 +553,7 @@ def _job_cache(project: Project, options: ProjectRunOptions, store: Store, run_i
         return None
 
     def alive(flow: str, other: int) -> bool:
-        rec = store.metadata.get_run(flow, other)
+        rec = store.metadata.runs.get_run(flow, other)
         return rec is not None and rec.effective_status == "running"
 
     return JobCache(project=project, run_id=run_id, artifacts=store.artifacts, store=store.metadata.cache,

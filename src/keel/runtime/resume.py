@@ -45,17 +45,17 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
     flow = graph.name
     md = store.metadata
     if origin_id is None:
-        origin_id = md.latest_run_id(flow)
+        origin_id = md.runs.latest_run_id(flow)
         if origin_id is None:
             raise NotFoundError(f"{flow} has no run to resume; start one with: run")
-    origin = md.get_run(flow, origin_id)
+    origin = md.runs.get_run(flow, origin_id)
     if origin is None:
         raise NotFoundError(f"no run {flow}/{origin_id} to resume; list the runs with: keel runs {flow}")
     if origin.effective_status == "running":
         raise UsageError(f"run {flow}/{origin_id} is still running (pid {origin.pid} on {origin.hostname}); "
                          f"wait for it, or stop it, before resuming")
     order = graph.sorted_nodes()
-    tasks = md.list_tasks(flow, origin_id)
+    tasks = md.runs.list_tasks(flow, origin_id)
     if step is not None and step not in graph:
         import difflib
 
@@ -66,7 +66,7 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
         from keel.store.crashes import settle_crashed
 
         settle_crashed(md, origin)
-        tasks = md.list_tasks(flow, origin_id)
+        tasks = md.runs.list_tasks(flow, origin_id)
     rerun: set[str] = set()
     if step is None:
         failed = sorted({t.step for t in tasks if t.status == "failed" and t.step in graph}, key=order.index)
@@ -78,7 +78,7 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
         rerun = downstream(graph, step)
     reuse: dict[tuple[str, tuple[int, ...]], ReusedTask] = {}
     by_task: dict[int, dict[str, dict[str, Any]]] = {}  # one query for the run, not one per task
-    for a in md.run_artifacts(flow, origin_id):
+    for a in md.runs.run_artifacts(flow, origin_id):
         by_task.setdefault(a["task_id"], {})[a["name"]] = {"key": a["key"], "serializer": a["serializer"],
                                                           "size": a["size"]}
     chose: dict[int, set[str]] = {}  # task -> the steps of its children: the branch a conditional step took
@@ -105,7 +105,7 @@ def plan_resume(flow_cls: type, store: Store, origin_id: int | None, step: str |
     params = dict(origin.params)
     start = [t for t in tasks if t.step == "start" and t.status in _DONE]
     if start:
-        arts = md.task_artifacts(flow, origin_id, start[0].task_id)
+        arts = md.runs.task_artifacts(flow, origin_id, start[0].task_id)
         for p in flow_parameters(flow_cls).values():
             if p.attr in arts:
                 a = arts[p.attr]

@@ -27,6 +27,7 @@ from keel.store.records import (
 
 if TYPE_CHECKING:
     from keel.runtime.cache import StepCache
+    from keel.store.interfaces import RunStore
 
 _HEARTBEAT_EVERY = 2.0  # default; KEEL_HEARTBEAT_SECONDS is read when a run starts
 _FLUSH_EVERY = 0.1  # seconds between metadata transactions while tasks run
@@ -156,7 +157,7 @@ class Scheduler:
 
     stop_on_failure = True   # a failed task stops new launches (a flow); False: independent work goes on
 
-    def __init__(self, *, flow: str, run_id: int, graph: Any, executor: Executor, metadata: Any,
+    def __init__(self, *, flow: str, run_id: int, graph: Any, executor: Executor, metadata: RunStore,
                  artifacts: Any, scratch: str, params: dict[str, dict[str, Any]], options: Options,
                  events: Events | None = None, task_extras: Callable[[str], dict[str, Any]] | None = None,
                  cache: StepCache | None = None):

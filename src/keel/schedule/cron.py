@@ -147,7 +147,7 @@ class CronScheduler:
         """The latest time of ``job``'s schedule that is due and not fired yet (missed times fold into it)."""
         expr = self.project.jobs[job].schedule
         assert expr
-        last = self.md.list_fires(self.project.name, job, limit=1)
+        last = self.md.schedules.list_fires(self.project.name, job, limit=1)
         baseline = last[0]["fire_time"] if last else self.started_at
         latest = cron_prev(expr, now)
         return latest if latest > baseline else None
@@ -181,11 +181,11 @@ class CronScheduler:
         busy = self._still_running(job)
         if busy and not self.project.jobs[job].overlap:
             note = f"the previous run {busy} is still going (set overlap: true to start anyway)"
-            if self.md.claim_fire(self.project.name, job, fire_time, status="skipped", note=note):
+            if self.md.schedules.claim_fire(self.project.name, job, fire_time, status="skipped", note=note):
                 self._say(f"job {job!r}: skipped {when(fire_time)}: {note}")
                 return FireEvent(job, fire_time, "skipped", note)
             return None
-        if not self.md.claim_fire(self.project.name, job, fire_time):
+        if not self.md.schedules.claim_fire(self.project.name, job, fire_time):
             return None  # fired already (by an earlier life of this scheduler, or another one)
         from keel.runtime.entry import write_request
 
@@ -201,7 +201,7 @@ class CronScheduler:
                                         cwd=self.project.root, start_new_session=True)
         except OSError as exc:
             note = f"could not start: {exc}"
-            self.md.update_fire(self.project.name, job, fire_time, status="failed", note=note)
+            self.md.schedules.update_fire(self.project.name, job, fire_time, status="failed", note=note)
             self._say(f"job {job!r}: {note}")
             return FireEvent(job, fire_time, "failed", note)
         self.children.append(_Child(job, fire_time, proc, run_id_file))
@@ -213,9 +213,9 @@ class CronScheduler:
         for child in self.children:
             if child.job == job and child.proc.poll() is None:
                 return f"{self.project.name}/{child.run_id}" if child.run_id else f"(pid {child.proc.pid})"
-        for fire in self.md.list_fires(self.project.name, job, limit=5):  # an earlier life of the scheduler
+        for fire in self.md.schedules.list_fires(self.project.name, job, limit=5):  # an earlier life of the scheduler
             if fire["run_id"]:
-                record = self.md.get_run(self.project.name, fire["run_id"])
+                record = self.md.runs.get_run(self.project.name, fire["run_id"])
                 if record is not None and record.effective_status == "running":
                     return record.pathspec
         return None
@@ -225,7 +225,7 @@ class CronScheduler:
             if child.run_id is None:
                 child.run_id = _read_int(child.run_id_file)
                 if child.run_id is not None:
-                    self.md.update_fire(self.project.name, child.job, child.fire_time, run_id=child.run_id)
+                    self.md.schedules.update_fire(self.project.name, child.job, child.fire_time, run_id=child.run_id)
             code = child.proc.poll()
             if code is None:
                 continue
@@ -306,13 +306,13 @@ def schedule_rows(project: Project, store: Store, now: float | None = None) -> l
     rows = []
     for job in project.scheduled:
         expr = project.jobs[job].schedule or ""
-        fires = md.list_fires(project.name, job, limit=1)
+        fires = md.schedules.list_fires(project.name, job, limit=1)
         last = fires[0] if fires else None
         status = run = None
         if last is not None:
             status = last["status"]
             if last["run_id"]:
-                record = md.get_run(project.name, last["run_id"])
+                record = md.runs.get_run(project.name, last["run_id"])
                 run = f"{project.name}/{last['run_id']}"
                 status = record.effective_status if record is not None else status
         rows.append(ScheduleRow(job=job, schedule=expr, overlap=project.jobs[job].overlap,

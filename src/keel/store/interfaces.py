@@ -23,7 +23,7 @@ from keel.store.records import (
 class RunWriter(Protocol):
     """What the scheduler writes with: every change of a run in one transaction per batch."""
 
-    def write_batch(self, ops: list[WriteOp] | list[tuple[str, Any]]) -> None: ...
+    def write_batch(self, ops: list[WriteOp]) -> None: ...
 
 
 class RunStore(RunWriter, Protocol):

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from keel.store.records import (
     TASK_EVENT, as_op, AttemptRecord, Comment, Delivery, Event, Fire, Firing, MetricBuckets, RunRecord, StepRecord,
-    TaskLink, TaskRecord,
+    TaskLink, TaskRecord, WriteOp,
 )
 from keel.store.runs import user_name
 
@@ -132,9 +132,10 @@ class MemoryRuns:
         with self.t.lock:
             self.t.steps[(flow, run_id)][step].update(values)
 
-    def write_batch(self, ops: list[Any]) -> None:
+    def write_batch(self, ops: list[WriteOp]) -> None:
+        applied = [as_op(op) for op in ops]  # a stray value fails the batch before any of it is kept
         with self.t.lock:
-            for kind, payload in map(as_op, ops):
+            for kind, payload in applied:
                 if kind == "task":
                     key = (payload["flow"], payload["run_id"], payload["task_id"])
                     row = self.t.tasks.setdefault(key, {"attempts": 0, "started_at": None, "finished_at": None,
@@ -481,11 +482,3 @@ class MemoryMetadata:
     def close(self) -> None:
         pass
 
-    def __getattr__(self, name: str) -> Any:
-        from keel.store.metadata import _OWNER
-
-        domain = _OWNER.get(name)
-        impl = self.__dict__.get(domain) if domain else None
-        if impl is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(impl, name)

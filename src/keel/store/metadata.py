@@ -15,8 +15,8 @@ head) and exposes one interface per domain (``keel.store.interfaces``):
     md.alerts.firings()                     # AlertStore: alert firings and their outbox
     md.links.list("Train", 3)               # TaskLinkStore: a task's Spark UI, ...
 
-The old flat methods (``md.get_run(...)``, ``md.add_comment(...)``) still work and forward
-to those interfaces, for callers written before the split.
+There are no flat methods on ``MetadataStore`` (``md.get_run(...)`` is an AttributeError):
+a caller names the domain, so strict mypy checks the call against its interface.
 """
 
 from __future__ import annotations
@@ -46,16 +46,6 @@ if TYPE_CHECKING:
 # KEEL_CRASH_AFTER_SECONDS (keel.store.liveness).
 HEARTBEAT_SECONDS = 2.0
 CRASH_AFTER_SECONDS = 6.0
-
-_FORWARD = {
-    "runs": ("new_run", "set_run_status", "heartbeat", "get_run", "list_runs", "latest_run_id", "list_flows",
-             "register_steps", "update_step", "write_batch", "list_steps", "list_tasks", "get_task",
-             "list_attempts", "task_artifacts", "run_artifacts", "artifacts_by_key"),
-    "metrics": ("run_metrics",),
-    "annotations": ("add_tags", "tag_kinds", "remove_tags", "add_comment", "list_comments"),
-    "schedules": ("claim_fire", "update_fire", "list_fires"),
-}
-_OWNER = {name: domain for domain, names in _FORWARD.items() for name in names}
 
 
 class MetadataStore:
@@ -95,9 +85,3 @@ class MetadataStore:
     def close(self) -> None:
         self.db.close()
 
-    def __getattr__(self, name: str) -> Any:
-        domain = _OWNER.get(name)
-        impl = self.__dict__.get(domain) if domain else None
-        if impl is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(impl, name)

@@ -215,14 +215,13 @@ TASK_EVENT = {"running": "task.started", "succeeded": "task.succeeded", "failed"
 
 def event_row(flow: str, run_id: int, kind: str, *, step: str | None = None, task_id: int | None = None,
               attempt: int | None = None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An event as the scheduler queues it for ``write_batch`` (``("event", event_row(...))``)."""
+    """An event's row as the stores insert it (``EventWrite.op()``, ``new_run``, ...)."""
     return {"ts": time.time(), "flow": flow, "run_id": run_id, "kind": kind, "step": step, "task_id": task_id,
             "attempt": attempt, "detail": json.dumps(detail, default=repr, sort_keys=True) if detail else None}
 
 
 # -- what the scheduler writes: one record per change, applied by RunStore.write_batch ---------
-# Each knows its legacy (kind, payload) form (``op()``), which project runs and resume still
-# pass to write_batch directly during the transition.
+# Each knows the (kind, payload) form the stores apply (``op()``); write_batch takes only these.
 
 @dataclass(frozen=True)
 class TaskWrite:
@@ -364,9 +363,16 @@ WriteOp = Union[TaskWrite, AttemptWrite, ArtifactsWrite, MetricsWrite, TagsWrite
                 EventWrite]
 
 
-def as_op(op: Any) -> tuple[str, Any]:
-    """The (kind, payload) form of a write record (or of a legacy tuple, unchanged)."""
-    return op if isinstance(op, tuple) else op.op()
+_WRITES = (TaskWrite, AttemptWrite, ArtifactsWrite, MetricsWrite, TagsWrite, StepWrite, HeartbeatWrite, EventWrite)
+
+
+def as_op(op: WriteOp) -> tuple[str, Any]:
+    """The (kind, payload) form of a write record, as a store applies it."""
+    if not isinstance(op, _WRITES):  # a (kind, payload) pair of 0.1, or a stray value
+        names = ", ".join(t.__name__ for t in _WRITES)
+        raise TypeError(f"write_batch takes write records of keel.store.records ({names}), "
+                        f"not {type(op).__name__} {op!r:.60}; build the record instead of a (kind, payload) pair")
+    return op.op()
 
 
 @dataclass(frozen=True)

@@ -185,12 +185,12 @@ class SqlRuns:
             conn.execute(steps.update().where(steps.c.flow == flow, steps.c.run_id == run_id,
                                               steps.c.step == step).values(**values))
 
-    def write_batch(self, ops: list[WriteOp] | list[tuple[str, Any]]) -> None:
-        """Apply many writes in one transaction. ``ops`` are write records (``TaskWrite``,
-        ``AttemptWrite``, ... of ``keel.store.records``), or their legacy (kind, payload) pairs: ("task", row dict) upserts a task and records its event (``TASK_EVENT``),
-        ("attempt", row dict) upserts an attempt, ("artifacts", rows), ("metrics", rows),
-        ("tags", (flow, run_id, [tags])), ("step", (flow, run_id, step, values)),
-        ("heartbeat", (flow, run_id)), ("event", event_row(...)) for other events."""
+    def write_batch(self, ops: list[WriteOp]) -> None:
+        """Apply many writes in one transaction. ``ops`` are write records of ``keel.store.records``:
+        ``TaskWrite`` upserts a task and records its event (``TASK_EVENT``), ``AttemptWrite`` upserts
+        an attempt, ``ArtifactsWrite``, ``MetricsWrite``, ``TagsWrite``, ``StepWrite``,
+        ``HeartbeatWrite``, and ``EventWrite`` for other events. Anything else (a (kind, payload)
+        pair of 0.1) is a TypeError, raised before anything is written."""
         if not ops:
             return
         # Upserts of one row merge into one (later columns win, as applying them in turn would),

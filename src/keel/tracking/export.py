@@ -20,12 +20,12 @@ def export_run(store: Any, flow: str, run_id: int) -> dict[str, Any]:
     from keel.tracking.sysmetrics import task_resources
 
     md = store.metadata
-    r = md.get_run(flow, run_id)
+    r = md.runs.get_run(flow, run_id)
     if r is None:
         raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
-    tasks = md.list_tasks(flow, run_id)
+    tasks = md.runs.list_tasks(flow, run_id)
     attempts: dict[int, list[dict[str, Any]]] = {}
-    for a in md.list_attempts(flow, run_id):
+    for a in md.runs.list_attempts(flow, run_id):
         attempts.setdefault(a["task_id"], []).append(
             {k: a[k] for k in ("attempt", "status", "started_at", "finished_at", "exit_code", "error_type",
                                "error_message", "traceback", "node")})
@@ -41,11 +41,11 @@ def export_run(store: Any, flow: str, run_id: int) -> dict[str, Any]:
             "origin": f"{flow}/{t.origin_run_id}/{t.step}/{t.origin_task_id}" if t.origin_run_id else None,
             "attempts": attempts.get(t.task_id, []),
             "resources": resources.get(t.task_id, {}),
-            "artifacts": md.task_artifacts(flow, run_id, t.task_id),
+            "artifacts": md.runs.task_artifacts(flow, run_id, t.task_id),
         })
     steps = [{"step": s["step"], "status": s["status"], "started_at": s.get("started_at"),
               "finished_at": s.get("finished_at"), "tasks": by_step.get(s["step"], [])}
-             for s in md.list_steps(flow, run_id)]
+             for s in md.runs.list_steps(flow, run_id)]
     points: dict[str, list[dict[str, Any]]] = {}
     for task_id, name, step, value, ts in md.metrics.points(flow, run_id):
         points.setdefault(name, []).append({"step": step, "value": _number(value), "ts": ts,

@@ -15,9 +15,12 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from keel.store.metadata import MetadataStore
 
 
 @dataclass
@@ -36,12 +39,12 @@ class Report:
         return dict(self.__dict__)
 
 
-def _artifact_keys(md: Any, flow: str, run_id: int, skip: set[str]) -> dict[str, str]:
+def _artifact_keys(md: MetadataStore, flow: str, run_id: int, skip: set[str]) -> dict[str, str]:
     """'step[i,j].name' -> content key, for the artifacts each task set itself."""
     out = {}
-    for t in md.list_tasks(flow, run_id):
+    for t in md.runs.list_tasks(flow, run_id):
         where = t.step + (f"[{','.join(str(f[2]) for f in t.foreach)}]" if t.foreach else "")
-        for name, info in md.task_artifacts(flow, run_id, t.task_id).items():
+        for name, info in md.runs.task_artifacts(flow, run_id, t.task_id).items():
             if info["own"] and name not in skip:
                 out[f"{where}.{name}"] = info["key"]
     return out
@@ -52,10 +55,10 @@ def _param_values(store: Any, record: Any) -> dict[str, Any]:
     from keel.store.artifacts import ArtifactRef
 
     md = store.metadata
-    tasks = md.list_tasks(record.flow, record.run_id)
+    tasks = md.runs.list_tasks(record.flow, record.run_id)
     values = dict(record.params)
     if tasks:
-        arts = md.task_artifacts(record.flow, record.run_id, tasks[0].task_id)
+        arts = md.runs.task_artifacts(record.flow, record.run_id, tasks[0].task_id)
         for name in record.params:
             info = arts.get(name)
             if info is not None:
@@ -82,7 +85,7 @@ def reproduce(store: Any, flow: str, run_id: int, *, quiet: bool = False, keep: 
     from keel.tracking.snapshot import unpack
 
     md = store.metadata
-    record = md.get_run(flow, run_id)
+    record = md.runs.get_run(flow, run_id)
     if record is None:
         raise NotFoundError(f"no run {flow}/{run_id}; list the runs with: keel runs {flow}")
     snap = (record.environment or {}).get("snapshot") or {}
@@ -130,7 +133,7 @@ def reproduce(store: Any, flow: str, run_id: int, *, quiet: bool = False, keep: 
                 left_out = f"; the snapshot left out these files that .gitignore ignores: {', '.join(ignored)}"
         raise UsageError(f"the reproduction of {record.pathspec} did not start (exit status {proc.returncode})"
                          f"{left_out}")
-    new = md.get_run(flow, new_id)
+    new = md.runs.get_run(flow, new_id)
     skip = set(record.params)
     before = _artifact_keys(md, flow, run_id, skip)
     after = _artifact_keys(md, flow, new_id, skip)

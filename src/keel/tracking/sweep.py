@@ -29,9 +29,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from keel.errors import UsageError
+
+if TYPE_CHECKING:
+    from keel.store.metadata import MetadataStore
 
 
 @dataclass(frozen=True)
@@ -155,14 +158,14 @@ class SweepOptions:
     tags: list[str] = field(default_factory=list)
 
 
-def objective_value(metadata: Any, flow: str, run_id: int, objective: str) -> float | None:
+def objective_value(metadata: MetadataStore, flow: str, run_id: int, objective: str) -> float | None:
     """The value of ``metrics.NAME`` (its last point) or ``duration`` for one run."""
     if objective == "duration":
-        r = metadata.get_run(flow, run_id)
+        r = metadata.runs.get_run(flow, run_id)
         return (r.finished_at - r.created_at) if r is not None and r.finished_at else None
     from keel.tracking.search import last_metrics
 
-    r = metadata.get_run(flow, run_id)
+    r = metadata.runs.get_run(flow, run_id)
     if r is None:
         return None
     name = objective.split(".", 1)[1]
@@ -304,7 +307,7 @@ class Sweep:
         if trial.run_id is None:
             trial.status = "did not start"
         else:
-            record = self.store.metadata.get_run(self.flow, trial.run_id)
+            record = self.store.metadata.runs.get_run(self.flow, trial.run_id)
             trial.status = record.effective_status if record is not None else ("succeeded" if code == 0 else "failed")
             if self.opts.objective:
                 trial.objective = objective_value(self.store.metadata, self.flow, trial.run_id, self.opts.objective)

@@ -16,9 +16,12 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.errors import NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from keel.store.metadata import MetadataStore
 
 __all__ = ["Change", "DashboardData", "RunsPage", "bucket_series"]
 
@@ -97,7 +100,7 @@ class DashboardData:
         self._names: dict[str | None, tuple[float, list[str]]] = {}
 
     @property
-    def _md(self) -> Any:
+    def _md(self) -> MetadataStore:
         return self.store.metadata
 
     # -- runs ------------------------------------------------------------------------------------
@@ -135,13 +138,13 @@ class DashboardData:
         cached = self._names.get(flow)
         if cached is not None and time.monotonic() - cached[0] < ttl:
             return cached[1]
-        newest = [(r.flow, r.run_id) for r in self._md.list_runs(flow, limit=sample)]
+        newest = [(r.flow, r.run_id) for r in self._md.runs.list_runs(flow, limit=sample)]
         names = sorted(self._md.metrics.names_of_runs(newest), key=lambda n: (n.startswith("sys."), n))
         self._names[flow] = (time.monotonic(), names)
         return names
 
     def _record(self, flow: str, run_id: int) -> Any:
-        record = self._md.get_run(flow, run_id)
+        record = self._md.runs.get_run(flow, run_id)
         if record is None:
             raise NotFound(f"there is no run {flow}/{run_id}; `keel runs {flow}` lists its runs")
         return record
@@ -152,7 +155,7 @@ class DashboardData:
 
         r = self._record(flow, run_id)
         attempts: dict[int, list[dict[str, Any]]] = {}
-        for a in self._md.list_attempts(flow, run_id):
+        for a in self._md.runs.list_attempts(flow, run_id):
             attempts.setdefault(a["task_id"], []).append({
                 "attempt": a["attempt"], "status": a["status"], "started": a["started_at"],
                 "finished": a["finished_at"], "error_type": a["error_type"], "error": a["error_message"],
@@ -161,7 +164,7 @@ class DashboardData:
         for link in self._md.links.list(flow, run_id):   # addresses the tasks published: their Spark UI, ...
             links.setdefault(link.task_id, []).append({"name": link.name, "url": link.url})
         tasks = []
-        for t in self._md.list_tasks(flow, run_id):
+        for t in self._md.runs.list_tasks(flow, run_id):
             origin = f"{flow}/{t.origin_run_id}/{t.step}/{t.origin_task_id}" if t.origin_run_id else None
             tasks.append({"id": t.task_id, "step": t.step, "status": t.status, "attempts": t.attempts,
                           "created": t.created_at, "started": t.started_at, "finished": t.finished_at,
@@ -177,8 +180,8 @@ class DashboardData:
             "created": r.created_at, "finished": r.finished_at, "duration": _duration(r), "user": r.user,
             "host": r.hostname, "error": r.error, "origin_run": r.origin_run_id, "params": r.params,
             "tags": list(r.tags), "environment": env, "code_hash": r.code_hash,
-            "steps": [{"name": s["step"], "status": s.get("status")} for s in self._md.list_steps(flow, run_id)],
-            "tasks": tasks, "comments": [c.to_dict() for c in self._md.list_comments(flow, run_id)],
+            "steps": [{"name": s["step"], "status": s.get("status")} for s in self._md.runs.list_steps(flow, run_id)],
+            "tasks": tasks, "comments": [c.to_dict() for c in self._md.annotations.list_comments(flow, run_id)],
             "metrics": {k: _finite(v) for k, v in run_last_values(self._md, flow, run_id).items()},
             "next_command": f"keel resume {r.pathspec}" if status in ("failed", "crashed") else None,
         }
@@ -205,10 +208,10 @@ class DashboardData:
         """A task's artifacts with a preview of each (arrays: shape, dtype, head; tables: first rows)."""
         from keel.store.artifacts import ArtifactRef
 
-        if self._md.get_task(flow, run_id, task_id) is None:
+        if self._md.runs.get_task(flow, run_id, task_id) is None:
             raise NotFound(f"run {flow}/{run_id} has no task {task_id}")
         out = {}
-        for name, info in self._md.task_artifacts(flow, run_id, task_id).items():
+        for name, info in self._md.runs.task_artifacts(flow, run_id, task_id).items():
             entry = {"serializer": info["serializer"], "size": info["size"], "own": bool(info["own"])}
             if info["size"] > _PREVIEW_MAX_BYTES:
                 entry["preview"] = {"kind": "text", "text": f"({info['size']} bytes: too large to preview)"}
@@ -232,13 +235,13 @@ class DashboardData:
         return {"run": f"{flow}/{run_id}", "name": name, "task": task_id, **_buckets_json(found)}
 
     def task_metric_names(self, flow: str, run_id: int, task_id: int) -> list[str]:
-        return list(self._md.run_metrics(flow, run_id, task_id=task_id))
+        return list(self._md.metrics.run_metrics(flow, run_id, task_id=task_id))
 
     def log(self, flow: str, run_id: int, task_id: int, stream: str = "stdout", offset: int = 0) -> dict[str, Any]:
         """Log text from byte ``offset`` on (at most 256 KB); ``next`` is the offset to ask for next."""
         if stream not in ("stdout", "stderr"):
             raise UsageError(f"stream must be stdout or stderr, not {stream!r}")
-        task = self._md.get_task(flow, run_id, task_id)
+        task = self._md.runs.get_task(flow, run_id, task_id)
         if task is None:
             raise NotFound(f"run {flow}/{run_id} has no task {task_id}")
         path = self.store.logs.path(flow, run_id, task.step, task_id, stream)
@@ -259,18 +262,18 @@ class DashboardData:
         clean = check_tags(t.strip() if isinstance(t, str) else t for t in tags)
         if not clean:
             raise UsageError("give at least one non-empty tag")
-        self._md.add_tags(flow, run_id, clean)
+        self._md.annotations.add_tags(flow, run_id, clean)
         return list(self._record(flow, run_id).tags)
 
     def remove_tags(self, flow: str, run_id: int, tags: list[str]) -> list[str]:
-        self._md.remove_tags(flow, run_id, tags)
+        self._md.annotations.remove_tags(flow, run_id, tags)
         return list(self._record(flow, run_id).tags)
 
     def add_comment(self, flow: str, run_id: int, text: str) -> dict[str, Any]:
         self._record(flow, run_id)
         if not text or not text.strip():
             raise UsageError("a comment needs some text")
-        return self._md.add_comment(flow, run_id, text).to_dict()
+        return self._md.annotations.add_comment(flow, run_id, text).to_dict()
 
     def series_of_runs(self, pathspecs: list[str], name: str, buckets: int = 300, lo: float | None = None,
                        hi: float | None = None) -> dict[str, Any]:
@@ -463,11 +466,11 @@ class DashboardData:
 
     def _live_signature(self, flow: str, run_id: int) -> tuple[Any, Any] | None:
         """Log sizes and last metric values of a running run (None once it ended: its events say it all)."""
-        r = self._md.get_run(flow, run_id)
+        r = self._md.runs.get_run(flow, run_id)
         if r is None or r.status != "running":
             return None
         sizes = []
-        for t in self._md.list_tasks(flow, run_id):
+        for t in self._md.runs.list_tasks(flow, run_id):
             if t.status == "running" or t.finished_at is None or t.finished_at > time.time() - 5:
                 for stream in ("stdout", "stderr"):
                     try:

@@ -68,7 +68,7 @@ def test_every_graph_shape_gives_the_same_results_on_ray(shape: str, ray_cluster
 def _flows() -> list[str]:
     from keel.store import Store
 
-    return Store.from_env().metadata.list_flows()
+    return Store.from_env().metadata.runs.list_flows()
 
 
 def test_foreach_tasks_land_on_both_nodes_and_custom_resources_pin_a_step(ray_cluster: RayCluster,
@@ -237,7 +237,7 @@ def test_timeout_cancels_the_ray_task(ray_cluster: RayCluster, home: Path) -> No
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid)
-    (attempt,) = Store.from_env().metadata.list_attempts("SlowFlow", 1)
+    (attempt,) = Store.from_env().metadata.runs.list_attempts("SlowFlow", 1)
     assert attempt["error_type"] == "StepTimeout" and Run("SlowFlow/1").status == "failed"
 
 
@@ -265,7 +265,7 @@ def test_a_dead_node_fails_the_attempt_and_retry_runs_it_again(ray_cluster: RayC
     assert run.successful and run.data.total == 3
     retried = [t for t in run["hold"] if t.attempts == 2]
     assert len(retried) == 1
-    attempts = Store.from_env().metadata.list_attempts("HoldFlow", 1, retried[0].id)
+    attempts = Store.from_env().metadata.runs.list_attempts("HoldFlow", 1, retried[0].id)
     first, second = sorted(attempts, key=lambda a: a["attempt"])
     assert first["status"] == "failed"
     assert first["error_message"].startswith("the Ray node running the task died")
