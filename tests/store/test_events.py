@@ -14,6 +14,7 @@ from keel.store import Store
 from keel.store.crashes import settle_crashed
 from keel.store.memory import MemoryMetadata
 from keel.store.metadata import MetadataStore
+from keel.store.records import TaskWrite
 
 RETRY_FLOW = """
     import os
@@ -110,10 +111,9 @@ def md(request, tmp_path):
     store.close()
 
 
-def _task(run_id: int, task_id: int, step: str, status: str, attempts: int = 1) -> tuple[str, dict]:
-    return ("task", {"flow": "C", "run_id": run_id, "task_id": task_id, "step": step, "status": status,
-                     "attempts": attempts, "created_at": time.time(), "started_at": time.time(),
-                     "parents": "[]", "foreach": "[]"})
+def _task(run_id: int, task_id: int, step: str, status: str, attempts: int = 1) -> TaskWrite:
+    return TaskWrite(flow="C", run_id=run_id, task_id=task_id, step=step, status=status, attempts=attempts,
+                     created_at=time.time(), started_at=time.time())
 
 
 def test_settling_a_crash_writes_task_crashed_for_each_running_task_before_run_crashed(md):
