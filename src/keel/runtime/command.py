@@ -42,6 +42,7 @@ class CommandTask:
     flow_file: str = ""
     params: dict[str, Any] = field(default_factory=dict)  # the flow's parameters, as written in keel.yaml
     tags: tuple[str, ...] = ()                  # tags of the flow run it makes
+    executors: tuple[str, ...] = ()             # a flow job's --with specs: where its flow's steps run
     tags_path: str = ""                         # where current.tag() in a script writes
     reads_path: str = ""                        # a cached script job: where its read hook lists the files read
 
@@ -85,14 +86,48 @@ def run_flow(command: CommandTask, artifacts: Any) -> TaskResult:
             from keel.addons.spark import step_cluster
 
             stack.enter_context(step_cluster(dict(command.spark)))
-        result = run(RunRequest(flow_cls=flow_cls, params=params, flow_file=command.flow_file,
-                                system_tags=list(command.tags)))
-    made = TaskResult(ok=True, artifacts={"flow_run": artifacts.put(result.pathspec).to_dict()}, own=("flow_run",))
-    try:
-        result.raise_for_status()
-    except ExecutionError as exc:
-        return dataclasses.replace(made, ok=False, error={"type": "JobFailed", "traceback": "", "message": str(exc)})
+        if command.executors:  # its steps go to a cluster: the run needs a process of its own
+            pathspec, failure = _run_apart(command, flow_cls.__name__)
+        else:
+            result = run(RunRequest(flow_cls=flow_cls, params=params, flow_file=command.flow_file,
+                                    system_tags=list(command.tags)))
+            pathspec, failure = result.pathspec, None
+            try:
+                result.raise_for_status()
+            except ExecutionError as exc:
+                failure = str(exc)
+    if pathspec is None:
+        return TaskResult.failed("JobFailed", failure or "the flow run did not start")
+    made = TaskResult(ok=True, artifacts={"flow_run": artifacts.put(pathspec).to_dict()}, own=("flow_run",))
+    if failure is not None:
+        return dataclasses.replace(made, ok=False, error={"type": "JobFailed", "traceback": "", "message": failure})
     return made
+
+
+def _run_apart(command: CommandTask, flow_name: str) -> tuple[str | None, str | None]:
+    """A flow job whose steps run elsewhere (``keel project run --with ray``): its run goes through
+    the internal entry in a new interpreter (``python -m keel.runtime.entry``), because this
+    process was forked from a project runner that is connected to the cluster, and a cluster
+    client does not survive a fork. (The run's pathspec, and what went wrong or None.)"""
+    import subprocess
+    import tempfile
+
+    from keel.runtime.entry import write_request
+
+    with tempfile.TemporaryDirectory(prefix="keel-flow-job-") as tmp:
+        request, run_id_file = os.path.join(tmp, "request.json"), os.path.join(tmp, "run_id")
+        write_request(request, {"kind": "flow", "flow_file": command.flow_file, "flow_name": flow_name,
+                                "params": dict(command.params), "system_tags": list(command.tags),
+                                "executors": list(command.executors), "quiet": True})
+        code = subprocess.call([sys.executable, "-m", "keel.runtime.entry", request, run_id_file])
+        try:
+            with open(run_id_file, encoding="utf-8") as fh:
+                pathspec = f"{flow_name}/{int(fh.read())}"
+        except (OSError, ValueError):
+            return None, f"the flow run did not start (exit status {code}); see the job's stderr"
+    if code != 0:
+        return pathspec, f"flow run {pathspec} did not succeed (exit status {code}); see: keel show {pathspec}"
+    return pathspec, None
 
 
 def command_result(command: CommandTask, exit_code: int | None) -> TaskResult | None:

@@ -146,8 +146,10 @@ class ProjectScheduler(Scheduler):
 
     stop_on_failure = False  # a failed job stops its dependants; independent jobs go on
 
-    def __init__(self, *, project: Project, selected: list[str], io: _ProjectIO, **kwargs: Any):
+    def __init__(self, *, project: Project, selected: list[str], io: _ProjectIO,
+                 flow_executors: tuple[str, ...] = (), **kwargs: Any):
         self.project, self.selected, self.io = project, selected, io
+        self.flow_executors = flow_executors  # --with: a flow job's run sends its steps there
         self.state: dict[str, str] = dict.fromkeys(selected, "pending")
         self.instances: dict[str, list[_Task]] = {}
         self.index: dict[int, tuple[int, int]] = {}          # task id -> (instance, instances)
@@ -254,7 +256,7 @@ class ProjectScheduler(Scheduler):
         if job.flow is not None:
             command = CommandTask(kind="flow", cwd=self.project.root, env=env,
                                   flow_file=self.project.flow_path(task.step), params=dict(job.params),
-                                  tags=(f"project:{self.flow}/{self.run_id}",),
+                                  tags=(f"project:{self.flow}/{self.run_id}",), executors=self.flow_executors,
                                   spark=_spark_settings(spark) if spark is not None else None)
         else:
             assert job.entrypoint is not None
@@ -439,12 +441,13 @@ def _executor(project: Project, options: ProjectRunOptions, store: Store, output
 
         raise UsageError("keel project run --with: only ray runs a project's jobs elsewhere "
                          "(--with ray[:address=...])")
-    flow_jobs = [name for name, job in project.jobs.items() if job.flow is not None]
-    if flow_jobs:
-        from keel.errors import UsageError
-
-        raise UsageError(f"keel project run --with ray: job {flow_jobs[0]!r} is a flow job; run its flow on "
-                         f"Ray with @ray or --with in the flow run, and the project here")
+    # A script job runs on a Ray worker; a flow job's run stays here and sends its own steps to
+    # Ray (the same --with), so its scheduler, logs and retries work as in `flow.py run --with ray`.
+    scripts = _script_jobs(project)
+    local = None if len(scripts) == len(project.jobs) else LocalExecutor(None, store.artifacts, output)
+    if not scripts:
+        assert local is not None
+        return local
     from keel.runtime.executors.ray import RayExecutor
 
     opts: dict[str, Any] = {}
@@ -452,9 +455,18 @@ def _executor(project: Project, options: ProjectRunOptions, store: Store, output
         opts.update(w.options)
     requests = {name: {"cpu": job.resources.cpu or opts.get("cpu") or 1,
                        "memory": job.resources.memory or opts.get("memory"), "gpu": opts.get("gpu") or 0}
-                for name, job in project.jobs.items()}
-    return RayExecutor(None, store.artifacts, output, address=opts.get("address"), requests=requests,
-                       flow_file=project.path)
+                for name, job in scripts.items()}
+    ray = RayExecutor(None, store.artifacts, output, address=opts.get("address"), requests=requests,
+                      flow_file=project.path)
+    if local is None:
+        return ray
+    from keel.runtime.executors.routing import RoutingExecutor
+
+    return RoutingExecutor({"ray": ray, "local": local}, dict.fromkeys(scripts, "ray"), default="local")
+
+
+def _script_jobs(project: Project) -> dict[str, Any]:
+    return {name: job for name, job in project.jobs.items() if job.flow is None}
 
 
 def _report(result: ProjectResult, scheduler: ProjectScheduler, options: ProjectRunOptions, project: Project,
@@ -493,7 +505,8 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
         origin, jobs, resumed = plan_project_resume(project, store, options.resume or None)
         options = replace(options, resume=origin, jobs=jobs, with_deps=False, downstream=False)
     budget = machine_budget()
-    remote = frozenset(project.jobs) if options.executors else frozenset()  # --with ray: the cluster's budget
+    # --with ray: script jobs use the cluster's budget; flow jobs run their scheduler here
+    remote = frozenset(_script_jobs(project)) if options.executors else frozenset()
     if not remote:
         check_job_resources(project, budget)
     selected = select_jobs(project, options)
@@ -513,7 +526,8 @@ def run_project(project: Project, options: ProjectRunOptions | None = None, *, s
                     f"{len(selected)} job(s) (KEEL_HOME={store.settings.home})")
     status = "failed"
     scheduler = ProjectScheduler(
-        project=project, selected=selected, io=io, flow=project.name, run_id=run_id, executor=executor,
+        project=project, selected=selected, io=io, flow_executors=tuple(options.executors),
+        flow=project.name, run_id=run_id, executor=executor,
         metadata=store.metadata.runs, artifacts=store.artifacts, scratch=str(store.scratch), params={},
         options=Options(max_workers=options.max_workers, budget=budget, remote_steps=remote,
                         origin_run_id=options.resume), events=io,

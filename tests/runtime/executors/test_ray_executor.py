@@ -307,6 +307,37 @@ def test_a_project_runs_its_script_jobs_as_command_tasks_on_ray(ray_cluster: Ray
     assert broken.stderr == "nope\n"
 
 
+def test_a_projects_flow_job_sends_its_steps_to_ray_and_its_script_jobs_run_there(ray_cluster: RayCluster,
+                                                                                   home: Path) -> None:
+    """`keel project run --with ray` with a flow job: the flow's run is scheduled here and its
+    steps go to Ray (as `flow.py run --with ray`); the script job runs on a Ray worker."""
+    project = home / "mixed"
+    project.mkdir()
+    (project / "double.py").write_text(
+        "from keel import FlowSpec, Parameter, step\n\n\n"
+        "class Double(FlowSpec):\n"
+        "    n = Parameter('n', default=2)\n\n"
+        "    @step\n    def start(self):\n        self.out = self.n * 2\n        self.next(self.end)\n\n"
+        "    @step\n    def end(self):\n        pass\n")
+    (project / "keel.yaml").write_text(
+        "name: mixed\njobs:\n"
+        "  - name: double\n    flow: double.py\n    params: {n: 21}\n"
+        "  - name: report\n    entrypoint: echo reported\n    after: [double]\n")
+    keel = str(Path(sys.executable).with_name("keel"))
+    done = subprocess.run([keel, "project", "run", "--with", "ray"], cwd=project, capture_output=True, text=True,
+                          env=cluster_env(ray_cluster, home), timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    from keel.client.core import Run
+
+    on_ray = {ray_cluster.node_label("head"), ray_cluster.node_label("worker")}
+    run = Run("mixed/1")
+    inner = Run(run["double"].task["flow_run"].data)
+    assert inner.data.out == 42
+    assert {t.node for step in ("start", "end") for t in inner[step]} <= on_ray  # the flow's steps ran on Ray
+    report = run["report"].task
+    assert report.stdout == "reported\n" and report.node in on_ray
+
+
 CACHED_FLOW = '''
 from keel import FlowSpec, cache, step
 
