@@ -10,11 +10,11 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-SECRET = "s3cret"
+from alerts_kit import SECRET
 
 
 class Receiver:
@@ -101,13 +101,3 @@ def smtp(monkeypatch) -> Any:
     monkeypatch.setenv("KEEL_SMTP_URL", f"smtp://127.0.0.1:{port}")
     yield received
     controller.stop()
-
-
-def poll(check: Callable[[], Any], timeout: float = 60.0, what: str = "the condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} did not happen within {timeout} s")

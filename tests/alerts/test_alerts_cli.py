@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import SECRET
+from alerts_kit import SECRET
 from keel_testing import run_cli
 
 

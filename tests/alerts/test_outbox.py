@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import SECRET, poll
+from alerts_kit import SECRET, poll
 
 from keel.alerts import Rule, send_test
 from keel.alerts.engine import AlertEngine

@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import SECRET, poll
+from alerts_kit import SECRET, poll
 from keel_testing import run_cli, write_flow
 
 FAILING = """

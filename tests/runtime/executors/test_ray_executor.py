@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RayCluster, clean_env, free_port
+from executors_kit import RayCluster, clean_env, free_port
 
 pytest.importorskip("ray")
 
