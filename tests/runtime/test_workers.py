@@ -138,3 +138,20 @@ def test_a_worker_knows_when_a_task_left_a_device_open(tmp_path):
     with open(device, "rb"):
         assert has_open(str(tmp_path / "nvidia"))
     assert not has_open(str(tmp_path / "nvidia"))
+
+
+def test_a_worker_keeps_a_foreach_list_of_plain_values_and_only_those(tmp_path):
+    from keel.runtime import task
+    from keel.store.artifacts import ArtifactStore
+
+    store = ArtifactStore.from_url(str(tmp_path / "artifacts"))
+    plain, objects = store.put(list(range(50))), store.put([{"a": 1}, {"a": 2}])
+    task._FOREACH_LISTS.clear()
+    task._keep_foreach_list(plain, store.get(plain))
+    task._keep_foreach_list(objects, store.get(objects))  # a step may change a dict in place: never kept
+    assert list(task._FOREACH_LISTS) == [plain.key]
+    for n in range(10):  # at most a few lists: the oldest goes
+        ref = store.put([n, str(n)])
+        task._keep_foreach_list(ref, store.get(ref))
+    assert len(task._FOREACH_LISTS) == task._KEEP_LISTS and plain.key not in task._FOREACH_LISTS
+    task._FOREACH_LISTS.clear()

@@ -65,10 +65,13 @@ def _has_children() -> bool:
     except OSError:
         return True
     for tid in tids:
-        try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as fh:
-                if fh.read().strip():
+        try:  # os.open/os.read: three system calls where open() makes nine, in every task's end
+            fd = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if os.read(fd, 64).strip():
                     return True
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             continue  # that thread ended meanwhile (the metrics sampler, just stopped): it has no children
         except OSError:

@@ -291,13 +291,36 @@ def _refs(namespace: dict[str, dict[str, Any]]) -> dict[str, ArtifactRef]:
     return {name: ArtifactRef.from_dict(d) for name, d in namespace.items()}
 
 
+# A warm worker runs many splits of one foreach: a list of plain values (numbers, strings) is
+# loaded, hash-checked and unpickled once per process instead of once per split. Only such
+# lists: an item a step could change in place (a dict, an object) is loaded afresh each time,
+# as before. Keyed by content hash, so a value can never be stale.
+_FOREACH_LISTS: dict[str, Any] = {}
+_KEEP_LISTS = 4
+_KEEP_UNDER = 64 * 2**20  # bytes stored
+_PLAIN = frozenset((int, float, str, bytes, bool, type(None)))
+
+
+def _keep_foreach_list(ref: ArtifactRef, items: Any) -> None:
+    if type(items) not in (list, tuple, range) or ref.size > _KEEP_UNDER:
+        return
+    if type(items) is not range and not all(type(x) in _PLAIN for x in items):
+        return
+    if len(_FOREACH_LISTS) >= _KEEP_LISTS:
+        del _FOREACH_LISTS[next(iter(_FOREACH_LISTS))]
+    _FOREACH_LISTS[ref.key] = items
+
+
 def _frames(spec: TaskSpec, store: ArtifactStore) -> tuple[ForeachFrame, ...]:
     out = []
     for f in spec.frames:
         ref = ArtifactRef.from_dict(f.ref)
 
         def load(ref: ArtifactRef = ref, f: FrameSpec = f) -> Any:
-            items: Any = store.get(ref, what=f"foreach list {f.var!r} of step {f.step!r}")
+            items: Any = _FOREACH_LISTS.get(ref.key)
+            if items is None:
+                items = store.get(ref, what=f"foreach list {f.var!r} of step {f.step!r}")
+                _keep_foreach_list(ref, items)
             return items[f.index]
 
         out.append(ForeachFrame(f.step, f.var, f.index, f.num_splits, load))
