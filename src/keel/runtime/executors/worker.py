@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import glob
 import os
+import random
 import signal
 import socket
 import sys
@@ -36,6 +37,8 @@ import threading
 from typing import Any, NoReturn
 
 from keel.runtime.executors.forkserver import recv, send
+from keel.runtime.executors.local import _HARNESS_FAILURE, _end_descendants, enter_task_process
+from keel.runtime.executors.local import _reseed as _reseed_numpy
 
 _GROWTH_MB = 256  # a worker whose memory grew this much over its start is retired
 _GPU_DEVICES = "/dev/nvidia"  # CUDA (PyTorch, TensorFlow, JAX, CuPy) holds these open once initialised
@@ -79,7 +82,6 @@ class Worker:
 def serve_tasks(sock: socket.socket, flow_cls: type, store: Any, parent_pid: int, limit: int) -> NoReturn:
     """The worker's life: run the tasks the scheduler sends until it closes the socket or the
     worker retires. Never returns."""
-    from keel.runtime.executors.local import _HARNESS_FAILURE, _end_descendants, enter_task_process
     from keel.runtime.reaper import TASK_ENV
     from keel.runtime.task import run_task
     from keel.tracking.sysmetrics import rss_mb
@@ -172,12 +174,8 @@ def _restore(env: dict[str, str], cwd: str) -> None:
 
 def _reseed() -> None:
     """Each task starts with fresh random generators, as a new process does."""
-    import random
-
-    from keel.runtime.executors.local import _reseed as reseed_numpy
-
     random.seed()
-    reseed_numpy()
+    _reseed_numpy()
 
 
 def _flush() -> None:
