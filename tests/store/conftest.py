@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -87,3 +87,19 @@ def postgres_url(postgres_server: str) -> str:
     with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def md(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """The metadata store on each backend: the in-memory fake, SQLite and PostgreSQL (contract tests)."""
+    from keel.store.memory import MemoryMetadata
+    from keel.store.metadata import MetadataStore
+
+    if request.param == "memory":
+        store: Any = MemoryMetadata()
+    elif request.param == "sqlite":
+        store = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    else:
+        store = MetadataStore(request.getfixturevalue("postgres_url"))
+    yield store
+    store.close()

@@ -9,23 +9,9 @@ from itertools import groupby
 
 import pytest
 
-from keel.store.memory import MemoryMetadata
-from keel.store.metadata import MetadataStore
 from keel.store.records import (
     ArtifactsWrite, AttemptWrite, EventWrite, MetricsWrite, StepWrite, TagsWrite, TaskWrite,
 )
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def md(request, tmp_path):
-    if request.param == "memory":
-        store = MemoryMetadata()
-    elif request.param == "sqlite":
-        store = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
-    else:
-        store = MetadataStore(request.getfixturevalue("postgres_url"))
-    yield store
-    store.close()
 
 
 def _task(flow: str, run_id: int, task_id: int, step: str, status: str, attempts: int = 1) -> TaskWrite:

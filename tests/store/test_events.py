@@ -12,8 +12,6 @@ import pytest
 from keel_testing import PYTHON, write_flow
 from keel.store import Store
 from keel.store.crashes import settle_crashed
-from keel.store.memory import MemoryMetadata
-from keel.store.metadata import MetadataStore
 from keel.store.records import TaskWrite
 
 RETRY_FLOW = """
@@ -97,18 +95,6 @@ def test_logs_follow_ends_when_the_run_ends(keel_home, tmp_path):
         assert "first attempt fails" in follow.stdout
     finally:
         assert run.wait(timeout=120) == 0
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def md(request, tmp_path):
-    if request.param == "memory":
-        store = MemoryMetadata()
-    elif request.param == "sqlite":
-        store = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
-    else:
-        store = MetadataStore(request.getfixturevalue("postgres_url"))
-    yield store
-    store.close()
 
 
 def _task(run_id: int, task_id: int, step: str, status: str, attempts: int = 1) -> TaskWrite:
